@@ -1,0 +1,1 @@
+"""Interval energies: cumulative counters turned into per-interval amounts."""

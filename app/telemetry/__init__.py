@@ -1,0 +1,1 @@
+"""Telemetry domain: the MQTT payload contract, its validation and the reading types."""

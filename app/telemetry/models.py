@@ -1,0 +1,53 @@
+"""Validated telemetry: one reading of one device, and a rejected payload (dead letter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+TsSource = Literal["device", "collector"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One accepted reading, as received (values keep their `<quantity>_<unit>` names).
+
+    `ts_ns` is UTC epoch nanoseconds. `values` holds counters, instantaneous quantities and
+    any unknown numeric fields the gateway sent (kept, never dropped). `reset` is the
+    gateway's `"reset": true` (counters restarted, e.g. meter replaced).
+    """
+
+    park: str
+    device: str
+    ts_ns: int
+    values: dict[str, float] = field(hash=False)
+    reset: bool = False
+    ts_source: TsSource = "device"
+
+
+class RejectReason(StrEnum):
+    """Machine-readable dead-letter reasons (also the metric label)."""
+
+    BAD_TOPIC = "bad_topic"
+    INVALID_JSON = "invalid_json"
+    INVALID_READING = "invalid_reading"
+    NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_PARK = "unknown_park"
+    UNKNOWN_DEVICE = "unknown_device"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload (or one element of an array payload) that was not accepted, and why."""
+
+    received_ns: int
+    topic: str
+    park: str | None
+    device: str | None
+    reason: RejectReason
+    detail: str
+    raw: bytes = field(repr=False)
