@@ -1,0 +1,1 @@
+"""Accounting core: pure functions from interval energies to carbon and green-electricity figures."""

@@ -1,0 +1,6 @@
+"""Test-wide fixtures: real Mosquitto and influxd processes on free loopback ports."""
+
+pytest_plugins = [
+    "tests.fixtures.mosquitto",
+    "tests.fixtures.influx",
+]
