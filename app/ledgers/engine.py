@@ -1,0 +1,98 @@
+"""Engine setup per backend: SQLite locking/WAL, PostgreSQL schema lock, append-only triggers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from app.ledgers.orm import Base
+
+#: Execution option marking the engine whose transactions write (and so must serialise).
+WRITE_OPTION = "lingtan_write"
+
+_SQLITE_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+)
+
+_PG_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    "CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+)
+
+
+def make_engines(url: str, *, echo: bool = False) -> tuple[Engine, Engine]:
+    """Return (read engine, write engine) sharing one pool.
+
+    SQLite: pysqlite's own transaction handling is switched off so we emit BEGIN ourselves;
+    write transactions use BEGIN IMMEDIATE, which takes the database write lock before the
+    audit tail is read, so two writers (threads or processes) queue instead of forking the
+    chain or failing with SQLITE_BUSY on lock upgrade. WAL lets readers run meanwhile.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        memory = parsed.database in (None, "", ":memory:")
+        kwargs["connect_args"] = {"timeout": 30.0, "check_same_thread": False}
+        if memory:
+            # One shared connection, or every checkout would see a new empty database.
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine, wal=not memory)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    return engine, engine.execution_options(**{WRITE_OPTION: True})
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see make_engines)
+        cursor = dbapi_conn.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables and the append-only triggers (idempotent)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes starting together must not race on CREATE TABLE / FUNCTION.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lingtan_ledger_schema'))"))
+            Base.metadata.create_all(conn)
+            for stmt in _PG_TRIGGERS:
+                conn.exec_driver_sql(stmt)
+        else:
+            Base.metadata.create_all(conn)
+            if conn.dialect.name == "sqlite":
+                for stmt in _SQLITE_TRIGGERS:
+                    conn.exec_driver_sql(stmt)
+
+
+def lock_for_write(conn: Connection) -> None:
+    """Serialise writers on backends where BEGIN alone does not (PostgreSQL).
+
+    EXCLUSIVE mode blocks other writers of audit_log (every write transaction takes it
+    first, before touching anything else, so there is no lock-order deadlock) while plain
+    readers carry on.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE audit_log IN EXCLUSIVE MODE")

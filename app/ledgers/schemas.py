@@ -1,0 +1,222 @@
+"""Pydantic request/response schemas of the ledgers, API keys, documents and audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.accounting.ledger_types import Certificate, Offset
+from app.ledgers.roles import ApiRole
+
+#: Ledger entry ids (certificate serials, trade contract ids, CCER serials).
+ENTRY_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+#: Offset kinds are open-ended (ccer, sink, vcs, ...) but kept to a safe token.
+OFFSET_KIND_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+CertificateKind = Literal["gec", "trade"]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+class _In(BaseModel):
+    # Unknown fields are refused so a typo ("valid_form") is an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CertificateIn(_In):
+    """A GEC batch (1 certificate = 1 MWh) or green-power trade, as POSTed (SPEC §6)."""
+
+    id: str = Field(pattern=ENTRY_ID_PATTERN, description="globally unique identifier")
+    kind: CertificateKind
+    mwh: float = Field(gt=0, description="volume in MWh")
+    valid_from: AwareDatetime = Field(description="RFC 3339 with offset; inclusive")
+    valid_to: AwareDatetime = Field(description="RFC 3339 with offset; exclusive")
+    source: str = Field(default="", max_length=500)
+
+    _mwh_finite = field_validator("mwh")(_finite)
+
+    @model_validator(mode="after")
+    def _period(self) -> CertificateIn:
+        if self.valid_from >= self.valid_to:
+            raise ValueError("valid_from must be before valid_to")
+        return self
+
+
+class OffsetIn(_In):
+    """A carbon offset (CCER, sink, ...) in tonnes CO2, as POSTed (SPEC §6)."""
+
+    id: str = Field(pattern=ENTRY_ID_PATTERN, description="globally unique identifier")
+    kind: str = Field(pattern=OFFSET_KIND_PATTERN, description="e.g. ccer, sink")
+    tco2: float = Field(gt=0, description="tonnes CO2 offset")
+    date: dt.date = Field(description="day the offset counts on (park local)")
+    source: str = Field(default="", max_length=500)
+
+    _tco2_finite = field_validator("tco2")(_finite)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        # Records always carry UTC, whether freshly written or read back.
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
+
+
+class CertificateRecord(_Out):
+    """A stored certificate/trade with its bookkeeping (who added/revoked it, when)."""
+
+    id: str
+    park: str
+    kind: CertificateKind
+    mwh: float
+    valid_from: datetime
+    valid_to: datetime
+    source: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def to_certificate(self) -> Certificate:
+        return Certificate(
+            id=self.id,
+            park=self.park,
+            kind=self.kind,
+            mwh=self.mwh,
+            valid_from=self.valid_from.astimezone(UTC),
+            valid_to=self.valid_to.astimezone(UTC),
+            source=self.source,
+        )
+
+
+class OffsetRecord(_Out):
+    """A stored offset with its bookkeeping."""
+
+    id: str
+    park: str
+    kind: str
+    tco2: float
+    date: dt.date
+    source: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def to_offset(self) -> Offset:
+        return Offset(
+            id=self.id,
+            park=self.park,
+            kind=self.kind,
+            tco2=self.tco2,
+            date=self.date,
+            source=self.source,
+        )
+
+
+class CertificateList(BaseModel):
+    items: list[CertificateRecord]
+
+
+class OffsetList(BaseModel):
+    items: list[OffsetRecord]
+
+
+class RevokeIn(_In):
+    """Body of a revoke request."""
+
+    reason: str = Field(default="", max_length=500)
+
+
+class ApiKeyCreate(_In):
+    """Request to create an API key."""
+
+    role: ApiRole
+    label: str = Field(default="", max_length=200, description="who/what the key is for")
+
+
+class ApiKeyInfo(_Out):
+    """An API key without its secret (what list/get return)."""
+
+    id: str
+    role: ApiRole
+    label: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ApiKeyCreated(ApiKeyInfo):
+    """A freshly created key: `key` is the plaintext, shown this once and never stored."""
+
+    key: str
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyInfo]
+
+
+class DocumentVersion(_Out):
+    """One version of a stored JSON document (factor-set override, registry edit)."""
+
+    kind: str
+    name: str
+    version: int
+    body: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    comment: str
+
+
+class AuditEntry(_Out):
+    """One entry of the tamper-evident audit log."""
+
+    seq: int
+    ts: datetime
+    actor: str
+    action: str
+    object: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditList(BaseModel):
+    items: list[AuditEntry]
+
+
+class AuditProblem(BaseModel):
+    """One thing `verify_audit` found wrong, located by sequence number."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    kind: Literal["edited", "missing", "chain_broken", "bad_genesis", "unreadable", "head_mismatch"]
+    message: str
