@@ -60,7 +60,9 @@ def _link_problems(data: dict[str, Any], lines: dict[Path_, int], source: str) -
         if not isinstance(park, dict):
             continue
         if park.get("id") in park_ids:
-            problems.append(f"{source}:{lines.get(('parks', pi, 'id'))}: duplicate park id {park.get('id')!r}")
+            problems.append(
+                f"{source}:{lines.get(('parks', pi, 'id'))}: duplicate park id {park.get('id')!r}"
+            )
         park_ids.add(park.get("id"))
         devices = park.get("devices") or []
         if not isinstance(devices, list):
@@ -72,12 +74,15 @@ def _link_problems(data: dict[str, Any], lines: dict[Path_, int], source: str) -
                 continue
             where = f"{source}:{lines.get(('parks', pi, 'devices', di))}"
             if dev.get("id") in seen:
-                problems.append(f"{where}: duplicate device id {dev.get('id')!r} in park {park.get('id')!r}")
+                problems.append(
+                    f"{where}: duplicate device id {dev.get('id')!r} in park {park.get('id')!r}"
+                )
             seen.add(dev.get("id"))
             parent = dev.get("included_in")
             if parent is not None and (parent not in ids or parent == dev.get("id")):
                 problems.append(
-                    f"{where}: device {dev.get('id')!r}: included_in {parent!r} is not another device of this park"
+                    f"{where}: device {dev.get('id')!r}: included_in {parent!r}"
+                    " is not another device of this park"
                 )
     return problems
 
@@ -107,7 +112,9 @@ def parse_registry(text: str, source: str = "<registry>") -> Registry:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc: Path_ = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            loc: Path_ = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+            )
             line = _line_for(loc, lines)
             where = f"{source}:{line}" if line else source
             dotted = ".".join(str(p) for p in loc) or "(top level)"

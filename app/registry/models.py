@@ -120,13 +120,17 @@ class Device(BaseModel):
     @model_validator(mode="after")
     def _role_fields(self) -> Device:
         if self.role is Role.HEAT_FUEL and self.fuel is None:
-            raise ValueError("a heat_fuel device needs 'fuel' (natural_gas, coal, diesel, lpg, biomass)")
+            raise ValueError(
+                "a heat_fuel device needs 'fuel' (natural_gas, coal, diesel, lpg, biomass)"
+            )
         if self.fuel is not None and self.role is not Role.HEAT_FUEL:
             raise ValueError(f"'fuel' only applies to role heat_fuel, not {self.role.value}")
         if self.h2_class is not None and self.role is not Role.HYDROGEN:
             raise ValueError(f"'h2_class' only applies to role hydrogen, not {self.role.value}")
         if self.role is Role.HYDROGEN and self.h2_class is None:
-            raise ValueError("a hydrogen device needs 'h2_class' (grey, low_carbon, clean, renewable)")
+            raise ValueError(
+                "a hydrogen device needs 'h2_class' (grey, low_carbon, clean, renewable)"
+            )
         return self
 
 
@@ -151,7 +155,9 @@ class Park(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from exc
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from exc
         return value
 
     @field_validator("interval_minutes")
@@ -173,7 +179,8 @@ class Park(BaseModel):
                 continue
             if device.included_in not in seen:
                 raise ValueError(
-                    f"device {device.id!r}: included_in {device.included_in!r} is not a device of this park"
+                    f"device {device.id!r}: included_in {device.included_in!r}"
+                    " is not a device of this park"
                 )
             if device.included_in == device.id:
                 raise ValueError(f"device {device.id!r} cannot be included in itself")

@@ -1,0 +1,80 @@
+"""Settings: LINGTAN_* environment, overridden by `.env` / `lingtan.toml`, then CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Unset broker/database means the embedded default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LINGTAN_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        toml_file="lingtan.toml",
+        extra="ignore",
+    )
+
+    mqtt_url: str | None = Field(default=None, description="e.g. mqtt://user:pass@127.0.0.1:1883")
+    influx_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8086")
+    influx_db: str = "lingtan"
+    influx_token: SecretStr | None = None
+    influx_user: str | None = None
+    influx_password: SecretStr | None = None
+    parks: Path = Field(default=Path("parks.yaml"), description="park registry YAML")
+    data_dir: Path = Field(default=Path("data"), description="spool and embedded store")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_host: str = "127.0.0.1"
+    metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="collector /metrics; 0 = off"
+    )
+    client_id: str = Field(default="lingtan-collector", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    batch_max_readings: int = Field(default=5000, gt=0)
+    batch_max_wait_ms: int = Field(default=100, ge=0)
+    spool_max_mb: float = Field(default=1024.0, gt=0)
+    max_future_s: float = Field(default=300.0, ge=0)
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL of the ledger store")
+    bootstrap_admin_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags (init) win; then the files (.env, lingtan.toml) override the environment
+        return (
+            init_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+            env_settings,
+            file_secret_settings,
+        )
+
+    @property
+    def spool_path(self) -> Path:
+        return self.data_dir / "spool.sqlite"
+
+    @property
+    def ledger_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'lingtan.db'}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and files, with non-None CLI overrides applied."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

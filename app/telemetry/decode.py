@@ -1,0 +1,309 @@
+"""Decode one MQTT telemetry message into accepted readings and dead letters (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.registry.models import COUNTER_QUANTITIES, INSTANT_QUANTITIES, Registry, valid_id
+from app.telemetry.models import DeadLetter, Reading, RejectReason
+
+TOPIC_PREFIX = "lingtan/v1/"
+TOPIC_FILTER = "lingtan/v1/+/+/telemetry"
+
+#: Earliest plausible timestamp: a gateway with an unset clock sends 1970 dates.
+MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
+#: Largest absolute value accepted for any quantity; beyond this it is a glitch, not a reading.
+MAX_ABS_VALUE = 1e12
+#: Extra (unknown) field names we keep: same shape as the contract's `<quantity>_<unit>`.
+_EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: Names that would collide with storage tags or our own bookkeeping fields.
+RESERVED_NAMES = frozenset(
+    {
+        "ts",
+        "reset",
+        "time",
+        "park",
+        "device",
+        "role",
+        "ts_source",
+        "estimated",
+        "flags",
+        "duration_s",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Knobs for what is accepted; defaults suit real gateways."""
+
+    max_payload_bytes: int = 1_048_576
+    max_future_s: float = 300.0
+    max_array_len: int = 10_000
+
+
+@dataclass(slots=True)
+class Decoded:
+    """Result of decoding one message: what to store and what to dead-letter."""
+
+    readings: list[Reading] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    ignored_fields: int = 0
+
+
+class _ReadingIn(BaseModel):
+    """One reading object as gateways send it; strict so "12.5" or true is not a number."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+
+    ts: str | float | None = None
+    reset: bool = False
+    # cumulative counters: never negative
+    energy_import_kwh: float | None = Field(default=None, ge=0)
+    energy_export_kwh: float | None = Field(default=None, ge=0)
+    energy_kwh: float | None = Field(default=None, ge=0)
+    energy_charge_kwh: float | None = Field(default=None, ge=0)
+    energy_discharge_kwh: float | None = Field(default=None, ge=0)
+    heat_kwh: float | None = Field(default=None, ge=0)
+    heat_gj: float | None = Field(default=None, ge=0)
+    gas_m3: float | None = Field(default=None, ge=0)
+    fuel_kg: float | None = Field(default=None, ge=0)
+    fuel_l: float | None = Field(default=None, ge=0)
+    h2_kg: float | None = Field(default=None, ge=0)
+    # instantaneous
+    power_kw: float | None = None
+    soc_pct: float | None = Field(default=None, ge=0, le=100)
+    soh_pct: float | None = Field(default=None, ge=0, le=100)
+    temp_c: float | None = Field(default=None, ge=-90, le=200)
+    supply_temp_c: float | None = Field(default=None, ge=-90, le=400)
+    return_temp_c: float | None = Field(default=None, ge=-90, le=400)
+    flow_m3h: float | None = Field(default=None, ge=0)
+    voltage_v: float | None = Field(default=None, ge=0)
+    current_a: float | None = None
+
+
+_KNOWN = COUNTER_QUANTITIES | INSTANT_QUANTITIES
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """Return (park, device) of a telemetry topic, or None if it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "lingtan" or parts[1] != "v1" or parts[4] != "telemetry":
+        return None
+    park, device = parts[2], parts[3]
+    if not (valid_id(park) and valid_id(device)):
+        return None
+    return park, device
+
+
+def parse_ts(value: str | float | int) -> int:
+    """RFC 3339 with offset, or epoch seconds / milliseconds → UTC epoch ns."""
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"ts {value!r} is not RFC 3339") from exc
+        if dt.tzinfo is None:
+            raise ValueError(f"ts {value!r} has no UTC offset (RFC 3339 needs one, e.g. +08:00)")
+        return _datetime_ns(dt)
+    if not math.isfinite(value):
+        raise ValueError("ts is not finite")
+    if value <= 0:
+        raise ValueError(f"ts {value!r} is not a positive epoch time")
+    # seconds up to year 5138, milliseconds beyond that (a gateway never sends either past it)
+    if value < 1e11:
+        return round(value * 1_000_000) * 1000
+    if value < 1e14:
+        return round(value * 1000) * 1000
+    raise ValueError(f"ts {value!r} is neither epoch seconds nor milliseconds")
+
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+def _datetime_ns(dt: datetime) -> int:
+    # integer arithmetic: dt.timestamp() is a float and would lose microseconds
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def _first_error(exc: ValidationError) -> tuple[RejectReason, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "reading"
+    kind = err["type"]
+    if kind == "finite_number":
+        return RejectReason.NON_FINITE, f"{loc}: not a finite number"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        return RejectReason.OUT_OF_RANGE, f"{loc}: {err['msg']} (got {err.get('input')!r})"
+    return RejectReason.INVALID_READING, f"{loc}: {err['msg']} (got {err.get('input')!r})"
+
+
+class TelemetryDecoder:
+    """Validates telemetry against the contract and the park registry.
+
+    Pure: takes the arrival time as an argument, performs no I/O.
+    """
+
+    def __init__(self, registry: Registry, limits: DecodeLimits | None = None) -> None:
+        self.registry = registry
+        self.limits = limits or DecodeLimits()
+
+    def decode(self, topic: str, payload: bytes, now_ns: int) -> Decoded:
+        out = Decoded()
+
+        def reject(
+            reason: RejectReason,
+            detail: str,
+            raw: bytes = payload,
+            park: str | None = None,
+            device: str | None = None,
+        ) -> Decoded:
+            out.deadletters.append(DeadLetter(now_ns, topic, park, device, reason, detail, raw))
+            return out
+
+        ids = parse_topic(topic)
+        if ids is None:
+            return reject(
+                RejectReason.BAD_TOPIC,
+                "topic must be lingtan/v1/{park}/{device}/telemetry with ids [A-Za-z0-9_.-]{1,64}",
+            )
+        park_id, device_id = ids
+        park = self.registry.park(park_id)
+        if park is None:
+            return reject(
+                RejectReason.UNKNOWN_PARK,
+                f"park {park_id!r} is not in the registry",
+                park=park_id,
+                device=device_id,
+            )
+        if park.device(device_id) is None:
+            return reject(
+                RejectReason.UNKNOWN_DEVICE,
+                f"device {device_id!r} is not registered in park {park_id!r}",
+                park=park_id,
+                device=device_id,
+            )
+        if len(payload) > self.limits.max_payload_bytes:
+            return reject(
+                RejectReason.TOO_LARGE,
+                f"payload of {len(payload)} bytes exceeds {self.limits.max_payload_bytes}",
+                park=park_id,
+                device=device_id,
+            )
+        try:
+            # NaN/Infinity literals parse here and are rejected per reading, so one bad
+            # element of a gateway's array does not take its good neighbours with it
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return reject(
+                RejectReason.INVALID_JSON, f"not UTF-8 JSON: {exc}", park=park_id, device=device_id
+            )
+
+        if isinstance(doc, dict):
+            items: list[Any] = [doc]
+            single = True
+        elif isinstance(doc, list):
+            if not doc:
+                return reject(
+                    RejectReason.INVALID_READING,
+                    "empty array: no readings",
+                    park=park_id,
+                    device=device_id,
+                )
+            if len(doc) > self.limits.max_array_len:
+                return reject(
+                    RejectReason.TOO_LARGE,
+                    f"array of {len(doc)} readings exceeds {self.limits.max_array_len}",
+                    park=park_id,
+                    device=device_id,
+                )
+            items = doc
+            single = False
+        else:
+            return reject(
+                RejectReason.INVALID_READING,
+                f"payload must be a JSON object or an array of objects, not {type(doc).__name__}",
+                park=park_id,
+                device=device_id,
+            )
+
+        max_ts_ns = now_ns + int(self.limits.max_future_s * 1e9)
+        for index, item in enumerate(items):
+            where = "" if single else f"element {index} of {len(items)}: "
+            # for one element of an array, keep that element (re-serialised) as the raw bytes
+            raw = payload if single else json.dumps(item, ensure_ascii=False).encode()
+            result = self._reading(park_id, device_id, item, now_ns, max_ts_ns, out)
+            if isinstance(result, Reading):
+                out.readings.append(result)
+            else:
+                reason, detail = result
+                reject(reason, where + detail, raw=raw, park=park_id, device=device_id)
+        return out
+
+    def _reading(
+        self, park: str, device: str, item: Any, now_ns: int, max_ts_ns: int, out: Decoded
+    ) -> Reading | tuple[RejectReason, str]:
+        if not isinstance(item, dict):
+            return (
+                RejectReason.INVALID_READING,
+                f"a reading must be a JSON object, not {type(item).__name__}",
+            )
+        try:
+            parsed = _ReadingIn.model_validate(item)
+        except ValidationError as exc:
+            return _first_error(exc)
+        values: dict[str, float] = {}
+        for name, value in item.items():
+            if name in _KNOWN:
+                if value is not None:
+                    values[name] = float(value)
+                continue
+            if name in RESERVED_NAMES:
+                continue
+            # unknown fields: numbers are kept (SPEC §2); anything else is counted, not stored
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and _EXTRA_NAME.match(name)
+            ):
+                if not math.isfinite(value):
+                    return RejectReason.NON_FINITE, f"{name}: not a finite number"
+                values[name] = float(value)
+            else:
+                out.ignored_fields += 1
+        for name, value in values.items():
+            if abs(value) > MAX_ABS_VALUE:
+                return RejectReason.OUT_OF_RANGE, f"{name}: {value!r} is beyond ±{MAX_ABS_VALUE:g}"
+        if not values and not parsed.reset:
+            return (
+                RejectReason.INVALID_READING,
+                "no quantities: a reading needs at least one numeric field",
+            )
+        if parsed.ts is None:
+            ts_ns, source = now_ns, "collector"
+        else:
+            try:
+                ts_ns = parse_ts(parsed.ts)
+            except ValueError as exc:
+                return RejectReason.INVALID_READING, str(exc)
+            source = "device"
+            if ts_ns > max_ts_ns:
+                ahead_s = (ts_ns - now_ns) / 1e9
+                limit_s = self.limits.max_future_s
+                return (
+                    RejectReason.FUTURE_TIMESTAMP,
+                    f"ts {parsed.ts!r} is {ahead_s:.0f} s in the future (limit {limit_s:.0f} s)",
+                )
+            if ts_ns < MIN_TS_NS:
+                return (
+                    RejectReason.OUT_OF_RANGE,
+                    f"ts {parsed.ts!r} is before 2000-01-01 (gateway clock not set?)",
+                )
+        return Reading(park, device, ts_ns, values, parsed.reset, source)  # type: ignore[arg-type]
