@@ -1,0 +1,410 @@
+"""Counter readings -> per-device interval energies: batch reference and incremental engine.
+
+Each (device, counter) is a time-sorted series of points. A segment between consecutive points
+is classified by `rules.classify_segment` and its amount spread linearly in time over the
+intervals it overlaps. Each interval keeps the portion of every overlapping segment, keyed by
+the segment's start, and its value is `math.fsum` of those portions: exactly rounded, so the
+result does not depend on the order in which readings arrived (the engine equals the batch
+`compute_intervals` bit for bit). Inserting a point replaces one segment by two; only the
+intervals those segments overlap are rebuilt.
+
+Duplicates (same device, same ts): per counter, the value (and `reset`) of the last reading
+carrying that counter wins, in arrival order; identical duplicates change nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from app.intervals.align import interval_bounds, interval_ns
+from app.intervals.models import IntervalEnergy
+from app.intervals.rules import (
+    F_GAP,
+    F_IMPLAUSIBLE,
+    FLAG_NAMES,
+    GAP_FACTOR,
+    classify_segment,
+    kwh_factor,
+)
+from app.registry.models import COUNTER_QUANTITIES, Device, Park
+from app.telemetry.models import Reading
+
+#: `horizon()` of a device whose complete history the engine holds: every reading is exact.
+HORIZON_ALL = -(2**63)
+#: `horizon()` when no reading can be handled exactly yet (history too short after a seed).
+HORIZON_NONE = 2**63 - 1
+
+_N_FLAGS = 4  # counters per cell: one per flag bit, then one for estimated
+
+
+@dataclass(slots=True)
+class _Series:
+    """One counter of one device: sorted timestamps with their values and reset marks."""
+
+    ts: list[int] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)
+    resets: list[bool] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Cell:
+    """One interval of one device: the portion of every segment overlapping it."""
+
+    end_ns: int
+    parts: dict[str, dict[int, float]] = field(default_factory=dict)
+    counts: list[int] = field(default_factory=lambda: [0] * (_N_FLAGS + 1))
+
+
+class _DeviceState:
+    """Series and interval cells of one device.
+
+    `origin` means the held series are the device's whole history (nothing earlier exists).
+    Otherwise each series is a contiguous suffix of the real one: its first point's
+    predecessor is unknown, so only intervals starting at or after the latest first point
+    (`exact_from`) are exactly known and ever reported.
+    """
+
+    __slots__ = (
+        "_last_bounds",
+        "cells",
+        "device",
+        "emitted",
+        "gap_ns",
+        "max_kw",
+        "newest_ns",
+        "origin",
+        "park",
+        "series",
+    )
+
+    def __init__(self, park: Park, device: Device, origin: bool) -> None:
+        self.park = park
+        self.device = device
+        self.origin = origin
+        self.max_kw = device.max_kw
+        self.gap_ns = int(GAP_FACTOR * interval_ns(park))
+        self.series: dict[str, _Series] = {}
+        self.cells: dict[int, _Cell] = {}
+        self.emitted: dict[int, IntervalEnergy] = {}
+        self.newest_ns = -(2**63)
+        self._last_bounds = (0, 0)
+
+    # -- alignment -------------------------------------------------------------------------
+
+    def _bounds(self, ts_ns: int) -> tuple[int, int]:
+        start, end = self._last_bounds
+        if start <= ts_ns < end:
+            return start, end
+        bounds = interval_bounds(ts_ns, self.park)
+        self._last_bounds = bounds
+        return bounds
+
+    # -- segments --------------------------------------------------------------------------
+
+    def _segment(self, quantity: str, s: _Series, i: int, touched: set[int], sign: int) -> None:
+        """Add (sign=+1) or remove (sign=-1) the segment from point i-1 to point i."""
+        t0, t1 = s.ts[i - 1], s.ts[i]
+        dt = t1 - t0
+        amount, flags = classify_segment(
+            s.vals[i - 1],
+            s.vals[i],
+            s.resets[i],
+            dt,
+            self.gap_ns,
+            kwh_factor(quantity),
+            self.max_kw,
+        )
+        estimated = bool(flags & F_GAP) and not flags & F_IMPLAUSIBLE
+        t = t0
+        while t < t1:
+            start, end = self._bounds(t)
+            cell = self.cells.get(start)
+            if sign > 0:
+                if cell is None:
+                    cell = self.cells[start] = _Cell(end)
+                overlap = min(end, t1) - t
+                portion = amount if overlap == dt else amount * overlap / dt
+                cell.parts.setdefault(quantity, {})[t0] = portion
+            elif cell is not None:
+                parts = cell.parts.get(quantity)
+                if parts is not None:
+                    parts.pop(t0, None)
+                    if not parts:
+                        del cell.parts[quantity]
+            if cell is not None:
+                counts = cell.counts
+                for bit in range(_N_FLAGS):
+                    if flags >> bit & 1:
+                        counts[bit] += sign
+                if estimated:
+                    counts[_N_FLAGS] += sign
+                touched.add(start)
+            t = end
+
+    def insert(
+        self,
+        quantity: str,
+        ts_ns: int,
+        value: float,
+        reset: bool,
+        touched: set[int],
+        allow_before: bool,
+    ) -> bool:
+        """Insert or replace one point; False when it lies before the held history."""
+        s = self.series.get(quantity)
+        if s is None:
+            s = self.series[quantity] = _Series()
+        ts = s.ts
+        n = len(ts)
+        if n and ts_ns > ts[-1]:  # the common case: appending in time order
+            ts.append(ts_ns)
+            s.vals.append(value)
+            s.resets.append(reset)
+            self._segment(quantity, s, n, touched, +1)
+            return True
+        i = bisect_left(ts, ts_ns)
+        if i < n and ts[i] == ts_ns:  # duplicate: last one wins
+            if s.vals[i] == value and s.resets[i] == reset:
+                return True
+            if i > 0:
+                self._segment(quantity, s, i, touched, -1)
+            if i + 1 < n:
+                self._segment(quantity, s, i + 1, touched, -1)
+            s.vals[i] = value
+            s.resets[i] = reset
+            if i > 0:
+                self._segment(quantity, s, i, touched, +1)
+            if i + 1 < n:
+                self._segment(quantity, s, i + 1, touched, +1)
+            return True
+        if i == 0 and n and not allow_before:
+            return False
+        if 0 < i < n:
+            self._segment(quantity, s, i, touched, -1)
+        ts.insert(i, ts_ns)
+        s.vals.insert(i, value)
+        s.resets.insert(i, reset)
+        if i > 0:
+            self._segment(quantity, s, i, touched, +1)
+        if i + 1 < n + 1:
+            self._segment(quantity, s, i + 1, touched, +1)
+        return True
+
+    def add_reading(self, reading: Reading, touched: set[int], allow_before: bool) -> int:
+        """Insert the counters of one reading; returns how many were before the history."""
+        stale = 0
+        for quantity, value in reading.values.items():
+            if quantity in COUNTER_QUANTITIES and not self.insert(
+                quantity, reading.ts_ns, float(value), reading.reset, touched, allow_before
+            ):
+                stale += 1
+        if reading.ts_ns > self.newest_ns:
+            self.newest_ns = reading.ts_ns
+        return stale
+
+    # -- results ---------------------------------------------------------------------------
+
+    def exact_from(self) -> int:
+        """Intervals starting at or after this instant are exactly known."""
+        if self.origin or not self.series:
+            return HORIZON_ALL
+        return max(s.ts[0] for s in self.series.values() if s.ts)
+
+    def build(self, start_ns: int) -> IntervalEnergy | None:
+        cell = self.cells.get(start_ns)
+        if cell is None or not cell.parts:
+            return None
+        counts = cell.counts
+        return IntervalEnergy(
+            park=self.park.id,
+            device=self.device.id,
+            role=self.device.role.value,
+            start_ns=start_ns,
+            end_ns=cell.end_ns,
+            values={q: math.fsum(parts.values()) for q, parts in sorted(cell.parts.items())},
+            estimated=counts[_N_FLAGS] > 0,
+            flags=tuple(name for bit, name in FLAG_NAMES if counts[bit.bit_length() - 1] > 0),
+        )
+
+    def results(self, starts: Iterable[int]) -> list[IntervalEnergy]:
+        """The exactly known intervals among `starts`, in time order."""
+        floor = self.exact_from()
+        out = []
+        for start in sorted(starts):
+            if start >= floor:
+                energy = self.build(start)
+                if energy is not None:
+                    out.append(energy)
+        return out
+
+    def horizon(self) -> int:
+        if self.origin:
+            return HORIZON_ALL
+        floor = self.exact_from()
+        start, end = interval_bounds(floor, self.park)
+        aligned = floor if start == floor else end
+        firsts = []
+        for s in self.series.values():
+            i = bisect_left(s.ts, aligned)
+            if i < len(s.ts):
+                firsts.append(s.ts[i])
+        return max(firsts) + 1 if firsts else HORIZON_NONE
+
+    def prune(self, window_ns: int, slack_ns: int) -> None:
+        """Forget points older than newest - window (keeping each series' last older point)."""
+        cutoff = self.newest_ns - window_ns
+        if not any(s.ts and s.ts[0] < cutoff - slack_ns for s in self.series.values()):
+            return
+        sink: set[int] = set()
+        pruned = False
+        for quantity, s in self.series.items():
+            k = bisect_left(s.ts, cutoff) - 1  # index of the last point before the cutoff
+            if k <= 0:
+                continue
+            for i in range(1, k + 1):
+                self._segment(quantity, s, i, sink, -1)
+            del s.ts[:k], s.vals[:k], s.resets[:k]
+            pruned = True
+        if not pruned:
+            return
+        self.origin = False
+        floor = self.exact_from()
+        for start in [st for st, cell in self.cells.items() if cell.end_ns <= floor]:
+            del self.cells[start]
+        for start in [st for st in self.emitted if st < floor]:
+            del self.emitted[start]
+
+
+def _device_states(
+    readings: Iterable[Reading], park: Park, origin: bool
+) -> dict[str, _DeviceState]:
+    ordered = sorted((r for r in readings if r.park == park.id), key=lambda r: r.ts_ns)
+    states: dict[str, _DeviceState] = {}
+    sink: set[int] = set()
+    for reading in ordered:  # stable sort: duplicates keep arrival order, so the last wins
+        state = states.get(reading.device)
+        if state is None:
+            device = park.device(reading.device)
+            if device is None:
+                continue
+            state = states[reading.device] = _DeviceState(park, device, origin)
+        state.add_reading(reading, sink, allow_before=True)
+    return states
+
+
+def compute_intervals(readings: Sequence[Reading], park: Park) -> list[IntervalEnergy]:
+    """Batch reference: every interval of every device of `park` covered by `readings`.
+
+    The readings are taken as the devices' whole history. Readings of other parks and of
+    devices not in the registry are ignored. Sorted by (device, start_ns).
+    """
+    out: list[IntervalEnergy] = []
+    for _, state in sorted(_device_states(readings, park, origin=True).items()):
+        out.extend(state.results(state.cells))
+    return out
+
+
+def compute_window(
+    readings: Sequence[Reading], park: Park, start_ns: int, end_ns: int
+) -> list[IntervalEnergy]:
+    """Intervals overlapping [start_ns, end_ns) that `readings` determine exactly.
+
+    For recomputing a window from storage: `readings` must hold, per device, every reading
+    from its earliest one in the list onward (older history may exist and is unknown). An
+    interval is returned only if it starts at or after the first point of every counter of
+    its device, so the unknown segment before those points cannot have touched it.
+    """
+    out: list[IntervalEnergy] = []
+    for _, state in sorted(_device_states(readings, park, origin=False).items()):
+        starts = [s for s, c in state.cells.items() if s < end_ns and c.end_ns > start_ns]
+        out.extend(state.results(starts))
+    return out
+
+
+class IntervalEngine:
+    """Incremental interval energies for a stream of readings, at most once per interval/call.
+
+    - A device seen first through `add` (horizon None) is taken to have no earlier history.
+      The collector must therefore `seed` stored history of a device whose `horizon` is None
+      before `add`-ing its readings.
+    - `seed(readings)` loads history without emitting: per device, the caller promises the
+      readings are every stored reading from the earliest one given onward.
+    - Readings older than the first held point of a counter are not stored and nothing is
+      emitted for them (`stale_readings` counts them). Readings in [first point, horizon) are
+      stored, and only exactly known intervals are emitted; the collector recomputes that
+      window with `compute_window` over readings loaded from storage.
+    - History older than `history_window_s` behind a device's newest reading is pruned; the
+      last point before the cutoff is kept so the segment across it stays known.
+    """
+
+    def __init__(
+        self,
+        registry_lookup: Callable[[str], Park | None],
+        history_window_s: int = 2 * 86400,
+    ) -> None:
+        self._lookup = registry_lookup
+        self._window_ns = history_window_s * 1_000_000_000
+        self._states: dict[tuple[str, str], _DeviceState] = {}
+        self.stale_readings = 0
+        self.unknown_readings = 0
+
+    def _feed(self, readings: Iterable[Reading], seeding: bool) -> dict[tuple[str, str], set[int]]:
+        parks: dict[str, Park | None] = {}
+        touched: dict[tuple[str, str], set[int]] = {}
+        for reading in readings:
+            key = (reading.park, reading.device)
+            state = self._states.get(key)
+            if state is None:
+                if reading.park not in parks:
+                    parks[reading.park] = self._lookup(reading.park)
+                park = parks[reading.park]
+                device = park.device(reading.device) if park is not None else None
+                if park is None or device is None:
+                    self.unknown_readings += 1
+                    continue
+                state = self._states[key] = _DeviceState(park, device, origin=not seeding)
+            cells = touched.get(key)
+            if cells is None:
+                cells = touched[key] = set()
+            allow_before = seeding or state.origin
+            if state.add_reading(reading, cells, allow_before):
+                self.stale_readings += 1
+        slack = max(self._window_ns // 8, 3600 * 1_000_000_000)
+        for key in touched:
+            self._states[key].prune(self._window_ns, slack)
+        return touched
+
+    def add(self, readings: Iterable[Reading]) -> list[IntervalEnergy]:
+        """Take new readings; return the intervals whose values changed, each in full, once."""
+        out: list[IntervalEnergy] = []
+        for key, starts in self._feed(readings, seeding=False).items():
+            state = self._states[key]
+            for energy in state.results(starts):
+                if state.emitted.get(energy.start_ns) != energy:
+                    state.emitted[energy.start_ns] = energy
+                    out.append(energy)
+        return out
+
+    def seed(self, readings: Iterable[Reading]) -> None:
+        """Load stored history (e.g. after a restart) without emitting anything."""
+        for key, starts in self._feed(readings, seeding=True).items():
+            state = self._states[key]
+            for energy in state.results(starts):
+                state.emitted[energy.start_ns] = energy
+
+    def horizon(self, park: str, device: str) -> int | None:
+        """Readings of the device with `ts_ns >= horizon` are handled exactly by `add`.
+
+        None: the engine knows nothing of the device (seed it from storage first).
+        `HORIZON_ALL`: the engine holds its whole history. `HORIZON_NONE`: no reading is
+        handled exactly yet (the seeded history does not reach a whole interval).
+        """
+        state = self._states.get((park, device))
+        return None if state is None else state.horizon()
+
+    def forget(self, park: str, device: str) -> None:
+        """Drop all state of a device (e.g. after its registry entry changed)."""
+        self._states.pop((park, device), None)
