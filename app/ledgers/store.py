@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounting.ledger_types import Certificate, Offset
@@ -91,7 +92,8 @@ class LedgerStore:
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.url = url
+        #: For logs: the password is masked.
+        self.url = make_url(url).render_as_string(hide_password=True)
         self._engine, self._write_engine = make_engines(url, echo=echo)
         self.dialect = self._engine.dialect.name
         create_schema(self._engine)
