@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.influx",
+    "tests.fixtures.sql",
 ]
