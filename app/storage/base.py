@@ -1,0 +1,185 @@
+"""Storage contract: the write batch, the async `Storage` protocol and its two error kinds."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from app.intervals.models import IntervalEnergy
+from app.telemetry.models import DeadLetter, Reading, RejectReason
+
+_JSON_VERSION = 1
+
+
+class StorageError(Exception):
+    """Base of storage failures."""
+
+
+class StorageUnavailable(StorageError):
+    """The store cannot take the data now (refused/reset/timeout/5xx/auth): retry later."""
+
+
+class StorageRejected(StorageError):
+    """The store refused the data itself (4xx, e.g. field type conflict): retrying won't help."""
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Points to write together. Order inside each list is kept (later wins on equal keys)."""
+
+    readings: list[Reading] = field(default_factory=list)
+    intervals: list[IntervalEnergy] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.intervals) + len(self.deadletters)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.readings or self.intervals or self.deadletters)
+
+    def split(self) -> tuple[WriteBatch, WriteBatch]:
+        """Two halves (by item count, in order) — used to isolate rejected points."""
+        half = len(self) // 2
+        nr = min(len(self.readings), half)
+        ni = min(len(self.intervals), half - nr)
+        nd = half - nr - ni
+        a = WriteBatch(self.readings[:nr], self.intervals[:ni], self.deadletters[:nd])
+        b = WriteBatch(self.readings[nr:], self.intervals[ni:], self.deadletters[nd:])
+        return a, b
+
+    @staticmethod
+    def concat(batches: Iterable[WriteBatch]) -> WriteBatch:
+        """One batch holding all items of `batches`, in order."""
+        out = WriteBatch()
+        for b in batches:
+            out.readings.extend(b.readings)
+            out.intervals.extend(b.intervals)
+            out.deadletters.extend(b.deadletters)
+        return out
+
+    def to_json(self) -> bytes:
+        """Lossless JSON for the spool (floats via repr, raw bytes as base64)."""
+        doc = {
+            "v": _JSON_VERSION,
+            "r": [
+                [r.park, r.device, r.ts_ns, r.values, r.reset, r.ts_source] for r in self.readings
+            ],
+            "i": [
+                [
+                    i.park,
+                    i.device,
+                    i.role,
+                    i.start_ns,
+                    i.end_ns,
+                    i.values,
+                    i.estimated,
+                    list(i.flags),
+                ]
+                for i in self.intervals
+            ],
+            "d": [
+                [
+                    d.received_ns,
+                    d.topic,
+                    d.park,
+                    d.device,
+                    d.reason.value,
+                    d.detail,
+                    base64.b64encode(d.raw).decode("ascii"),
+                ]
+                for d in self.deadletters
+            ],
+        }
+        # allow_nan (the default) keeps NaN/inf round-tripping; the encoder rejects them later.
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> WriteBatch:
+        doc: dict[str, Any] = json.loads(data)
+        if doc.get("v") != _JSON_VERSION:
+            raise ValueError(f"unsupported WriteBatch JSON version {doc.get('v')!r}")
+        return cls(
+            readings=[
+                Reading(
+                    park=p,
+                    device=d,
+                    ts_ns=ts,
+                    values={k: float(v) for k, v in vals.items()},
+                    reset=reset,
+                    ts_source=src,
+                )
+                for p, d, ts, vals, reset, src in doc["r"]
+            ],
+            intervals=[
+                IntervalEnergy(
+                    park=p,
+                    device=d,
+                    role=role,
+                    start_ns=s,
+                    end_ns=e,
+                    values={k: float(v) for k, v in vals.items()},
+                    estimated=est,
+                    flags=tuple(flags),
+                )
+                for p, d, role, s, e, vals, est, flags in doc["i"]
+            ],
+            deadletters=[
+                DeadLetter(
+                    received_ns=ts,
+                    topic=topic,
+                    park=p,
+                    device=d,
+                    reason=RejectReason(reason),
+                    detail=detail,
+                    raw=base64.b64decode(raw),
+                )
+                for ts, topic, p, d, reason, detail, raw in doc["d"]
+            ],
+        )
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What the collector and the API need from a time-series store (all times epoch ns)."""
+
+    async def write(self, batch: WriteBatch) -> None:
+        """Write all points (idempotent: same key + time overwrites). Raises StorageError."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    async def readings(
+        self, park: str, start_ns: int, end_ns: int, device: str | None = None
+    ) -> list[Reading]:
+        """Raw readings in [start_ns, end_ns), time-ordered."""
+        ...
+
+    async def intervals(
+        self, park: str, start_ns: int, end_ns: int, device: str | None = None
+    ) -> list[IntervalEnergy]:
+        """Interval energies whose start is in [start_ns, end_ns), time-ordered."""
+        ...
+
+    async def deadletters(
+        self,
+        park: str | None,
+        start_ns: int | None,
+        end_ns: int | None,
+        limit: int = 1000,
+    ) -> list[DeadLetter]:
+        """Dead letters received in [start_ns, end_ns) (open ends when None), oldest first."""
+        ...
+
+    async def last_readings(
+        self, park: str, device: str, before_ns: int, limit: int
+    ) -> list[Reading]:
+        """The latest `limit` readings strictly before `before_ns`, returned oldest-first."""
+        ...
+
+    async def close(self) -> None: ...

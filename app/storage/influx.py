@@ -1,0 +1,300 @@
+"""`InfluxStorage`: the `Storage` protocol over InfluxDB's v1-compatible HTTP API (1.x/2.x/3.x)."""
+
+from __future__ import annotations
+
+import gzip as gzip_lib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from app.intervals.models import IntervalEnergy
+from app.storage import schema
+from app.storage.base import StorageRejected, StorageUnavailable, WriteBatch
+from app.storage.lineprotocol import LineProtocolError
+from app.telemetry.models import DeadLetter, Reading
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_LINES = 5000
+_QUERY_CHUNK_ROWS = 10000
+# Auth failures, a missing database, throttling: the data is fine, the server (or its
+# configuration) is not — keep it in the spool until someone fixes that, never quarantine it.
+_RETRY_LATER_STATUSES = frozenset({401, 403, 404, 408, 425, 429})
+
+
+def influxql_string(s: str) -> str:
+    """A single-quoted InfluxQL string literal (only `\\\\`, `\\'`, `\\"`, `\\n` are escapes)."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def influxql_ident(s: str) -> str:
+    """A double-quoted InfluxQL identifier."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+@dataclass(slots=True)
+class Series:
+    """One series (or one chunk of it) of an InfluxQL result."""
+
+    name: str
+    columns: list[str]
+    values: list[list[Any]]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        if isinstance(body, dict):
+            msg = body.get("error") or body.get("message")
+            if msg:
+                return str(msg)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return resp.text.strip()[:2000] or resp.reason_phrase
+
+
+def _raise_for_status(resp: httpx.Response) -> None:
+    status = resp.status_code
+    if 200 <= status < 300:
+        return
+    msg = f"HTTP {status} from {resp.request.url.path}: {_error_text(resp)}"
+    if status >= 500 or status in _RETRY_LATER_STATUSES:
+        raise StorageUnavailable(msg)
+    # 400 includes influx 1.x's "partial write" (the good points were written): the rest will
+    # fail identically on every retry.
+    raise StorageRejected(msg)
+
+
+class InfluxStorage:
+    """Storage on InfluxDB via `/write` (line protocol), `/query` (InfluxQL) and `/ping`.
+
+    Auth: `token` is sent as `Authorization: Token <t>` (2.x/3.x, and 1.x with a shared
+    secret proxy); `username`/`password` as HTTP basic auth (1.x users; 2.x v1 compatibility
+    users, or any name with the token as password).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        database: str = "lingtan",
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        *,
+        retention_policy: str | None = None,
+        chunk_lines: int = DEFAULT_CHUNK_LINES,
+        gzip: bool = False,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy
+        self.chunk_lines = max(1, chunk_lines)
+        self.gzip = gzip
+        headers = {"User-Agent": "lingtan"}
+        auth: httpx.Auth | None = None
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        elif username is not None:
+            auth = httpx.BasicAuth(username, password or "")
+        self._client = httpx.AsyncClient(
+            base_url=self.url, headers=headers, auth=auth, timeout=timeout_s
+        )
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def write(self, batch: WriteBatch) -> None:
+        if batch.is_empty:
+            return
+        try:
+            lines = schema.batch_lines(batch)
+        except LineProtocolError as e:
+            raise StorageRejected(f"unencodable point: {e}") from e
+        await self.write_lines(lines)
+
+    async def write_lines(self, lines: Sequence[str]) -> None:
+        """POST line protocol in chunks of `chunk_lines` (in order)."""
+        for i in range(0, len(lines), self.chunk_lines):
+            body = "\n".join(lines[i : i + self.chunk_lines]).encode("utf-8")
+            await self._post_write(body)
+
+    async def _post_write(self, body: bytes) -> None:
+        params = {"db": self.database, "precision": "ns"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            body = gzip_lib.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = await self._client.post("/write", params=params, content=body, headers=headers)
+        except httpx.TransportError as e:
+            raise StorageUnavailable(f"write to {self.url} failed: {e!r}") from e
+        _raise_for_status(resp)
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        try:
+            resp = await self._client.get("/ping")
+        except httpx.TransportError:
+            return False
+        return 200 <= resp.status_code < 300
+
+    async def ensure_database(self) -> bool:
+        """`CREATE DATABASE` (idempotent). False when the server does not support it (2.x/3.x
+        manage databases as buckets/DBRP mappings); raises StorageUnavailable if unreachable."""
+        q = f"CREATE DATABASE {influxql_ident(self.database)}"
+        try:
+            resp = await self._client.post("/query", data={"q": q})
+        except httpx.TransportError as e:
+            raise StorageUnavailable(f"query to {self.url} failed: {e!r}") from e
+        if resp.status_code in (401, 403) or resp.status_code >= 500:
+            _raise_for_status(resp)
+        if resp.status_code >= 400:
+            log.warning("CREATE DATABASE not supported by %s: %s", self.url, _error_text(resp))
+            return False
+        try:
+            results = resp.json().get("results", [])
+        except ValueError:
+            return False
+        errors = [r["error"] for r in results if isinstance(r, dict) and "error" in r]
+        if errors:
+            log.warning("CREATE DATABASE on %s: %s", self.url, "; ".join(errors))
+            return False
+        return True
+
+    # --- queries --------------------------------------------------------------------------
+
+    async def query(self, q: str) -> list[Series]:
+        """Run one InfluxQL read statement; all series (chunks) of its result, in order.
+
+        Uses chunked responses so results larger than a server's `max-row-limit` come back
+        whole. A missing database reads as empty.
+        """
+        params = {
+            "db": self.database,
+            "q": q,
+            "epoch": "ns",
+            "chunked": "true",
+            "chunk_size": str(_QUERY_CHUNK_ROWS),
+        }
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        out: list[Series] = []
+        try:
+            async with self._client.stream("GET", "/query", params=params) as resp:
+                if resp.status_code >= 300:
+                    await resp.aread()
+                    _raise_for_status(resp)
+                async for line in resp.aiter_lines():
+                    if line.strip():
+                        self._collect(json.loads(line), out)
+        except httpx.TransportError as e:
+            raise StorageUnavailable(f"query to {self.url} failed: {e!r}") from e
+        return out
+
+    @staticmethod
+    def _collect(doc: dict[str, Any], out: list[Series]) -> None:
+        if "error" in doc:
+            raise StorageRejected(f"query failed: {doc['error']}")
+        for res in doc.get("results", []):
+            err = res.get("error")
+            if err:
+                if str(err).startswith("database not found"):
+                    continue
+                raise StorageRejected(f"query failed: {err}")
+            for s in res.get("series", []):
+                out.append(
+                    Series(
+                        name=s.get("name", ""),
+                        columns=list(s["columns"]),
+                        values=s.get("values") or [],
+                        tags=dict(s.get("tags") or {}),
+                    )
+                )
+
+    @staticmethod
+    def _where(conds: list[str], start_ns: int | None, end_ns: int | None) -> str:
+        conds = list(conds)
+        if start_ns is not None:
+            conds.append(f"time >= {int(start_ns)}")
+        if end_ns is not None:
+            conds.append(f"time < {int(end_ns)}")
+        return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+    @staticmethod
+    def _tag_eq(tag: str, value: str) -> str:
+        return f"{influxql_ident(tag)} = {influxql_string(value)}"
+
+    async def readings(
+        self, park: str, start_ns: int, end_ns: int, device: str | None = None
+    ) -> list[Reading]:
+        conds = [self._tag_eq("park", park)]
+        if device is not None:
+            conds.append(self._tag_eq("device", device))
+        where = self._where(conds, start_ns, end_ns)
+        q = f'SELECT * FROM "{schema.READING}"{where} ORDER BY time ASC'
+        out: list[Reading] = []
+        for s in await self.query(q):
+            out.extend(schema.readings_from_rows(s.columns, s.values))
+        return out
+
+    async def intervals(
+        self, park: str, start_ns: int, end_ns: int, device: str | None = None
+    ) -> list[IntervalEnergy]:
+        conds = [self._tag_eq("park", park)]
+        if device is not None:
+            conds.append(self._tag_eq("device", device))
+        where = self._where(conds, start_ns, end_ns)
+        q = f'SELECT * FROM "{schema.INTERVAL}"{where} ORDER BY time ASC'
+        out: list[IntervalEnergy] = []
+        for s in await self.query(q):
+            out.extend(schema.intervals_from_rows(s.columns, s.values))
+        return out
+
+    async def deadletters(
+        self,
+        park: str | None,
+        start_ns: int | None,
+        end_ns: int | None,
+        limit: int = 1000,
+    ) -> list[DeadLetter]:
+        conds: list[str] = []
+        if park is not None:
+            tag = schema.deadletter_park_tag(park)
+            conds.append(self._tag_eq("park", tag))
+            if tag == schema.INVALID_PARK:
+                conds.append(f'"park_raw" = {influxql_string(park)}')
+        where = self._where(conds, start_ns, end_ns)
+        q = f'SELECT * FROM "{schema.DEADLETTER}"{where} ORDER BY time ASC LIMIT {int(limit)}'
+        out: list[DeadLetter] = []
+        for s in await self.query(q):
+            out.extend(schema.deadletters_from_rows(s.columns, s.values))
+        return out[:limit]
+
+    async def last_readings(
+        self, park: str, device: str, before_ns: int, limit: int
+    ) -> list[Reading]:
+        conds = [self._tag_eq("park", park), self._tag_eq("device", device)]
+        where = self._where(conds, None, before_ns)
+        q = f'SELECT * FROM "{schema.READING}"{where} ORDER BY time DESC LIMIT {int(limit)}'
+        out: list[Reading] = []
+        for s in await self.query(q):
+            out.extend(schema.readings_from_rows(s.columns, s.values))
+        out.sort(key=lambda r: r.ts_ns)
+        return out
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> InfluxStorage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
