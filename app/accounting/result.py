@@ -1,0 +1,236 @@
+"""Result types of the balance: the SPEC §6 `/balance` fields per bucket and in total."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .certificates import CertificateUse
+from .storage import StorageDeviceState
+
+#: SPEC §6 field names, in contract order.
+BALANCE_FIELDS: tuple[str, ...] = (
+    "consumption_kwh",
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "renewable_kwh",
+    "green_direct_kwh",
+    "green_physical_kwh",
+    "green_market_kwh",
+    "green_share_physical",
+    "green_share_market",
+    "scope1_kg",
+    "scope2_location_kg",
+    "scope2_market_kg",
+    "heat_purchased_kg",
+    "offsets_kg",
+    "net_kg",
+    "energy_tce",
+    "tco2_per_tce",
+    "completeness",
+)
+
+
+@dataclass(slots=True)
+class Sums:
+    """Additive quantities of a bucket (or the total). Ratios are derived in `BalanceFields`."""
+
+    consumption_kwh: float = 0.0
+    boundary_consumption_kwh: float = 0.0
+    grid_import_kwh: float = 0.0
+    grid_export_kwh: float = 0.0
+    renewable_kwh: float = 0.0
+    self_consumed_renewable_kwh: float = 0.0
+    green_direct_kwh: float = 0.0
+    green_physical_kwh: float = 0.0
+    green_market_kwh: float = 0.0
+    certificates_applied_kwh: float = 0.0
+    storage_charge_kwh: float = 0.0
+    storage_discharge_kwh: float = 0.0
+    storage_losses_kwh: float = 0.0
+    storage_untracked_kwh: float = 0.0
+    unbalanced_kwh: float = 0.0
+    scope1_kg: float = 0.0
+    scope2_location_kg: float = 0.0
+    scope2_market_kg: float = 0.0
+    heat_purchased_kg: float = 0.0
+    heat_purchased_gj: float = 0.0
+    heat_recovered_gj: float = 0.0
+    hydrogen_kg: float = 0.0  # kgCO2 attributed to hydrogen (not in net_kg, SPEC §5)
+    h2_consumed_kg: float = 0.0
+    avoided_kg: float = 0.0
+    offsets_kg: float = 0.0
+    energy_kgce: float = 0.0
+    measured_intervals: int = 0
+    estimated_intervals: int = 0
+    expected_intervals: int = 0
+    submeter_kwh: dict[str, float] = field(default_factory=dict)
+
+    def add(self, other: Sums) -> None:
+        for name in self.__slots__:
+            if name == "submeter_kwh":
+                for k, v in other.submeter_kwh.items():
+                    self.submeter_kwh[k] = self.submeter_kwh.get(k, 0.0) + v
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 1e-9 else None
+
+
+def _share(num: float, den: float) -> float | None:
+    r = _ratio(num, den)
+    return None if r is None else min(1.0, max(0.0, r))
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceFields:
+    """The `/balance` fields of one bucket or of the total (SPEC §6), plus useful extras.
+
+    Shares are None when consumption is 0 (no meaningful share), `tco2_per_tce` is None when
+    energy_tce is 0, `completeness` is None when no device-interval was expected.
+    """
+
+    consumption_kwh: float
+    grid_import_kwh: float
+    grid_export_kwh: float
+    renewable_kwh: float
+    green_direct_kwh: float
+    green_physical_kwh: float
+    green_market_kwh: float
+    green_share_physical: float | None
+    green_share_market: float | None
+    scope1_kg: float
+    scope2_location_kg: float
+    scope2_market_kg: float
+    heat_purchased_kg: float
+    offsets_kg: float
+    net_kg: float
+    energy_tce: float
+    tco2_per_tce: float | None
+    completeness: float | None
+    # extras
+    boundary_consumption_kwh: float
+    self_consumed_renewable_kwh: float
+    certificates_applied_kwh: float
+    storage_charge_kwh: float
+    storage_discharge_kwh: float
+    storage_losses_kwh: float
+    storage_untracked_kwh: float
+    unbalanced_kwh: float
+    heat_purchased_gj: float
+    heat_recovered_gj: float
+    hydrogen_kg: float
+    h2_consumed_kg: float
+    avoided_kg: float
+    net_location_kg: float
+    tco2_per_tce_before_offsets: float | None
+    measured_intervals: int
+    estimated_intervals: int
+    expected_intervals: int
+    submeter_kwh: dict[str, float]
+
+    @classmethod
+    def from_sums(cls, s: Sums) -> BalanceFields:
+        gross_kg = s.scope1_kg + s.scope2_market_kg + s.heat_purchased_kg
+        net_kg = gross_kg - s.offsets_kg
+        energy_tce = s.energy_kgce / 1000.0
+        return cls(
+            consumption_kwh=s.consumption_kwh,
+            grid_import_kwh=s.grid_import_kwh,
+            grid_export_kwh=s.grid_export_kwh,
+            renewable_kwh=s.renewable_kwh,
+            green_direct_kwh=s.green_direct_kwh,
+            green_physical_kwh=s.green_physical_kwh,
+            green_market_kwh=s.green_market_kwh,
+            green_share_physical=_share(s.green_physical_kwh, s.consumption_kwh),
+            green_share_market=_share(s.green_market_kwh, s.consumption_kwh),
+            scope1_kg=s.scope1_kg,
+            scope2_location_kg=s.scope2_location_kg,
+            scope2_market_kg=s.scope2_market_kg,
+            heat_purchased_kg=s.heat_purchased_kg,
+            offsets_kg=s.offsets_kg,
+            net_kg=net_kg,
+            energy_tce=energy_tce,
+            tco2_per_tce=_ratio(net_kg / 1000.0, energy_tce),
+            completeness=(
+                min(1.0, s.measured_intervals / s.expected_intervals)
+                if s.expected_intervals
+                else None
+            ),
+            boundary_consumption_kwh=s.boundary_consumption_kwh,
+            self_consumed_renewable_kwh=s.self_consumed_renewable_kwh,
+            certificates_applied_kwh=s.certificates_applied_kwh,
+            storage_charge_kwh=s.storage_charge_kwh,
+            storage_discharge_kwh=s.storage_discharge_kwh,
+            storage_losses_kwh=s.storage_losses_kwh,
+            storage_untracked_kwh=s.storage_untracked_kwh,
+            unbalanced_kwh=s.unbalanced_kwh,
+            heat_purchased_gj=s.heat_purchased_gj,
+            heat_recovered_gj=s.heat_recovered_gj,
+            hydrogen_kg=s.hydrogen_kg,
+            h2_consumed_kg=s.h2_consumed_kg,
+            avoided_kg=s.avoided_kg,
+            net_location_kg=s.scope1_kg + s.scope2_location_kg + s.heat_purchased_kg - s.offsets_kg,
+            tco2_per_tce_before_offsets=_ratio(gross_kg / 1000.0, energy_tce),
+            measured_intervals=s.measured_intervals,
+            estimated_intervals=s.estimated_intervals,
+            expected_intervals=s.expected_intervals,
+            submeter_kwh=dict(s.submeter_kwh),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields as a plain dict (SPEC fields first)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketBalance:
+    """One bucket: [start, end) in the park's time zone and its fields."""
+
+    start: datetime
+    end: datetime
+    fields: BalanceFields
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceResult:
+    """What `compute_balance` returns: buckets, total, the certificate trail, the end state."""
+
+    park: str
+    factor_set: str
+    start: datetime
+    end: datetime
+    every: str
+    buckets: tuple[BucketBalance, ...]
+    total: BalanceFields
+    #: certificate uses inside [start, end) (the full trail from the earliest input is in
+    #: `certificate_trail_all`)
+    certificate_trail: tuple[CertificateUse, ...]
+    certificate_trail_all: tuple[CertificateUse, ...]
+    #: certificate id → kWh used up to `end`
+    certificates_used_kwh: dict[str, float]
+    #: storage state at `end` (pass as `initial_storage` to continue from here)
+    storage_state: dict[str, StorageDeviceState]
+    #: storage state at `start`
+    storage_state_at_start: dict[str, StorageDeviceState]
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready body of `/balance` (SPEC §6) with the trail; datetimes as RFC 3339."""
+        return {
+            "park": self.park,
+            "factor_set": self.factor_set,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "every": self.every,
+            "buckets": [
+                {"start": b.start.isoformat(), "end": b.end.isoformat(), **b.fields.as_dict()}
+                for b in self.buckets
+            ],
+            "total": self.total.as_dict(),
+            "certificate_trail": [asdict(u) for u in self.certificate_trail],
+            "warnings": list(self.warnings),
+        }
