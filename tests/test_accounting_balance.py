@@ -368,3 +368,28 @@ def test_as_dict_has_the_contract_fields() -> None:
         assert name in d["total"]
         assert name in d["buckets"][0]
     assert d["buckets"][0]["start"] == "2026-06-01T00:00:00+08:00"
+
+
+def test_worked_example_of_docs() -> None:
+    park = make_park(GRID, PV, {"id": "b", "role": "storage", "capacity_kwh": 1000})
+    day0, _ = day_window(park)
+    from app.accounting import Certificate
+
+    rows = [
+        row(park, "pv", 12, energy_kwh=1000.0),
+        row(park, "b", 12, energy_charge_kwh=400.0, energy_discharge_kwh=0.0, soc_pct=40.0),
+        row(park, "b", 21, energy_charge_kwh=0.0, energy_discharge_kwh=360.0, soc_pct=0.0),
+        row(park, "g", 22, energy_import_kwh=400.0, energy_export_kwh=0.0),
+    ]
+    t = balance(park, rows, "1d").total
+    assert t.consumption_kwh == pytest.approx(1400.0)
+    assert t.green_physical_kwh == pytest.approx(1000.0)
+    assert t.green_share_physical == pytest.approx(1000 / 1400)
+    assert t.energy_tce == pytest.approx(0.17206)
+    assert t.net_kg == pytest.approx(243.84)
+    assert t.tco2_per_tce == pytest.approx(0.24384 / 0.17206)
+    gec = Certificate("gec", "p", "gec", 1.0, day0, day0 + timedelta(days=1))
+    r = balance(park, rows, "1d", certs=[gec])
+    assert r.total.scope2_market_kg == pytest.approx(0.0)
+    assert r.total.green_market_kwh == pytest.approx(1400.0)
+    assert r.certificates_used_kwh["gec"] == pytest.approx(400.0)

@@ -132,8 +132,8 @@ def run(sc: dict[str, Any], every: str, rows: Any = None) -> Any:
         CN_2023,
         sc["start"],
         sc["end"],
-        every,
-    )  # type: ignore[arg-type]
+        every,  # type: ignore[arg-type]
+    )
 
 
 def close(a: float, b: float) -> bool:
