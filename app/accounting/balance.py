@@ -52,7 +52,7 @@ def step_interval(
     for dev in sorted(t.storage):
         c, s = t.storage[dev]
         st = state.get(dev, StorageDeviceState())
-        c_net, s_net, _from, _untr, out_p, out_m = begin_step(dev, c, s, st)
+        c_net, s_net, _from, _untr, out_p, out_m = begin_step(c, s, st)
         nets.append((dev, c, s, st))
         c_net_total += c_net
         s_net_total += s_net

@@ -58,6 +58,9 @@ def allocate_certificates(
     does not depend on the query window.
     """
     certs = [c for c in certificate_order(certificates) if c.park == park_id and c.mwh > 0]
+    for c in certs:
+        if c.valid_from.tzinfo is None or c.valid_to.tzinfo is None:
+            raise ValueError(f"certificate {c.id!r}: valid_from/valid_to must be time-zone aware")
     bounds = [(to_ns(c.valid_from), to_ns(c.valid_to)) for c in certs]
     used: dict[str, float] = {c.id: 0.0 for c in certs}
     if used_before_kwh:

@@ -54,7 +54,7 @@ class StorageStep:
 
 
 def begin_step(
-    device: str, charge_kwh: float, discharge_kwh: float, state: StorageDeviceState
+    charge_kwh: float, discharge_kwh: float, state: StorageDeviceState
 ) -> tuple[float, float, float, float, float, float]:
     """Net charge/discharge and what the discharge takes out of the stored content.
 
@@ -92,7 +92,7 @@ def finish_step(
     fraction. A reported SOC above the tracked content is untracked (non-green) energy.
     """
     c_net, _s_net, from_content, untracked, out_p, out_m = begin_step(
-        device, charge_kwh, discharge_kwh, state
+        charge_kwh, discharge_kwh, state
     )
     content = state.content_kwh - from_content + c_net
     in_p = c_net * charge_fraction_physical
