@@ -223,3 +223,46 @@ def test_each_interval_at_most_once_per_call() -> None:
     out = engine.add([rd(m, energy_import_kwh=m * 2.0) for m in (0, 3, 6, 9, 12, 14, 1, 7)])
     # 2 kWh/min from 0 to 14 min, all in A
     check(out, {A: (28.0, (), False)}, "energy_import_kwh")
+
+
+@pytest.mark.parametrize(
+    ("v1", "expected_a", "flags"),
+    [
+        # 10 <= 1 % of 1000: a new counter, counts from zero: 10 in A
+        (10.0, 10.0, ("reset",)),
+        # 10.5 > 1 %: an ordinary decrease, 0
+        (10.5, 0.0, ("counter_decrease",)),
+    ],
+)
+def test_near_zero_threshold(v1: float, expected_a: float, flags: tuple[str, ...]) -> None:
+    out = compute_intervals([rd(0, energy_import_kwh=1000), rd(5, energy_import_kwh=v1)], PARK)
+    check(out, {A: (expected_a, flags, False)}, "energy_import_kwh")
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected_a", "flags"),
+    [
+        # 5 min at max 100 kW: limit 100 * (300 + 60) / 3600 + 1 = 11 kWh, inclusive
+        (11.0, 11.0, ()),
+        (11.01, 0.0, ("implausible",)),
+    ],
+)
+def test_implausible_threshold(delta: float, expected_a: float, flags: tuple[str, ...]) -> None:
+    out = compute_intervals([rd(0, "pv", energy_kwh=0), rd(5, "pv", energy_kwh=delta)], PARK)
+    check(out, {A: (expected_a, flags, False)}, "energy_kwh")
+
+
+def test_gas_counter_has_no_power_bound() -> None:
+    park = Park.model_validate(
+        {
+            "id": "p",
+            "devices": [
+                {"id": "b", "role": "heat_fuel", "fuel": "natural_gas", "max_kw": 1},
+            ],
+        }
+    )
+    readings = [rd(0, "b", gas_m3=0), rd(5, "b", gas_m3=5000)]
+    # m3 is not energy: max_kw does not apply, all 5000 m3 in A
+    assert [(e.start_ns, e.values, e.flags) for e in compute_intervals(readings, park)] == [
+        (A, {"gas_m3": 5000.0}, ())
+    ]

@@ -1,0 +1,144 @@
+"""IntervalEngine: seeding after a restart, horizon, stale readings, pruning, DST days."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from app.intervals import (
+    HORIZON_ALL,
+    HORIZON_NONE,
+    IntervalEngine,
+    compute_intervals,
+    compute_window,
+)
+from app.registry.models import Park
+from app.telemetry.models import Reading
+
+MIN = 60 * 1_000_000_000
+T0 = 1_795_392_000 * 1_000_000_000  # 2026-11-23T00:00Z = 08:00 Asia/Shanghai
+A, B, C = T0, T0 + 15 * MIN, T0 + 30 * MIN
+
+PARK = Park.model_validate(
+    {"id": "p", "timezone": "Asia/Shanghai", "devices": [{"id": "m", "role": "load"}]}
+)
+
+
+def rd(minute: float, kwh: float) -> Reading:
+    return Reading("p", "m", T0 + int(minute * MIN), {"energy_import_kwh": kwh})
+
+
+def test_unknown_device_has_no_horizon_and_add_means_whole_history() -> None:
+    engine = IntervalEngine(lambda pid: PARK)
+    assert engine.horizon("p", "m") is None
+    engine.add([rd(5, 5)])
+    assert engine.horizon("p", "m") == HORIZON_ALL
+    # an earlier reading is fine when the engine holds the whole history: 0->5 = 5 kWh in A
+    out = engine.add([rd(0, 0)])
+    assert [(e.start_ns, e.values) for e in out] == [(A, {"energy_import_kwh": 5.0})]
+
+
+def test_seeded_history_horizon_and_late_readings() -> None:
+    engine = IntervalEngine(lambda pid: PARK)
+    # stored history from 08:07 on, 1 kWh/min; what came before 08:07 is unknown
+    assert engine.seed([rd(7, 7), rd(12, 12), rd(17, 17), rd(22, 22)]) is None
+    # A (08:00-08:15) is partial; first point at/after the next boundary 08:15 is 08:17
+    assert engine.horizon("p", "m") == T0 + 17 * MIN + 1
+    out = engine.add([rd(27, 27)])
+    # B = 12->17: 2 min in B (2), 17->22: 5, 22->27: 5 => 12, only B is emitted
+    assert [(e.start_ns, e.values) for e in out] == [(B, {"energy_import_kwh": 12.0})]
+    # a late reading inside the held history but before the horizon: A is not exactly
+    # known (the segment before 08:07 is missing), so nothing is emitted for it
+    assert engine.add([rd(9, 9)]) == []
+    assert engine.stale_readings == 0
+    # older than everything held: not stored, nothing emitted, counted
+    assert engine.add([rd(5, 5)]) == []
+    assert engine.stale_readings == 1
+    # the collector's fallback for that window: readings loaded from storage from 08:00
+    stored = [
+        rd(0, 0),
+        rd(5, 5),
+        rd(7, 7),
+        rd(9, 9),
+        rd(12, 12),
+        rd(17, 17),
+        rd(22, 22),
+        rd(27, 27),
+    ]
+    window = compute_window(stored, PARK, A, B)
+    # A = 0->...->15 at 1 kWh/min = 15; exact because the first point (08:00) starts A
+    assert [(e.start_ns, e.values) for e in window] == [(A, {"energy_import_kwh": 15.0})]
+    # loaded from 08:05 only, A cannot be known: nothing returned for it
+    assert compute_window(stored[1:], PARK, A, B) == []
+
+
+def test_seed_too_short_gives_no_exact_horizon() -> None:
+    engine = IntervalEngine(lambda pid: PARK)
+    engine.seed([rd(7, 7)])
+    assert engine.horizon("p", "m") == HORIZON_NONE
+    # still stored: once a point at/after 08:15 exists the horizon is just after it
+    out = engine.add([rd(20, 20)])
+    # 7->20 touches A (starts before 08:07: unknown, not emitted) and B, which is exactly
+    # known: 5 min (15..20) at 1 kWh/min = 5
+    assert [(e.start_ns, e.values) for e in out] == [(B, {"energy_import_kwh": 5.0})]
+    assert engine.horizon("p", "m") == T0 + 20 * MIN + 1
+    out = engine.add([rd(25, 25)])
+    # B = 7->20 gives 5 min (15..20) = 5, 20->25 = 5 => 10
+    assert [(e.start_ns, e.values) for e in out] == [(B, {"energy_import_kwh": 10.0})]
+
+
+def test_seed_then_unchanged_reading_emits_nothing() -> None:
+    engine = IntervalEngine(lambda pid: PARK)
+    engine.seed([rd(0, 0), rd(10, 10), rd(20, 20)])
+    assert engine.add([rd(20, 20)]) == []
+    out = engine.add([rd(30, 30)])
+    assert [(e.start_ns, e.values) for e in out] == [(B, {"energy_import_kwh": 15.0})]
+
+
+def test_pruning_keeps_results_exact_and_moves_the_horizon() -> None:
+    engine = IntervalEngine(lambda pid: PARK, history_window_s=3600)
+    readings = [rd(m, m * 0.5) for m in range(0, 241, 5)]  # 4 h, 0.5 kWh/min
+    final = {}
+    for r in readings:
+        for e in engine.add([r]):
+            final[e.start_ns] = e.values["energy_import_kwh"]
+    # every quarter hour: 15 min x 0.5 = 7.5
+    assert len(final) == 16 and all(v == pytest.approx(7.5) for v in final.values())
+    # window 1 h, pruned once history exceeds window + max(window/8, 1 h) = 2 h: at 03:05
+    # (minute 185) everything before the last point before 02:05 (minute 120) went
+    assert engine.horizon("p", "m") == T0 + 120 * MIN + 1
+    # a reading older than the held history is not used (no wrong intervals)
+    assert engine.add([rd(60, 0.0)]) == []
+    assert engine.stale_readings == 1
+    # normal appends still work
+    out = engine.add([rd(245, 122.5)])
+    assert [(e.start_ns, e.values) for e in out] == [(T0 + 240 * MIN, {"energy_import_kwh": 2.5})]
+
+
+def _ns(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp()) * 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "count"),
+    [
+        ("2026-03-29T00:00+01:00", "2026-03-30T00:00+02:00", 92),  # 23-hour day
+        ("2026-10-25T00:00+02:00", "2026-10-26T00:00+01:00", 100),  # 25-hour day
+    ],
+)
+def test_berlin_dst_day_through_the_engine(start: str, end: str, count: int) -> None:
+    park = Park.model_validate(
+        {"id": "de", "timezone": "Europe/Berlin", "devices": [{"id": "m", "role": "load"}]}
+    )
+    t0, t1 = _ns(start), _ns(end)
+    # 60 kW constant, a reading every 5 min: 5 kWh per reading, 15 kWh per quarter hour
+    readings = [
+        Reading("de", "m", t, {"energy_import_kwh": 5.0 * k})
+        for k, t in enumerate(range(t0, t1 + 1, 5 * MIN))
+    ]
+    out = IntervalEngine(lambda pid: park).add(readings)
+    assert len(out) == count
+    assert out[0].start_ns == t0 and out[-1].end_ns == t1
+    assert all(e.values["energy_import_kwh"] == pytest.approx(15.0) for e in out)
+    assert out == compute_intervals(readings, park)
