@@ -1,0 +1,1 @@
+"""Lingtan's command line: the one place that assembles the service from its domain packages."""

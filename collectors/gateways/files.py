@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: Path, text: str, new_file_mode: int) -> None:
@@ -29,9 +32,19 @@ def atomic_write(path: Path, text: str, new_file_mode: int) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp_name, (st.st_mode & 0o7777) if st else new_file_mode)
         if st is not None and (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-            # only root (or the owner changing group) may do this; otherwise keep ours
-            with contextlib.suppress(PermissionError):
+            try:
                 os.chown(tmp_name, st.st_uid, st.st_gid)
+            except PermissionError:
+                # only root may give a file away; the broker may now be unable to read it
+                log.warning(
+                    "%s was owned by uid %d gid %d and is now ours (uid %d gid %d): check the"
+                    " broker can still read it, or run this as root",
+                    path,
+                    st.st_uid,
+                    st.st_gid,
+                    os.getuid(),
+                    os.getgid(),
+                )
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,109 @@
+"""`lingtan collect`: wires registry, storage, spool, pipeline, metrics and MQTT together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import start_http_server
+
+from app.config import Settings
+from app.registry import load_registry
+from app.storage.base import Storage
+from app.storage.factory import open_storage
+from app.storage.spool import DurableWriter
+from app.telemetry.decode import TOPIC_FILTER, DecodeLimits
+from app.telemetry.models import Reading
+from collectors.metrics import CollectorMetrics
+from collectors.mqtt import GmqttSubscriber, MqttEndpoint
+from collectors.pipeline import Collector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectorService:
+    """A running collector: stop it with `await service.stop()`."""
+
+    collector: Collector
+    subscriber: GmqttSubscriber
+    writer: DurableWriter
+    storage: Storage
+    metrics: CollectorMetrics
+    _mqtt_task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        # stop taking messages, make what was taken durable, then close storage;
+        # anything received but not yet acked is redelivered by the broker next time
+        await self.subscriber.stop()
+        await self.collector.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._mqtt_task
+        await self.writer.close()
+        await self.storage.close()
+
+
+async def start_collector(
+    settings: Settings,
+    *,
+    storage: Storage | None = None,
+    on_readings: Callable[[list[Reading]], None] | None = None,
+    serve_metrics: bool = True,
+) -> CollectorService:
+    """Start the collector in the running event loop and return a handle."""
+    if not settings.mqtt_url:
+        raise ValueError("no broker configured: set LINGTAN_MQTT_URL or pass --mqtt-url")
+    registry = load_registry(settings.parks)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or await open_storage(settings)
+    metrics = CollectorMetrics()
+    writer = DurableWriter(
+        storage, settings.spool_path, max_spool_bytes=int(settings.spool_max_mb * 1024 * 1024)
+    )
+    writer.start()
+    collector = Collector(
+        registry,
+        writer,
+        storage,
+        metrics=metrics,
+        batch_max_items=settings.batch_max_readings,
+        batch_max_wait_s=settings.batch_max_wait_ms / 1000,
+        limits=DecodeLimits(max_future_s=settings.max_future_s),
+        on_readings=on_readings,
+    )
+    collector.start()
+    if serve_metrics and settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+    subscriber = GmqttSubscriber(
+        MqttEndpoint.parse(settings.mqtt_url),
+        TOPIC_FILTER,
+        settings.client_id,
+        share_group=settings.share_group,
+        on_state=lambda up: metrics.mqtt_connected.set(1 if up else 0),
+    )
+    task = asyncio.create_task(subscriber.run(collector.handle), name="lingtan-mqtt")
+    return CollectorService(collector, subscriber, writer, storage, metrics, task)
+
+
+async def run_collect(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then shut down without losing accepted readings."""
+    service = await start_collector(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "collecting %s from %s (client id %s%s)",
+        TOPIC_FILTER,
+        MqttEndpoint.parse(settings.mqtt_url or "").redacted(),
+        settings.client_id,
+        f", share group {settings.share_group}" if settings.share_group else "",
+    )
+    await stop.wait()
+    log.info("stopping: flushing queued readings")
+    await service.stop()

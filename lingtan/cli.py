@@ -1,0 +1,101 @@
+"""The `lingtan` console script: the composition root that wires `app` and `collectors` together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app.config import Settings, load_settings
+from app.registry import RegistryError
+
+EPILOG = """\
+Configuration comes from LINGTAN_* environment variables (see README), then .env /
+lingtan.toml in the working directory; command-line flags win over both.
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parks", type=Path, help="park registry YAML (LINGTAN_PARKS)")
+    p.add_argument("--data-dir", type=Path, help="spool and embedded store (LINGTAN_DATA_DIR)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (LINGTAN_LOG_LEVEL)")
+
+
+def _influx(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--influx-url", help="InfluxDB URL, e.g. http://127.0.0.1:8086")
+    p.add_argument("--influx-db", help="database name (default lingtan)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lingtan",
+        description="Lingtan (零碳): energy and carbon monitoring for zero-carbon parks.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    collect = sub.add_parser(
+        "collect",
+        help="MQTT collector: subscribe, validate, derive interval energies, store",
+        description=(
+            "Subscribe to lingtan/v1/+/+/telemetry (QoS 1, persistent session), validate each"
+            " payload, dead-letter what is invalid, derive 15-min interval energies and write"
+            " everything to InfluxDB. A message is acknowledged only once written or spooled"
+            " to disk, so nothing accepted is lost if InfluxDB or this process goes down."
+        ),
+        epilog="example:\n  lingtan collect --mqtt-url mqtt://127.0.0.1:1883 "
+        "--influx-url http://127.0.0.1:8086 --parks examples/parks.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(collect)
+    collect.add_argument("--mqtt-url", help="broker, e.g. mqtt://user:pass@127.0.0.1:1883")
+    _influx(collect)
+    collect.add_argument("--client-id", help="stable MQTT client id (persistent session)")
+    collect.add_argument(
+        "--share-group", help="MQTT shared subscription group, to split load across collectors"
+    )
+    collect.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0 = off)")
+    collect.add_argument("--batch-max-readings", type=int, help="flush after this many readings")
+    collect.add_argument("--batch-max-wait-ms", type=int, help="or after this many ms")
+    collect.add_argument("--spool-max-mb", type=float, help="spool bound before backpressure")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    fields = set(Settings.model_fields)
+    overrides = {k: v for k, v in vars(args).items() if k in fields}
+    return load_settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"lingtan: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "collect":
+            from collectors.service import run_collect
+
+            asyncio.run(run_collect(settings))
+    except (RegistryError, ValueError) as exc:
+        print(f"lingtan: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
