@@ -359,6 +359,17 @@ async def test_collector_cannot_publish_and_gateway_cannot_read(auth_broker: Aut
     assert out == ""
 
 
+async def test_collector_subscribed_to_everything_reads_only_telemetry(
+    auth_broker: AuthBroker,
+) -> None:
+    async with collecting(auth_broker, "c-all", topic="#") as got:
+        pub(auth_broker, "gw-park-a", PW_A, "lingtan/v1/park-a/m1/status")
+        pub(auth_broker, "gw-park-a", PW_A, A_TOPIC)
+        await wait_for(got, A_TOPIC)
+        await asyncio.sleep(0.2)
+        assert got == [A_TOPIC]
+
+
 async def test_collector_shared_subscription_receives_telemetry(auth_broker: AuthBroker) -> None:
     async with (
         collecting(auth_broker, "c-shared-1", share_group="collectors") as got1,
