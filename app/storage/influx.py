@@ -36,6 +36,15 @@ def influxql_ident(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _parse_int(s: str) -> int | float:
+    # Go writes the float -0.0 as `-0`; plain json would read it back as the int 0.
+    return -0.0 if s == "-0" else int(s)
+
+
+def _loads(data: bytes) -> Any:
+    return json.loads(data, parse_int=_parse_int)
+
+
 @dataclass(slots=True)
 class Series:
     """One series (or one chunk of it) of an InfluxQL result."""
@@ -192,9 +201,17 @@ class InfluxStorage:
                 if resp.status_code >= 300:
                     await resp.aread()
                     _raise_for_status(resp)
-                async for line in resp.aiter_lines():
-                    if line.strip():
-                        self._collect(json.loads(line), out)
+                # Split on b"\n" ourselves: aiter_lines() also splits on U+0085/U+2028 etc.,
+                # which influx leaves unescaped inside JSON strings (e.g. in field names).
+                buf = b""
+                async for data in resp.aiter_bytes():
+                    buf += data
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            self._collect(_loads(line), out)
+                if buf.strip():
+                    self._collect(_loads(buf), out)
         except httpx.TransportError as e:
             raise StorageUnavailable(f"query to {self.url} failed: {e!r}") from e
         return out

@@ -1,20 +1,22 @@
-"""InfluxDB line-protocol encoding: escaping of names, tags and strings, and value formatting.
+r"""InfluxDB line-protocol encoding: escaping of names, tags and strings, and value formatting.
 
 Rules (checked against a real influxd 1.6 and `influxdb_client.Point`):
 - measurement: escape `,` and space;
 - tag keys, tag values, field keys: escape `,`, `=` and space;
-- string field values: double-quoted, escape `"` and `\\`;
-- backslashes elsewhere are kept literally (influxd does not unescape `\\\\` in names/tags);
-- tabs and carriage returns are kept literally too: influxd stores them as-is, whereas the
-  `\\t`/`\\r` escapes some clients emit are stored as two characters (lossy);
-- a newline cannot appear in a name/tag (it ends the line), a name/tag cannot end with a
-  backslash (it would escape the separator) and cannot be empty: those raise
-  `LineProtocolError` instead of silently writing something else.
+- string field values: double-quoted, escape `"` and `\`;
+- backslashes elsewhere are kept literally (influxd does not unescape `\\` in names/tags);
+- a name or tag value cannot be empty, contain an ASCII control character (a newline ends
+  the line; influxd 1.x mangles keys made of or starting with NUL/TAB, and the `\n`/`\t`
+  escapes some clients emit are stored as two characters), or have a backslash right before
+  `,`, `=`, space or at its end (influxd reads `\` + next char as one escape pair, so that
+  cannot be expressed): those raise `LineProtocolError` instead of silently writing
+  something else. String field values can hold anything.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 FieldValue = float | int | bool | str
@@ -33,13 +35,24 @@ class LineProtocolError(ValueError):
     """A name, tag or value that line protocol cannot represent faithfully."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# influxd's scanner takes `\` plus the next character as a pair, so a literal backslash right
+# before a character that needs escaping (or at the end) cannot be expressed.
+_BAD_BACKSLASH = re.compile(r"\\(?=[,= ]|$)")
+
+
+def representable_name(s: str) -> bool:
+    """True if `s` can be a measurement, tag key/value or field key and read back unchanged."""
+    return bool(s) and _CONTROL.search(s) is None and _BAD_BACKSLASH.search(s) is None
+
+
 def _check_name(s: str, what: str) -> None:
     if not s:
         raise LineProtocolError(f"empty {what}")
-    if "\n" in s:
-        raise LineProtocolError(f"{what} contains a newline: {s!r}")
-    if s.endswith("\\"):
-        raise LineProtocolError(f"{what} ends with a backslash: {s!r}")
+    if _CONTROL.search(s):
+        raise LineProtocolError(f"{what} contains a control character (e.g. newline): {s!r}")
+    if _BAD_BACKSLASH.search(s):
+        raise LineProtocolError(f"{what} has a backslash before `,`/`=`/space or at the end: {s!r}")
 
 
 def escape_measurement(name: str) -> str:

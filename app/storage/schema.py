@@ -13,6 +13,7 @@ from app.storage.lineprotocol import (
     escape_key,
     escape_string,
     format_float,
+    representable_name,
 )
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
@@ -109,9 +110,7 @@ def interval_line(iv: IntervalEnergy) -> str:
 
 
 def _park_tag_ok(park: str) -> bool:
-    return park not in ("", UNKNOWN_PARK, INVALID_PARK) and (
-        "\n" not in park and not park.endswith("\\")
-    )
+    return park not in (UNKNOWN_PARK, INVALID_PARK) and representable_name(park)
 
 
 def deadletter_line(d: DeadLetter, ts_ns: int) -> str:
