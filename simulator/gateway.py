@@ -158,10 +158,12 @@ class Gateway:
         flag: bool | None = None
         if self.opt.resets_per_day > 0 and m.reset_rng.random() < self.opt.resets_per_day * p_step:
             flag = True
-        if (
+        replace_now = (
             self.opt.replacements_per_day > 0
             and m.replace_rng.random() < self.opt.replacements_per_day * p_step
-        ):
+        )
+        # swapping a meter that reads 0 for a new one is invisible: not a replacement event
+        if replace_now and any(c.register > 0 for c in m.counters.values()):
             # a new meter must look "near zero" (≤ 1 % of the old reading) for the collector
             # to recognise it without the flag; otherwise the gateway announces the reset
             silent = all(
