@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip as gzip_lib
 import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +42,17 @@ def _parse_int(s: str) -> int | float:
     return -0.0 if s == "-0" else int(s)
 
 
-def _loads(data: bytes) -> Any:
-    return json.loads(data, parse_int=_parse_int)
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+_SPACE = re.compile(r"\s*")
+
+
+def _iter_json_docs(text: str) -> Iterator[Any]:
+    """The JSON documents of a body holding one or more of them back to back."""
+    i = _SPACE.match(text).end()  # type: ignore[union-attr]
+    while i < len(text):
+        doc, i = _DECODER.raw_decode(text, i)
+        yield doc
+        i = _SPACE.match(text, i).end()  # type: ignore[union-attr]
 
 
 @dataclass(slots=True)
@@ -197,23 +207,18 @@ class InfluxStorage:
             params["rp"] = self.retention_policy
         out: list[Series] = []
         try:
-            async with self._client.stream("GET", "/query", params=params) as resp:
-                if resp.status_code >= 300:
-                    await resp.aread()
-                    _raise_for_status(resp)
-                # Split on b"\n" ourselves: aiter_lines() also splits on U+0085/U+2028 etc.,
-                # which influx leaves unescaped inside JSON strings (e.g. in field names).
-                buf = b""
-                async for data in resp.aiter_bytes():
-                    buf += data
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            self._collect(_loads(line), out)
-                if buf.strip():
-                    self._collect(_loads(buf), out)
+            resp = await self._client.get("/query", params=params)
         except httpx.TransportError as e:
             raise StorageUnavailable(f"query to {self.url} failed: {e!r}") from e
+        _raise_for_status(resp)
+        try:
+            # Chunked answers are JSON documents one after another (1.x: one per line), but do
+            # not split on lines: str.splitlines-style splitting would also cut at U+0085 and
+            # U+2028, which influx leaves unescaped inside strings (field names...).
+            for doc in _iter_json_docs(resp.content.decode("utf-8")):
+                self._collect(doc, out)
+        except ValueError as e:
+            raise StorageUnavailable(f"unexpected /query answer from {self.url}: {e}") from e
         return out
 
     @staticmethod
