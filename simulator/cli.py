@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
@@ -333,11 +334,14 @@ async def run(args: argparse.Namespace) -> int:
                 f" skewed devices {len(stats.skewed_devices)}",
                 file=err,
             )
+    except BrokenPipeError:
+        pass  # `--out - | head`: the reader has seen enough
     except (OSError, TimeoutError) as exc:
         print(f"lingtan simulate: {exc}", file=err)
         code = 1
     finally:
-        await publisher.close()
+        with contextlib.suppress(BrokenPipeError):
+            await publisher.close()
         if sink_file is not None and sink_file is not sys.stdout:
             sink_file.close()
         if truth is not None:

@@ -83,7 +83,7 @@ def simulate(
     off = datetime.fromtimestamp(t0 // NS, park.tz).utcoffset() or timedelta(0)
     off_ns = int(off.total_seconds()) * NS
     t0 -= (t0 + off_ns) % (step_s * NS)
-    model = ParkModel(park, seed, step_s)
+    model = ParkModel(park, seed, step_s, t0)
     gateway = Gateway(park, seed, opt, step_s, truth, stats if stats is not None else SimStats())
     sim_stats = gateway.stats
     prev: StepResult | None = None

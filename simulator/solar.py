@@ -60,7 +60,7 @@ def cloud_transmission(cloud_cover: float) -> float:
 
 
 def pv_power_kw(
-    max_kw: float, poa_wm2: float, air_temp_c: float, performance_ratio: float = 0.9
+    max_kw: float, poa_wm2: float, air_temp_c: float, performance_ratio: float = 0.8
 ) -> float:
     """AC output: linear in irradiance, −0.4 %/K above 25 °C cell temperature, capped."""
     if poa_wm2 <= 0.0:

@@ -42,4 +42,4 @@ class Weather:
         slow = self._cloud_slow.next()
         fast = self._cloud_fast.next()
         # mostly clear skies (Liaoning has ~2500 sunshine hours) with passing clouds
-        self.cloud_cover = min(1.0, max(0.0, 0.3 + 0.35 * slow + 0.12 * fast))
+        self.cloud_cover = min(1.0, max(0.0, 0.42 + 0.4 * slow + 0.12 * fast))
