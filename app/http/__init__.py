@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the domain routers: services container, time parsing, errors."""

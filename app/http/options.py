@@ -1,0 +1,43 @@
+"""API options not (yet) in `Settings`: anonymous reads, range caps, live and cache timings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app.config import Settings
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """Knobs of the HTTP service. `from_settings` reads `LINGTAN_ANONYMOUS_READ` as well."""
+
+    #: let requests without a key read (viewer level); writes and audit still need a key
+    anonymous_read: bool = False
+    #: longest /balance window; larger requests get 400
+    max_balance_span: timedelta = timedelta(days=3700)
+    #: most buckets one /balance answer may hold (15m over a year is 35,040)
+    max_buckets: int = 40_000
+    #: longest /readings window (streamed, so this only guards against mistakes)
+    max_readings_span: timedelta = timedelta(days=400)
+    #: how often today's balance behind /live is recomputed
+    live_refresh_s: float = 30.0
+    #: a device whose latest reading is older than this is stale (left out of live power)
+    stale_after_s: float = 900.0
+    #: SSE: send the document at least this often even when nothing changed
+    sse_heartbeat_s: float = 5.0
+    #: SSE: how often to look for a change
+    sse_poll_s: float = 0.25
+    #: cached auth results live this long (a revoked key stops working within it)
+    auth_cache_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiOptions:
+        raw = getattr(settings, "anonymous_read", None)
+        if raw is None:
+            raw = os.environ.get("LINGTAN_ANONYMOUS_READ", "")
+        anonymous = raw if isinstance(raw, bool) else str(raw).strip().lower() in _TRUE
+        return cls(anonymous_read=anonymous)

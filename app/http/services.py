@@ -1,0 +1,49 @@
+"""The services one API instance works with, injected into `create_app` (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from app.balance.service import BalanceService
+from app.config import Settings
+from app.http.metrics import ApiMetrics
+from app.http.options import ApiOptions
+from app.ledgers import LedgerStore
+from app.live.state import LiveState
+from app.registry.models import Park, Registry
+from app.storage.base import Storage
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the routers need; stored on `app.state.services`."""
+
+    settings: Settings
+    registry: Registry
+    storage: Storage
+    ledgers: LedgerStore
+    live: LiveState
+    balance: BalanceService
+    options: ApiOptions
+    metrics: ApiMetrics
+    auth_cache: dict[str, tuple[int, object]] = field(default_factory=dict)
+
+
+def services(request: Request) -> Services:
+    """FastAPI dependency: the app's services."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+def park_or_404(svc: Services, park_id: str) -> Park:
+    park = svc.registry.park(park_id)
+    if park is None:
+        raise HTTPException(404, f"unknown park {park_id!r}")
+    return park
+
+
+#: `svc: SvcDep` in a route signature injects the app's services.
+SvcDep = Annotated[Services, Depends(services)]

@@ -1,0 +1,58 @@
+"""RFC 3339 query parameters: parse aware datetimes, refuse naive ones with a clear 422."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from fastapi import HTTPException
+
+# A '+' in a query string decodes to a space when the client did not percent-encode it
+# ("?start=2026-01-01T00:00:00+08:00"); accept that common mistake instead of a cryptic 422.
+_SPACE_OFFSET = re.compile(r"^(.+T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """An aware datetime from RFC 3339 text; HTTP 422 when unparsable or without an offset."""
+    text = value.strip()
+    m = _SPACE_OFFSET.match(text)
+    if m:
+        text = f"{m.group(1)}+{m.group(2)}"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(
+            422, f"{name}: {value!r} is not an RFC 3339 time (e.g. 2026-01-01T00:00:00+08:00)"
+        ) from None
+    if dt.tzinfo is None:
+        raise HTTPException(
+            422, f"{name}: {value!r} has no UTC offset; add one (Z or +08:00) — times are RFC 3339"
+        )
+    return dt
+
+
+def parse_range(
+    start: str, end: str, *, max_span: timedelta | None = None
+) -> tuple[datetime, datetime]:
+    """Half-open [start, end): both aware, start < end, span within `max_span` (else 400)."""
+    s, e = parse_time(start, "start"), parse_time(end, "end")
+    if s >= e:
+        raise HTTPException(422, f"start ({s.isoformat()}) must be before end ({e.isoformat()})")
+    if max_span is not None and e - s > max_span:
+        raise HTTPException(
+            400, f"range too large: {e - s} exceeds the limit of {max_span.days} days"
+        )
+    return s, e
+
+
+def to_ns(dt: datetime) -> int:
+    """UTC epoch nanoseconds of an aware datetime (exact)."""
+    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def ns_to_rfc3339(ns: int, tz: ZoneInfo | None = None) -> str:
+    """RFC 3339 text of epoch nanoseconds (microsecond precision), in `tz` or UTC."""
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    return dt.astimezone(tz or UTC).isoformat()

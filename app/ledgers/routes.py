@@ -1,0 +1,118 @@
+"""Ledger endpoints: certificates and offsets per park (POST audited), and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+
+from app.auth.deps import Auditor, Manager, Viewer
+from app.http.services import SvcDep, park_or_404
+from app.ledgers.errors import DuplicateIdError
+from app.ledgers.schemas import (
+    AuditList,
+    CertificateIn,
+    CertificateList,
+    CertificateRecord,
+    OffsetIn,
+    OffsetList,
+    OffsetRecord,
+)
+
+router = APIRouter(tags=["ledgers"])
+
+
+@router.post(
+    "/api/v1/parks/{park}/certificates",
+    status_code=201,
+    summary="Record a green certificate batch (GEC, 1 = 1 MWh) or green-power trade",
+)
+async def add_certificate(
+    *,
+    park: str,
+    body: CertificateIn,
+    svc: SvcDep,
+    who: Manager,
+) -> CertificateRecord:
+    park_or_404(svc, park)
+    try:
+        rec = await run_in_threadpool(svc.ledgers.add_certificate, park, body, who.actor)
+    except DuplicateIdError as exc:
+        raise HTTPException(409, str(exc)) from None
+    svc.balance.ledgers_changed(park)
+    return rec
+
+
+@router.get("/api/v1/parks/{park}/certificates", summary="A park's certificates and trades")
+async def list_certificates(
+    *,
+    park: str,
+    include_revoked: bool = False,
+    svc: SvcDep,
+    _: Viewer,
+) -> CertificateList:
+    park_or_404(svc, park)
+    items = await run_in_threadpool(
+        lambda: svc.ledgers.list_certificates(park, include_revoked=include_revoked)
+    )
+    return CertificateList(items=items)
+
+
+@router.post(
+    "/api/v1/parks/{park}/offsets",
+    status_code=201,
+    summary="Record a carbon offset (CCER, sink, ...) in tCO2",
+)
+async def add_offset(
+    *,
+    park: str,
+    body: OffsetIn,
+    svc: SvcDep,
+    who: Manager,
+) -> OffsetRecord:
+    park_or_404(svc, park)
+    try:
+        rec = await run_in_threadpool(svc.ledgers.add_offset, park, body, who.actor)
+    except DuplicateIdError as exc:
+        raise HTTPException(409, str(exc)) from None
+    svc.balance.ledgers_changed(park)
+    return rec
+
+
+@router.get("/api/v1/parks/{park}/offsets", summary="A park's carbon offsets")
+async def list_offsets(
+    *,
+    park: str,
+    include_revoked: bool = False,
+    svc: SvcDep,
+    _: Viewer,
+) -> OffsetList:
+    park_or_404(svc, park)
+    items = await run_in_threadpool(
+        lambda: svc.ledgers.list_offsets(park, include_revoked=include_revoked)
+    )
+    return OffsetList(items=items)
+
+
+@router.get("/api/v1/audit", summary="The tamper-evident audit log (hash chain)")
+async def audit(
+    *,
+    after_seq: int = Query(0, ge=0, description="page: entries with seq greater than this"),
+    limit: int = Query(1000, ge=1, le=10_000),
+    verify: bool = Query(False, description="re-verify the whole chain"),
+    svc: SvcDep,
+    _: Auditor,
+) -> dict[str, Any]:
+    def load() -> dict[str, Any]:
+        entries = svc.ledgers.list_audit(after_seq=after_seq, limit=limit)
+        seq, digest = svc.ledgers.audit_head()
+        doc: dict[str, Any] = {
+            **AuditList(items=entries).model_dump(mode="json"),
+            "head": {"seq": seq, "hash": digest},
+        }
+        if verify:
+            doc["problems"] = [p.model_dump(mode="json") for p in svc.ledgers.verify_audit()]
+        return doc
+
+    return await run_in_threadpool(load)

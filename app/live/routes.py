@@ -1,0 +1,62 @@
+"""`/live` (from memory, no database round trip) and `/live/stream` (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.auth.deps import Viewer
+from app.http.services import SvcDep, park_or_404
+
+router = APIRouter(prefix="/api/v1/parks/{park}", tags=["live"])
+
+
+@router.get(
+    "/live",
+    summary="Current power by role, live green share and carbon intensity, today so far",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def live(
+    *,
+    park: str,
+    svc: SvcDep,
+    _: Viewer,
+) -> Response:
+    park_or_404(svc, park)
+    return Response(svc.live.document_json(park), media_type="application/json")
+
+
+@router.get("/live/stream", summary="The /live document pushed as Server-Sent Events")
+async def live_stream(
+    *,
+    park: str,
+    request: Request,
+    svc: SvcDep,
+    _: Viewer,
+) -> EventSourceResponse:
+    park_or_404(svc, park)
+    poll_s = svc.options.sse_poll_s
+    heartbeat_s = svc.options.sse_heartbeat_s
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        sent_version = -1
+        sent_at = 0.0
+        seq = 0
+        while True:
+            version = svc.live.version(park)
+            now = time.monotonic()
+            if version != sent_version or now - sent_at >= heartbeat_s:
+                body = svc.live.document_json(park).decode("utf-8")
+                seq += 1
+                yield ServerSentEvent(data=body, event="live", id=str(seq))
+                sent_version, sent_at = version, now
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(poll_s)
+
+    return EventSourceResponse(events(), ping=15)

@@ -1,0 +1,215 @@
+"""The FastAPI application: `create_app` (dependencies injected), `build_app` and `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.balance.cache import IntervalCache
+from app.balance.routes import router as balance_router
+from app.balance.service import BalanceService
+from app.config import Settings
+from app.http.metrics import ApiMetrics, MetricsMiddleware
+from app.http.options import ApiOptions
+from app.http.services import Services
+from app.ledgers import LedgerStore
+from app.ledgers.routes import router as ledgers_router
+from app.live.routes import router as live_router
+from app.live.state import LiveState
+from app.registry import load_registry
+from app.registry.models import Park, Registry
+from app.registry.routes import router as registry_router
+from app.storage.base import Storage, StorageRejected, StorageUnavailable
+from app.telemetry.routes import router as telemetry_router
+
+log = logging.getLogger(__name__)
+
+_NS_PER_S = 1_000_000_000
+
+
+def _today_window(park: Park, now_ns: int) -> tuple[datetime, datetime]:
+    now = datetime.fromtimestamp(now_ns / _NS_PER_S, tz=UTC)
+    midnight = datetime.combine(now.astimezone(park.tz).date(), dtime(0), tzinfo=park.tz)
+    start = midnight.astimezone(UTC)
+    end = max(now, start + timedelta(microseconds=1))
+    return start, end
+
+
+async def refresh_today(svc: Services, park: Park) -> None:
+    """Recompute `park`'s balance from local midnight to now and hand it to the live state."""
+    now_ns = svc.live.clock()
+    start, end = _today_window(park, now_ns)
+    result = await svc.balance.balance(park, start, end, "1d")
+    svc.live.set_today(park.id, result, now_ns)
+
+
+async def _today_loop(svc: Services) -> None:
+    while True:
+        for park in svc.registry.parks:
+            try:
+                await refresh_today(svc, park)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep refreshing the other parks and later rounds
+                svc.metrics.today_refresh_errors.labels(park.id).inc()
+                log.warning("today's balance of %s not refreshed: %s", park.id, exc)
+        await asyncio.sleep(svc.options.live_refresh_s)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry,
+    storage: Storage,
+    ledgers: LedgerStore,
+    live: LiveState,
+    options: ApiOptions | None = None,
+    cache: IntervalCache | None = None,
+    refresh_today_in_background: bool = True,
+) -> FastAPI:
+    """The API over injected services. The caller owns (and closes) storage and ledgers.
+
+    `live` is fed by the caller (`live.apply(readings)`); today's balance behind /live is
+    refreshed every `options.live_refresh_s` while the app runs (lifespan task).
+    """
+    opts = options or ApiOptions.from_settings(settings)
+    metrics = ApiMetrics()
+    cache = cache or IntervalCache(storage, recent_ttl_s=opts.live_refresh_s)
+    balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets)
+    svc = Services(
+        settings=settings,
+        registry=registry,
+        storage=storage,
+        ledgers=ledgers,
+        live=live,
+        balance=balance,
+        options=opts,
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_today_loop(svc)) if refresh_today_in_background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="Lingtan API",
+        version="1",
+        summary="Energy and carbon monitoring for zero-carbon industrial parks (SPEC §6)",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _unavailable(_: Request, exc: StorageUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"time-series store unavailable: {exc}"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(StorageRejected)
+    async def _rejected(_: Request, exc: StorageRejected) -> JSONResponse:
+        return JSONResponse({"detail": f"time-series store error: {exc}"}, status_code=502)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness (and whether storage answers)")
+    async def healthz() -> dict[str, Any]:
+        try:
+            storage_ok = await asyncio.wait_for(storage.ping(), timeout=1.0)
+        except (TimeoutError, Exception):
+            storage_ok = False
+        return {"status": "ok", "storage": "ok" if storage_ok else "unavailable"}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        for park in registry.parks:
+            n = sum(1 for d in park.devices if live.device(park.id, d.id) is not None)
+            metrics.live_devices.labels(park.id).set(n)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    for router in (
+        registry_router,
+        live_router,
+        balance_router,
+        telemetry_router,
+        ledgers_router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def balance_invalidator(app: FastAPI) -> Callable[[str, int, int], None]:
+    """The hook the composition root calls after writing intervals of (park, start, end)."""
+    svc: Services = app.state.services
+    return svc.balance.invalidate
+
+
+def live_state(app: FastAPI) -> LiveState:
+    svc: Services = app.state.services
+    return svc.live
+
+
+async def serve(
+    settings: Settings,
+    *,
+    live: LiveState | None = None,
+    registry: Registry | None = None,
+    options: ApiOptions | None = None,
+    on_app: Callable[[FastAPI], None] | None = None,
+) -> None:
+    """Run the API with uvicorn until cancelled (`lingtan api`).
+
+    Opens storage (`open_storage`) and the ledger store (`settings.ledger_url`), applies
+    `LINGTAN_BOOTSTRAP_ADMIN_KEY`, and closes both at exit. Pass `live` (built on the same
+    registry) to feed it from an MQTT subscriber; `on_app(app)` is called before serving, e.g.
+    to grab `balance_invalidator(app)`.
+    """
+    import uvicorn
+
+    from app.storage.factory import open_storage
+
+    registry = registry or load_registry(settings.parks)
+    opts = options or ApiOptions.from_settings(settings)
+    live = live or LiveState(registry, stale_after_s=opts.stale_after_s)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ledgers = LedgerStore(settings.ledger_url)
+    storage = await open_storage(settings)
+    try:
+        if settings.bootstrap_admin_key is not None:
+            ledgers.bootstrap_admin(settings.bootstrap_admin_key.get_secret_value())
+        app = create_app(
+            settings, registry=registry, storage=storage, ledgers=ledgers, live=live, options=opts
+        )
+        if on_app is not None:
+            on_app(app)
+        config = uvicorn.Config(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+        t0 = time.monotonic()
+        log.info("API on http://%s:%d", settings.api_host, settings.api_port)
+        await uvicorn.Server(config).serve()
+        log.info("API stopped after %.0f s", time.monotonic() - t0)
+    finally:
+        await storage.close()
+        ledgers.close()

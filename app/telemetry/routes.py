@@ -1,0 +1,190 @@
+"""`/readings` (JSON or streamed CSV, fetched window by window) and `/api/v1/deadletters`."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.auth.deps import Viewer, optional_principal
+from app.http.services import SvcDep, park_or_404
+from app.http.times import ns_to_rfc3339, parse_range, parse_time, to_ns
+from app.ledgers import ApiRole
+from app.registry.models import COUNTER_QUANTITIES, INSTANT_QUANTITIES, Park
+from app.telemetry.models import DeadLetter, Reading
+
+router = APIRouter(tags=["telemetry"])
+
+_NS_PER_S = 1_000_000_000
+#: fixed CSV value columns (streamed, so the header cannot depend on the data); anything
+#: else a gateway sent goes, losslessly, into the `extra` JSON column
+CSV_QUANTITIES: tuple[str, ...] = tuple(sorted(COUNTER_QUANTITIES)) + tuple(
+    sorted(INSTANT_QUANTITIES)
+)
+CSV_HEADER: tuple[str, ...] = ("time", "device", "ts_source", "reset", *CSV_QUANTITIES, "extra")
+
+
+def reading_doc(r: Reading, park: Park) -> dict[str, Any]:
+    return {
+        "device": r.device,
+        "time": ns_to_rfc3339(r.ts_ns, park.tz),
+        "ts_ns": r.ts_ns,
+        "values": r.values,
+        "reset": r.reset,
+        "ts_source": r.ts_source,
+    }
+
+
+def _csv_row(r: Reading, park: Park) -> list[str]:
+    extra = {k: v for k, v in r.values.items() if k not in _CSV_SET}
+    return [
+        ns_to_rfc3339(r.ts_ns, park.tz),
+        r.device,
+        r.ts_source,
+        "true" if r.reset else "false",
+        *(repr(r.values[q]) if q in r.values else "" for q in CSV_QUANTITIES),
+        json.dumps(extra, sort_keys=True) if extra else "",
+    ]
+
+
+_CSV_SET = frozenset(CSV_QUANTITIES)
+
+
+def _wants_csv(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept.lower()
+
+
+@router.get(
+    "/api/v1/parks/{park}/readings",
+    summary="Raw readings as received; CSV with Accept: text/csv",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def readings(
+    *,
+    park: str,
+    request: Request,
+    start: str = Query(description="RFC 3339 with offset, inclusive"),
+    end: str = Query(description="RFC 3339 with offset, exclusive"),
+    device: str | None = Query(None, description="one device; all when omitted"),
+    format: str | None = Query(None, pattern="^(json|csv)$", description="overrides Accept"),
+    svc: SvcDep,
+    _: Viewer,
+) -> StreamingResponse:
+    p = park_or_404(svc, park)
+    if device is not None and p.device(device) is None:
+        raise HTTPException(404, f"unknown device {device!r} in park {park!r}")
+    s, e = parse_range(start, end, max_span=svc.options.max_readings_span)
+    start_ns, end_ns = to_ns(s), to_ns(e)
+    # One device's day, or the whole park's hour, per storage query: memory stays bounded
+    # whatever the range, and the first bytes leave before the last window is read.
+    window_ns = (86_400 if device is not None else 3_600) * _NS_PER_S
+    storage = svc.storage
+
+    async def windows() -> AsyncIterator[list[Reading]]:
+        lo = start_ns
+        while lo < end_ns:
+            hi = min(end_ns, lo + window_ns)
+            yield await storage.readings(p.id, lo, hi, device)
+            lo = hi
+
+    # The first window is read before the response starts, so an unreachable store is a 503,
+    # not a truncated 200.
+    gen = windows()
+    first = await anext(gen)
+
+    async def all_windows() -> AsyncIterator[list[Reading]]:
+        yield first
+        async for chunk in gen:
+            yield chunk
+
+    if _wants_csv(request, format):
+
+        async def csv_body() -> AsyncIterator[bytes]:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            writer.writerow(CSV_HEADER)
+            async for chunk in all_windows():
+                for r in chunk:
+                    writer.writerow(_csv_row(r, p))
+                yield buf.getvalue().encode("utf-8")
+                buf.seek(0)
+                buf.truncate()
+            rest = buf.getvalue()
+            if rest:
+                yield rest.encode("utf-8")
+
+        name = f"{p.id}-readings{'-' + device if device else ''}.csv"
+        return StreamingResponse(
+            csv_body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    async def json_body() -> AsyncIterator[bytes]:
+        yield b'{"items":['
+        first_item = True
+        async for chunk in all_windows():
+            parts = []
+            for r in chunk:
+                parts.append(("" if first_item else ",") + json.dumps(reading_doc(r, p)))
+                first_item = False
+            if parts:
+                yield "".join(parts).encode("utf-8")
+        yield b"]}"
+
+    return StreamingResponse(json_body(), media_type="application/json")
+
+
+def deadletter_doc(d: DeadLetter, with_raw: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "received": ns_to_rfc3339(d.received_ns),
+        "received_ns": d.received_ns,
+        "topic": d.topic,
+        "park": d.park,
+        "device": d.device,
+        "reason": d.reason.value,
+        "detail": d.detail,
+        "size_bytes": len(d.raw),
+    }
+    if with_raw:
+        doc["raw_base64"] = base64.b64encode(d.raw).decode("ascii")
+        doc["raw_preview"] = d.raw[:2000].decode("utf-8", errors="replace")
+    return doc
+
+
+@router.get(
+    "/api/v1/deadletters",
+    summary="Rejected payloads: topic, time, reason; raw bytes for auditors",
+)
+async def deadletters(
+    *,
+    request: Request,
+    park: str | None = Query(None),
+    start: str | None = Query(None, description="RFC 3339 with offset, inclusive"),
+    end: str | None = Query(None, description="RFC 3339 with offset, exclusive"),
+    limit: int = Query(1000, ge=1, le=10_000),
+    svc: SvcDep,
+    _: Viewer,
+) -> dict[str, Any]:
+    s = parse_time(start, "start") if start is not None else None
+    e = parse_time(end, "end") if end is not None else None
+    if s is not None and e is not None and s >= e:
+        raise HTTPException(422, "start must be before end")
+    who = await optional_principal(request, svc)
+    with_raw = who is not None and who.role.allows(ApiRole.AUDITOR)
+    items = await svc.storage.deadletters(
+        park, to_ns(s) if s else None, to_ns(e) if e else None, limit
+    )
+    return {
+        "items": [deadletter_doc(d, with_raw) for d in items],
+        "raw_included": with_raw,
+    }
