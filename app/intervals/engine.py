@@ -64,7 +64,8 @@ class _DeviceState:
     `origin` means the held series are the device's whole history (nothing earlier exists).
     Otherwise each series is a contiguous suffix of the real one: its first point's
     predecessor is unknown, so only intervals starting at or after the latest first point
-    (`exact_from`) are exactly known and ever reported.
+    (`exact_from`) are exactly known and ever reported. `floor_ns`: every reading of the
+    device at or after it is held, so a counter without a series may only start there.
     """
 
     __slots__ = (
@@ -72,6 +73,7 @@ class _DeviceState:
         "cells",
         "device",
         "emitted",
+        "floor_ns",
         "gap_ns",
         "max_kw",
         "newest_ns",
@@ -90,6 +92,7 @@ class _DeviceState:
         self.cells: dict[int, _Cell] = {}
         self.emitted: dict[int, IntervalEnergy] = {}
         self.newest_ns = -(2**63)
+        self.floor_ns = HORIZON_NONE  # lowered by whoever loads the history
         self._last_bounds = (0, 0)
 
     # -- alignment -------------------------------------------------------------------------
@@ -156,6 +159,8 @@ class _DeviceState:
         """Insert or replace one point; False when it lies before the held history."""
         s = self.series.get(quantity)
         if s is None:
+            if not allow_before and ts_ns < self.floor_ns:
+                return False  # older readings of this counter may exist but are not held
             s = self.series[quantity] = _Series()
         ts = s.ts
         n = len(ts)
@@ -271,6 +276,7 @@ class _DeviceState:
         if not pruned:
             return
         self.origin = False
+        self.floor_ns = max(self.floor_ns, cutoff) if self.floor_ns != HORIZON_NONE else cutoff
         floor = self.exact_from()
         for start in [st for st, cell in self.cells.items() if cell.end_ns <= floor]:
             del self.cells[start]
@@ -370,6 +376,8 @@ class IntervalEngine:
             if cells is None:
                 cells = touched[key] = set()
             allow_before = seeding or state.origin
+            if seeding and reading.ts_ns < state.floor_ns:
+                state.floor_ns = reading.ts_ns
             if state.add_reading(reading, cells, allow_before):
                 self.stale_readings += 1
         slack = max(self._window_ns // 8, 3600 * 1_000_000_000)
