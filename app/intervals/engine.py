@@ -338,8 +338,9 @@ class IntervalEngine:
       before `add`-ing its readings.
     - `seed(readings)` loads history without emitting: per device, the caller promises the
       readings are every stored reading from the earliest one given onward.
-    - Readings older than the first held point of a counter are not stored and nothing is
-      emitted for them (`stale_readings` counts them). Readings in [first point, horizon) are
+    - Readings older than the first held point of a counter (for a counter without a series:
+      older than the device's held floor) are not stored and nothing is emitted for them
+      (`stale_readings` counts them). Readings in [first point, horizon) are
       stored, and only exactly known intervals are emitted; the collector recomputes that
       window with `compute_window` over readings loaded from storage.
     - History older than `history_window_s` behind a device's newest reading is pruned; the
