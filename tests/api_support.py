@@ -41,6 +41,14 @@ parks:
     interval_minutes: 15
     devices:
       - {id: grid-b, role: grid}
+  - id: store
+    timezone: Asia/Shanghai
+    grid_region: northeast
+    interval_minutes: 60
+    devices:
+      - {id: grid-s, role: grid}
+      - {id: pv-s, role: pv}
+      - {id: bess, role: storage}
 """
 
 HOUR_NS = 3_600_000_000_000

@@ -42,7 +42,7 @@ async def test_parks(api: Api) -> None:
     r = await api.get("/api/v1/parks")
     assert r.status_code == 200
     parks = {p["id"]: p for p in r.json()["items"]}
-    assert set(parks) == {"demo", "berlin"}
+    assert set(parks) == {"demo", "berlin", "store"}
     assert parks["demo"]["timezone"] == "Asia/Shanghai"
     assert [d["id"] for d in parks["demo"]["devices"]] == ["grid-main", "pv-1", "bldg-a"]
     assert parks["demo"]["devices"][2]["included_in"] == "grid-main"

@@ -96,6 +96,11 @@ class IntervalCache:
             self._bounds.pop(key, None)
         return len(drop)
 
+    def is_final(self, park: str, day: date) -> bool:
+        """True when `day` is cached as settled (kept until invalidated)."""
+        entry = self._days.get((park, day))
+        return entry is not None and entry.final
+
     def _fresh(self, day: _Day, now: int) -> bool:
         return day.final or now - day.loaded_ns < self.recent_ttl_ns
 

@@ -4,30 +4,38 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
 
 from app.accounting import (
     EVERY_VALUES,
+    BalanceFields,
     BalanceResult,
+    BucketBalance,
     Certificate,
+    CertificateUse,
     FactorSet,
+    IntervalTotals,
     Offset,
     compute_balance,
     get_factor_set,
 )
-from app.accounting.buckets import Every
-from app.balance.cache import IntervalCache
+from app.accounting.buckets import Every, bucket_edges
+from app.accounting.result import Sums
+from app.accounting.storage import StorageDeviceState
+from app.balance.cache import IntervalCache, day_start_ns, local_day
+from app.balance.chain import Chain, ChainDay, sums_of
 from app.http.times import to_ns
 from app.ledgers import LedgerStore
 from app.registry.models import Park
 
 _NS_PER_S = 1_000_000_000
 _STEP_S = {"15m": 900, "1h": 3600, "1d": 82_800, "1mo": 28 * 86_400}
+#: SPEC §5: the evaluation's base year is 2025; the chain of days starts there by default
+DEFAULT_EPOCH = date(2025, 1, 1)
 
 
 class BalanceRequestError(ValueError):
@@ -38,6 +46,13 @@ class BalanceRequestError(ValueError):
 class LedgerSnapshot:
     certificates: tuple[Certificate, ...]
     offsets: tuple[Offset, ...]
+
+
+@dataclass(slots=True)
+class _Piece:
+    lo: datetime
+    hi: datetime
+    fields: BalanceFields
 
 
 def certificate_load_start_ns(
@@ -65,12 +80,22 @@ def estimate_buckets(start: datetime, end: datetime, every: str) -> int:
     return math.ceil(span_s / _STEP_S[every]) + 1
 
 
+def _ns_dt(ns: int, park: Park) -> datetime:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)).astimezone(
+        park.tz
+    )
+
+
 class BalanceService:
     """Answers `/balance` and today's live balance for any park of the registry.
 
-    Window independence: intervals are replayed from the earliest `valid_from` of the chain
-    of certificates overlapping the window (see `certificate_load_start_ns`), and storage
-    state is warmed up from `storage_warmup` before the window (starting empty there).
+    From `epoch` on (default 2025-01-01, park local), every settled day is computed once, in
+    order, from the state the previous day ended with (`Chain`): storage provenance and
+    certificate use are then exact and independent of the requested window, and daily or
+    monthly answers are sums of cached days. Windows (or parts) that are not settled yet are
+    computed directly from the chain state at their day's midnight. Before the epoch, the
+    window is replayed from the earliest `valid_from` of the certificates overlapping it and
+    storage starts empty `storage_warmup` before it.
     """
 
     def __init__(
@@ -79,6 +104,7 @@ class BalanceService:
         ledgers: LedgerStore,
         *,
         factor_sets: Mapping[str, FactorSet] | None = None,
+        epoch: date = DEFAULT_EPOCH,
         storage_warmup: timedelta = timedelta(days=1),
         max_buckets: int = 40_000,
         ledger_ttl_s: float = 5.0,
@@ -87,29 +113,46 @@ class BalanceService:
         self.cache = cache
         self.ledgers = ledgers
         self.factor_sets = factor_sets
+        self.epoch = epoch
         self.storage_warmup_ns = int(storage_warmup.total_seconds() * _NS_PER_S)
         self.max_buckets = max_buckets
         self.ledger_ttl_ns = int(ledger_ttl_s * _NS_PER_S)
         self.clock = clock
         self._ledger_cache: dict[str, tuple[int, int, LedgerSnapshot]] = {}
         self._ledger_gen: dict[str, int] = {}
-        self._results: OrderedDict[tuple[object, ...], BalanceResult] = OrderedDict()
+        self._chains: dict[tuple[str, str], Chain] = {}
+
+    # --- invalidation -------------------------------------------------------------------
 
     def invalidate(self, park: str, start_ns: int | None = None, end_ns: int | None = None) -> None:
-        """New or corrected interval data for `park` in [start_ns, end_ns): drop cached days."""
+        """New or corrected interval data for `park` in [start_ns, end_ns): drop cached days
+        (and every chained day from the first one touched, as their start state may change)."""
         self.cache.invalidate(park, start_ns, end_ns)
+        for (pid, _), chain in self._chains.items():
+            if pid != park:
+                continue
+            if start_ns is None or not chain.days:
+                chain.days.clear()
+                continue
+            for cd in chain.days:
+                if cd.end_ns > start_ns:
+                    chain.truncate(cd.day)
+                    break
 
     def ledgers_changed(self, park: str) -> None:
-        """A certificate or offset of `park` was added or revoked."""
+        """A certificate or offset of `park` was added or revoked: recompute its chain."""
         self._ledger_gen[park] = self._ledger_gen.get(park, 0) + 1
         self._ledger_cache.pop(park, None)
+        for (pid, _), chain in self._chains.items():
+            if pid == park:
+                chain.days.clear()
 
-    async def _ledgers(self, park: str) -> tuple[int, LedgerSnapshot]:
+    async def _ledgers(self, park: str) -> LedgerSnapshot:
         now = self.clock()
         gen = self._ledger_gen.get(park, 0)
         hit = self._ledger_cache.get(park)
         if hit is not None and hit[0] == gen and now - hit[1] < self.ledger_ttl_ns:
-            return gen, hit[2]
+            return hit[2]
 
         def load() -> LedgerSnapshot:
             return LedgerSnapshot(
@@ -117,8 +160,16 @@ class BalanceService:
             )
 
         snap = await run_in_threadpool(load)
+        if gen != self._ledger_gen.get(park, 0):
+            return snap  # changed while loading: use it, but don't keep it
+        if hit is not None and hit[2] != snap:
+            # Changed behind our back (another process, a revocation): chained days are stale.
+            self.ledgers_changed(park)
+            gen = self._ledger_gen[park]
         self._ledger_cache[park] = (gen, now, snap)
-        return gen, snap
+        return snap
+
+    # --- requests -----------------------------------------------------------------------
 
     def check(self, start: datetime, end: datetime, every: str) -> Every:
         if every not in EVERY_VALUES:
@@ -139,30 +190,194 @@ class BalanceService:
         """Balance of `park` over [start, end) in `every` buckets (SPEC §6)."""
         ev = self.check(start, end, every)
         fs = get_factor_set(park.factor_set, self.factor_sets)
+        snap = await self._ledgers(park.id)
         start_ns, end_ns = to_ns(start), to_ns(end)
-        ledger_gen, snap = await self._ledgers(park.id)
+        epoch_ns = day_start_ns(self.epoch, park)
+        if start_ns < epoch_ns:
+            return await self._unchained(park, fs, snap, start, end, ev)
+        chain = self._chains.setdefault((park.id, fs.name), Chain(self.epoch))
+        await self._extend(park, fs, snap, chain, end_ns)
+        if ev in ("15m", "1h"):
+            return await self._direct(park, fs, snap, chain, start, end, ev)
+        return await self._assembled(park, fs, snap, chain, start, end, ev)
+
+    async def _unchained(
+        self,
+        park: Park,
+        fs: FactorSet,
+        snap: LedgerSnapshot,
+        start: datetime,
+        end: datetime,
+        every: Every,
+    ) -> BalanceResult:
+        start_ns, end_ns = to_ns(start), to_ns(end)
         lo = certificate_load_start_ns(snap.certificates, start_ns - self.storage_warmup_ns, end_ns)
-        now = self.clock()
-        # Results of settled windows are reused until data or ledgers change.
-        settled = end_ns <= now - self.cache.settle_ns
-        key = (park.id, start_ns, end_ns, ev, fs.name, self.cache.generation(park.id), ledger_gen)
-        if settled and key in self._results:
-            self._results.move_to_end(key)
-            return self._results[key]
         totals = await self.cache.totals(park, lo, end_ns)
-        result = await run_in_threadpool(
-            compute_balance,
-            park,
-            totals,
-            snap.certificates,
-            snap.offsets,
-            fs,
-            start,
-            end,
-            ev,
+        return await run_in_threadpool(
+            compute_balance, park, totals, snap.certificates, snap.offsets, fs, start, end, every
         )
-        if settled:
-            self._results[key] = result
-            while len(self._results) > 256:
-                self._results.popitem(last=False)
-        return result
+
+    async def _extend(
+        self, park: Park, fs: FactorSet, snap: LedgerSnapshot, chain: Chain, end_ns: int
+    ) -> None:
+        """Chain every settled day from the chain's end up to the day containing `end_ns`."""
+        first = chain.end_day
+        last = local_day(end_ns - 1, park)
+        if first > last:
+            return
+        lo_ns = day_start_ns(first, park)
+        hi_ns = day_start_ns(last + timedelta(days=1), park)
+        totals = await self.cache.totals(park, lo_ns, hi_ns)
+
+        def run() -> None:
+            k = 0
+            day = first
+            while day <= last and self.cache.is_final(park.id, day):
+                d0, d1 = day_start_ns(day, park), day_start_ns(day + timedelta(days=1), park)
+                while k < len(totals) and totals[k].start_ns < d0:
+                    k += 1
+                j = k
+                while j < len(totals) and totals[j].start_ns < d1:
+                    j += 1
+                storage, used = chain.state_at(day)
+                result = compute_balance(
+                    park,
+                    totals[k:j],
+                    snap.certificates,
+                    snap.offsets,
+                    fs,
+                    _ns_dt(d0, park),
+                    _ns_dt(d1, park),
+                    "1d",
+                    initial_storage=storage,
+                    certificates_used_before_kwh=used,
+                )
+                chain.days.append(ChainDay(day, d0, d1, result))
+                k = j
+                day += timedelta(days=1)
+
+        await run_in_threadpool(run)
+
+    async def _direct(
+        self,
+        park: Park,
+        fs: FactorSet,
+        snap: LedgerSnapshot,
+        chain: Chain,
+        start: datetime,
+        end: datetime,
+        every: Every,
+    ) -> BalanceResult:
+        """compute_balance from the chain state at the latest usable midnight ≤ start."""
+        day = min(local_day(to_ns(start), park), chain.end_day)
+        anchor_ns = day_start_ns(day, park)
+        storage, used = chain.state_at(day)
+        totals = await self.cache.totals(park, anchor_ns, to_ns(end))
+        return await run_in_threadpool(
+            _compute, park, totals, snap, fs, start, end, every, storage, used
+        )
+
+    async def _assembled(
+        self,
+        park: Park,
+        fs: FactorSet,
+        snap: LedgerSnapshot,
+        chain: Chain,
+        start: datetime,
+        end: datetime,
+        every: Every,
+    ) -> BalanceResult:
+        """Daily/monthly buckets as sums of chained days, computing only the rest directly."""
+        start_ns, end_ns = to_ns(start), to_ns(end)
+        pieces: list[_Piece] = []
+        trail: list[CertificateUse] = []
+        warnings: set[str] = set()
+        state_at_start: dict[str, StorageDeviceState] | None = None
+        last: BalanceResult | None = None
+        cursor = start_ns
+        while cursor < end_ns:
+            day = local_day(cursor, park)
+            i = chain.index(day)
+            if (
+                i is not None
+                and chain.days[i].start_ns == cursor
+                and chain.days[i].end_ns <= end_ns
+            ):
+                cd = chain.days[i]
+                if state_at_start is None:
+                    state_at_start = dict(cd.result.storage_state_at_start)
+                b = cd.result.buckets[0]
+                pieces.append(_Piece(b.start, b.end, b.fields))
+                trail.extend(cd.result.certificate_trail)
+                warnings.update(cd.result.warnings)
+                last = cd.result
+                cursor = cd.end_ns
+                continue
+            # Not chained: up to the next chained midnight (or the end), computed directly.
+            seg_end = end_ns
+            if i is not None or day < chain.end_day:
+                seg_end = min(end_ns, day_start_ns(day + timedelta(days=1), park))
+            r = await self._direct(
+                park, fs, snap, chain, _ns_dt(cursor, park), _ns_dt(seg_end, park), "1d"
+            )
+            if state_at_start is None:
+                state_at_start = dict(r.storage_state_at_start)
+            pieces.extend(_Piece(b.start, b.end, b.fields) for b in r.buckets)
+            trail.extend(r.certificate_trail)
+            warnings.update(r.warnings)
+            last = r
+            cursor = seg_end
+        assert last is not None and state_at_start is not None
+        edges = bucket_edges(start, end, every, park.tz)
+        bucket_sums = [Sums() for _ in edges]
+        k = 0
+        for p in pieces:
+            while k + 1 < len(edges) and to_ns(edges[k][1]) <= to_ns(p.lo):
+                k += 1
+            bucket_sums[k].add(sums_of(p.fields))
+        total = Sums()
+        for s in bucket_sums:
+            total.add(s)
+        return BalanceResult(
+            park=park.id,
+            factor_set=fs.name,
+            start=start.astimezone(park.tz),
+            end=end.astimezone(park.tz),
+            every=every,
+            buckets=tuple(
+                BucketBalance(lo, hi, BalanceFields.from_sums(s))
+                for (lo, hi), s in zip(edges, bucket_sums, strict=True)
+            ),
+            total=BalanceFields.from_sums(total),
+            certificate_trail=tuple(trail),
+            certificate_trail_all=tuple(trail),
+            certificates_used_kwh=dict(last.certificates_used_kwh),
+            storage_state=dict(last.storage_state),
+            storage_state_at_start=state_at_start,
+            warnings=tuple(sorted(warnings)),
+        )
+
+
+def _compute(
+    park: Park,
+    totals: list[IntervalTotals],
+    snap: LedgerSnapshot,
+    fs: FactorSet,
+    start: datetime,
+    end: datetime,
+    every: Every,
+    storage: Mapping[str, StorageDeviceState],
+    used: Mapping[str, float],
+) -> BalanceResult:
+    return compute_balance(
+        park,
+        totals,
+        snap.certificates,
+        snap.offsets,
+        fs,
+        start,
+        end,
+        every,
+        initial_storage=storage,
+        certificates_used_before_kwh=used,
+    )
