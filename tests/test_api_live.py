@@ -51,7 +51,7 @@ async def test_live_power_share_intensity_and_freshness(api: Api) -> None:
             reading("bldg-a", 20, power_kw=50.0),
         ]
     )
-    r = await api.get("/api/v1/parks/demo/live")
+    r = await api.get("/api/v1/parks/demo/live", params={"detail": "true"})
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["power_kw"] == {"grid": 300.0, "pv": 100.0, "load": 50.0}
@@ -67,6 +67,8 @@ async def test_live_power_share_intensity_and_freshness(api: Api) -> None:
     assert fresh["grid-main"]["ts"] == "2026-06-01T13:59:50+08:00"
     assert fresh["pv-1"]["stale"] is False
     assert doc["time"] == "2026-06-01T14:00:00+08:00"
+    assert doc["freshness"] == {"grid-main": 10.0, "pv-1": 5.0, "bldg-a": 20.0}
+    assert doc["oldest_age_s"] == 20.0
     assert doc["today"] is None  # not refreshed yet
 
 
@@ -79,13 +81,15 @@ async def test_stale_device_is_left_out_and_late_reading_ignored(api: Api) -> No
     assert doc["load_kw"] == pytest.approx(300.0)
     assert doc["green_share_physical"] == pytest.approx(0.0)
     assert "pv-1" in doc["missing_devices"]
+    assert "devices" not in doc  # per-device detail only on request
+    assert doc["freshness"] == {"grid-main": 10.0, "pv-1": 1000.0, "bldg-a": None}
 
 
 async def test_power_derived_from_counters(api: Api) -> None:
     # 15 min apart, import counter +25 kWh → 25 / 0.25 h = 100 kW
     api.live.apply([reading("grid-b", 900, park="berlin", energy_import_kwh=100.0)])
     api.live.apply([reading("grid-b", 0, park="berlin", energy_import_kwh=125.0)])
-    doc = (await api.get("/api/v1/parks/berlin/live")).json()
+    doc = (await api.get("/api/v1/parks/berlin/live?detail=1")).json()
     (dev,) = doc["devices"]
     assert dev["power_kw"] == pytest.approx(100.0) and dev["power_source"] == "counter"
     assert doc["grid_import_kw"] == pytest.approx(100.0)

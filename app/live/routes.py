@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.auth.deps import Viewer
@@ -26,9 +26,10 @@ async def live(
     park: str,
     svc: SvcDep,
     _: Viewer,
+    detail: bool = Query(False, description="add each device's latest values"),
 ) -> Response:
     park_or_404(svc, park)
-    return Response(svc.live.document_json(park), media_type="application/json")
+    return Response(svc.live.document_json(park, detail=detail), media_type="application/json")
 
 
 @router.get("/live/stream", summary="The /live document pushed as Server-Sent Events")
@@ -38,6 +39,7 @@ async def live_stream(
     request: Request,
     svc: SvcDep,
     _: Viewer,
+    detail: bool = Query(False, description="add each device's latest values"),
 ) -> EventSourceResponse:
     park_or_404(svc, park)
     poll_s = svc.options.sse_poll_s
@@ -51,7 +53,7 @@ async def live_stream(
             version = svc.live.version(park)
             now = time.monotonic()
             if version != sent_version or now - sent_at >= heartbeat_s:
-                body = svc.live.document_json(park).decode("utf-8")
+                body = svc.live.document_json(park, detail=detail).decode("utf-8")
                 seq += 1
                 yield ServerSentEvent(data=body, event="live", id=str(seq))
                 sent_version, sent_at = version, now

@@ -50,9 +50,8 @@ class _ParkLive:
     today: BalanceResult | None = None
     today_computed_ns: int = 0
     version: int = 0
-    cache_key: tuple[int, int] = (-1, -1)
-    cache_doc: dict[str, Any] | None = None
-    cache_json: bytes = b""
+    #: detail flag → ((version, wall second), document, JSON bytes)
+    cache: dict[bool, tuple[tuple[int, int], dict[str, Any], bytes]] = field(default_factory=dict)
 
 
 def _main_counter(role: Role, values: Mapping[str, float]) -> float | None:
@@ -165,30 +164,34 @@ class LiveState:
 
     # --- rendering --------------------------------------------------------------------
 
-    def document(self, park_id: str) -> dict[str, Any]:
-        """The /live document of `park_id` (KeyError if unknown)."""
-        return self._render(park_id)[0]
+    def document(self, park_id: str, *, detail: bool = False) -> dict[str, Any]:
+        """The /live document of `park_id` (KeyError if unknown).
 
-    def document_json(self, park_id: str) -> bytes:
+        `freshness` maps every device to the age (s) of its latest reading (None = never
+        seen); `detail=True` adds `devices`, one entry per device with its latest values.
+        """
+        return self._render(park_id, detail)[0]
+
+    def document_json(self, park_id: str, *, detail: bool = False) -> bytes:
         """The /live document as JSON bytes (cached per change version and wall second)."""
-        return self._render(park_id)[1]
+        return self._render(park_id, detail)[1]
 
-    def _render(self, park_id: str) -> tuple[dict[str, Any], bytes]:
+    def _render(self, park_id: str, detail: bool) -> tuple[dict[str, Any], bytes]:
         park = self.registry.park(park_id)
         if park is None:
             raise KeyError(park_id)
         pl = self._parks[park_id]
         now = self.clock()
-        key = (pl.version, now // _NS_PER_S)
-        if pl.cache_key == key and pl.cache_doc is not None:
-            return pl.cache_doc, pl.cache_json
+        hit = pl.cache.get(detail)
+        if hit is not None and hit[0] == (pl.version, now // _NS_PER_S):
+            return hit[1], hit[2]
         with self._lock:
             devices = dict(pl.devices)
             today, today_ns = pl.today, pl.today_computed_ns
             version = pl.version
-        doc = self._build(park, devices, today, today_ns, now)
+        doc = self._build(park, devices, today, today_ns, now, detail)
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        pl.cache_key, pl.cache_doc, pl.cache_json = (version, now // _NS_PER_S), doc, body
+        pl.cache[detail] = ((version, now // _NS_PER_S), doc, body)
         return doc, body
 
     def _build(
@@ -198,34 +201,42 @@ class LiveState:
         today: BalanceResult | None,
         today_ns: int,
         now: int,
+        detail: bool,
     ) -> dict[str, Any]:
         fs = get_factor_set(park.factor_set, self._factor_sets)
         power: dict[str, float] = {}
-        freshness: list[dict[str, Any]] = []
+        freshness: dict[str, float | None] = {}
+        details: list[dict[str, Any]] = []
         stale: list[str] = []
+        oldest_s: float | None = None
         for dev in park.devices:
             d = devices.get(dev.id)
             if d is None:
-                freshness.append({"id": dev.id, "role": dev.role.value, "ts": None})
+                freshness[dev.id] = None
+                if detail:
+                    details.append({"id": dev.id, "role": dev.role.value, "ts": None})
                 continue
-            age_s = (now - d.ts_ns) / _NS_PER_S
+            age_s = round((now - d.ts_ns) / _NS_PER_S, 1)
+            freshness[dev.id] = age_s
+            oldest_s = age_s if oldest_s is None else max(oldest_s, age_s)
             is_stale = now - d.ts_ns > self.stale_after_ns
             if is_stale:
                 stale.append(dev.id)
             elif d.power_kw is not None:
                 power[dev.id] = d.power_kw
-            freshness.append(
-                {
-                    "id": dev.id,
-                    "role": dev.role.value,
-                    "ts": ns_to_rfc3339(d.ts_ns, park.tz),
-                    "age_s": round(age_s, 3),
-                    "stale": is_stale,
-                    "power_kw": d.power_kw,
-                    "power_source": d.power_source,
-                    "soc_pct": d.soc_pct,
-                }
-            )
+            if detail:
+                details.append(
+                    {
+                        "id": dev.id,
+                        "role": dev.role.value,
+                        "ts": ns_to_rfc3339(d.ts_ns, park.tz),
+                        "age_s": age_s,
+                        "stale": is_stale,
+                        "power_kw": d.power_kw,
+                        "power_source": d.power_source,
+                        "soc_pct": d.soc_pct,
+                    }
+                )
         storage_state = today.storage_state if today is not None else {}
         certified_fraction = 0.0
         if today is not None and today.total.grid_import_kwh > 0:
@@ -239,7 +250,7 @@ class LiveState:
                 "computed_at": ns_to_rfc3339(today_ns, park.tz),
                 **today.total.as_dict(),
             }
-        return {
+        doc: dict[str, Any] = {
             "park": park.id,
             "time": ns_to_rfc3339(now, park.tz),
             "factor_set": fs.name,
@@ -259,5 +270,10 @@ class LiveState:
             "today": today_doc,
             "missing_devices": list(lb.missing_devices),
             "stale_devices": stale,
-            "devices": freshness,
+            "stale_after_s": self.stale_after_ns / _NS_PER_S,
+            "oldest_age_s": oldest_s,
+            "freshness": freshness,
         }
+        if detail:
+            doc["devices"] = details
+        return doc
