@@ -39,6 +39,11 @@ class CollectorMetrics:
             "devices whose previous readings could not be loaded (storage down)",
             registry=r,
         )
+        self.recomputed = Counter(
+            "lingtan_collector_recomputed_intervals",
+            "intervals recomputed from storage for late readings or deferred repairs",
+            registry=r,
+        )
         self.spool_depth = Gauge(
             "lingtan_collector_spool_depth", "batches waiting in the spool", registry=r
         )

@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.intervals.engine import IntervalEngine
+from app.intervals import IntervalEngine, compute_window, interval_start_ns
 from app.intervals.models import IntervalEnergy
 from app.registry.models import Registry
 from app.storage.base import Storage, StorageUnavailable, WriteBatch
@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 HISTORY_LOOKBACK_S = 2 * 86_400
 #: After storage failed to answer a history lookup, don't ask again for this long.
 HISTORY_RETRY_S = 5.0
+#: How often to retry deferred repairs while no telemetry arrives.
+REPAIR_POLL_S = 2.0
+#: "Until the end of time" for range queries (year 2262, the int64 ns limit).
+FAR_NS = 2**63 - 1
+
+
+def _overwrite(first: list[IntervalEnergy], then: list[IntervalEnergy]) -> list[IntervalEnergy]:
+    """`first` with any interval also in `then` replaced by the `then` version."""
+    key = {(i.park, i.device, i.start_ns): i for i in first}
+    for i in then:
+        key[(i.park, i.device, i.start_ns)] = i
+    return list(key.values())
 
 
 @dataclass(slots=True)
@@ -70,8 +82,10 @@ class Collector:
         self.clock_ns = clock_ns
         self.on_readings = on_readings
         self.engine = self._new_engine()
-        self._known_devices: set[tuple[str, str]] = set()
         self._history_down_until = 0.0
+        self._replayed_at_failure = 0
+        #: devices whose intervals around a time must be recomputed from storage later
+        self._deferred: dict[tuple[str, str], int] = {}
         self._queue = _Queue()
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
@@ -105,7 +119,12 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
-            await self._has_items.wait()
+            if self._deferred:
+                # repairs are pending: wake up now and then even without new telemetry
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._has_items.wait(), REPAIR_POLL_S)
+            else:
+                await self._has_items.wait()
             if self._queue.size < self.batch_max_items and self.batch_max_wait_s > 0:
                 # idle until now: give a burst a moment to fill the batch
                 with contextlib.suppress(TimeoutError):
@@ -123,14 +142,16 @@ class Collector:
         for item in items:
             readings.extend(item.decoded.readings)
             deadletters.extend(item.decoded.deadletters)
-        if not readings and not deadletters:
+        if not readings and not deadletters and not self._repair_due():
             for item in items:
                 if not item.done.done():
                     item.done.set_result(None)
             return
         try:
-            await self._load_history(readings)
+            recomputed = await self._prepare(readings)
             intervals = self.engine.add(readings)
+            if recomputed:
+                intervals = _overwrite(intervals, recomputed)
             batch = WriteBatch(readings=readings, intervals=intervals, deadletters=deadletters)
             started = time.perf_counter()
             spooled_before = self.writer.spooled_batches
@@ -141,7 +162,6 @@ class Collector:
             # saw these readings; forget its state so the redelivery recomputes the intervals.
             log.exception("batch of %d readings could not be made durable", len(readings))
             self.engine = self._new_engine()
-            self._known_devices.clear()
             for item in items:
                 if not item.done.done():
                     item.done.set_exception(exc)
@@ -173,45 +193,130 @@ class Collector:
         m.spool_depth.set(self.writer.spool_depth)
         m.spool_bytes.set(self.writer.spool_bytes)
 
-    async def _load_history(self, readings: Iterable[Reading]) -> None:
-        """Seed the engine with each newly seen device's last stored readings (restart safety)."""
-        if self.history is None:
-            return
+    async def _prepare(self, readings: list[Reading]) -> list[IntervalEnergy]:
+        """Bring the engine's history up to what this batch needs; recompute late windows.
+
+        Returns intervals recomputed from storage (late readings beyond the engine's history,
+        deferred repairs) that must overwrite what the engine emits for the same intervals.
+        """
         first_ts: dict[tuple[str, str], int] = {}
         for r in readings:
             key = (r.park, r.device)
-            if key in self._known_devices:
-                continue
             if key not in first_ts or r.ts_ns < first_ts[key]:
                 first_ts[key] = r.ts_ns
-        if not first_ts:
-            return
-        if time.monotonic() < self._history_down_until:
-            self.metrics.history_misses.inc(len(first_ts))
-            self._known_devices.update(first_ts)
-            return
-        history = self.history
+        unknown: dict[tuple[str, str], int] = {}
+        late: dict[tuple[str, str], int] = {}
+        for key, ts in first_ts.items():
+            horizon = self.engine.horizon(*key)
+            if horizon is None:
+                unknown[key] = ts
+            elif ts < horizon:
+                late[key] = ts
+        # repairs deferred while storage was down run once the spool has drained into it
+        if self._repair_due():
+            for key, ts in self._deferred.items():
+                late[key] = min(ts, late.get(key, ts))
+            self._deferred = {}
+        if not unknown and not late:
+            return []
+        if self.history is None:
+            return []
+        if not self._history_up():
+            self._defer(unknown, late, readings)
+            return []
+        keys = list({**unknown, **late})
         sem = asyncio.Semaphore(16)
+        history = self.history
 
-        async def one(key: tuple[str, str], before_ns: int) -> list[Reading]:
+        async def one(key: tuple[str, str]) -> tuple[int, list[Reading]]:
             async with sem:
-                return await history.last_readings(key[0], key[1], before_ns, 4)
+                ts = unknown.get(key, late.get(key, 0))
+                return await self._stored_history(history, key, ts)
 
-        keys = list(first_ts)
-        results = await asyncio.gather(*(one(k, first_ts[k]) for k in keys), return_exceptions=True)
-        seed: list[Reading] = []
+        results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+        if any(isinstance(r, StorageUnavailable) for r in results):
+            self._history_failed()
+            self.metrics.history_misses.inc(len(keys))
+            log.warning("storage unavailable: %d devices' history deferred", len(keys))
+            self._defer(unknown, late, readings)
+            return []
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        recomputed: list[IntervalEnergy] = []
+        batch_by_device: dict[tuple[str, str], list[Reading]] = {}
+        for r in readings:
+            if (r.park, r.device) in late:
+                batch_by_device.setdefault((r.park, r.device), []).append(r)
         for key, result in zip(keys, results, strict=True):
-            if isinstance(result, StorageUnavailable):
-                self._history_down_until = time.monotonic() + HISTORY_RETRY_S
-                self.metrics.history_misses.inc()
-                log.warning("storage unavailable: no previous readings for %s/%s", *key)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                seed.extend(result)
-        if seed:
-            self.engine.seed(seed)
-        self._known_devices.update(keys)
+            assert not isinstance(result, BaseException)
+            start_ns, stored = result
+            if key in unknown:
+                if stored:
+                    self.engine.seed(stored)
+                continue
+            park = self.registry.park(key[0])
+            if park is None:
+                continue
+            # beyond the engine's history: recompute the window from storage plus this batch
+            window = compute_window(
+                [*stored, *batch_by_device.get(key, [])], park, start_ns, FAR_NS
+            )
+            recomputed.extend(window)
+            self.metrics.recomputed.inc(len(window))
+        return recomputed
+
+    async def _stored_history(
+        self, history: Storage, key: tuple[str, str], ts_ns: int
+    ) -> tuple[int, list[Reading]]:
+        """Stored readings that determine every interval from the one before `ts_ns` onward.
+
+        That is the last reading before the interval holding the predecessor of `ts_ns`, and
+        every reading from that interval's start on (docs/intervals.md, "restart").
+        """
+        park_id, device = key
+        park = self.registry.park(park_id)
+        if park is None:
+            return ts_ns, []
+        pred = await history.last_readings(park_id, device, ts_ns, 1)
+        if not pred:
+            return interval_start_ns(ts_ns, park), []
+        start_ns = interval_start_ns(pred[-1].ts_ns, park)
+        before = await history.last_readings(park_id, device, start_ns, 1)
+        rest = await history.readings(park_id, start_ns, FAR_NS, device)
+        return start_ns, [*before, *rest]
+
+    def _repair_due(self) -> bool:
+        return bool(self._deferred) and self.writer.spool_depth == 0 and self._history_up()
+
+    def _history_up(self) -> bool:
+        # storage answered the spool's replay since the failure: it is back, don't wait longer
+        return (
+            time.monotonic() >= self._history_down_until
+            or self.writer.replayed_batches > self._replayed_at_failure
+        )
+
+    def _history_failed(self) -> None:
+        self._history_down_until = time.monotonic() + HISTORY_RETRY_S
+        self._replayed_at_failure = self.writer.replayed_batches
+
+    def _defer(
+        self,
+        unknown: dict[tuple[str, str], int],
+        late: dict[tuple[str, str], int],
+        readings: list[Reading],
+    ) -> None:
+        """Storage is down: never guess. Hold the engine at this batch and repair later."""
+        earliest: dict[tuple[str, str], Reading] = {}
+        for r in readings:
+            key = (r.park, r.device)
+            if key in unknown and (key not in earliest or r.ts_ns < earliest[key].ts_ns):
+                earliest[key] = r
+        # seeding the earliest reading makes the engine treat older segments as unknown, so it
+        # emits nothing it cannot know exactly instead of overwriting stored intervals
+        self.engine.seed(earliest.values())
+        for key, ts in {**unknown, **late}.items():
+            self._deferred[key] = min(ts, self._deferred.get(key, ts))
 
     async def stop(self) -> None:
         """Flush what is queued, then stop the flush task."""

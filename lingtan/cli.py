@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--batch-max-readings", type=int, help="flush after this many readings")
     collect.add_argument("--batch-max-wait-ms", type=int, help="or after this many ms")
     collect.add_argument("--spool-max-mb", type=float, help="spool bound before backpressure")
+
+    from collectors.gateways.cli import register as register_gateways
+
+    register_gateways(sub)
     return parser
 
 
@@ -75,6 +79,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "func", None) is not None:
+        # self-contained commands (gateways, simulate) bring their own runner
+        result = args.func(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)
     try:
         settings = _settings(args)
     except ValidationError as exc:
@@ -84,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # one line per HTTP request / MQTT packet drowns what matters; keep their warnings
+    for noisy in ("httpx", "gmqtt"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
         if args.command == "collect":
             from collectors.service import run_collect

@@ -197,17 +197,29 @@ async def test_collector_sigkill_midstream_loses_nothing(
     messages = [(topic(f"m{i}"), meter_reading(k)) for k in range(minutes) for i in range(meters)]
     log = tmp_path / "collector.log"
     proc = _collector_process(env, log)
+
+    async def paced() -> None:
+        # a gateway fleet publishing steadily, so the kill lands in the middle of the stream
+        for k in range(0, len(messages), 100):
+            await publish_all(mosquitto.url, messages[k : k + 100])
+            await asyncio.sleep(0.05)
+
+    total = meters * minutes
     try:
         # the first start creates the persistent session; publish while it runs
         await wait_for(lambda: "crash-test" in mosquitto.log(), what="collector connected")
-        publisher = asyncio.create_task(publish_all(mosquitto.url, messages))
+        publisher = asyncio.create_task(paced())
         await wait_for(lambda: count(influx, "reading") > 200, what="some readings stored")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        stored_at_kill = count(influx, "reading")
+        assert stored_at_kill < total, "the kill must land mid-stream"
         await publisher  # the broker keeps queuing for the persistent session meanwhile
         proc = _collector_process(env, log)
         await wait_for(
-            lambda: count(influx, "reading") == meters * minutes, timeout_s=60, what="all readings"
+            lambda: count(influx, "reading") == total and log.read_text().count("subscribed") == 2,
+            timeout_s=60,
+            what="all readings after the restart",
         )
     finally:
         proc.send_signal(signal.SIGTERM)
