@@ -101,7 +101,7 @@ async def make_api(
     storage = InfluxStorage(influx_url, database=database)
     ledgers = LedgerStore(ledger_url)
     clock = [to_ns(now) if now is not None else to_ns(datetime.now().astimezone())]
-    live = LiveState(reg, clock=lambda: clock[0])
+    live = LiveState(reg, clock=lambda: clock[0], min_render_interval_s=0.0)
     settings = Settings(data_dir=tmp, parks=tmp / "parks.yaml")
     app = create_app(
         settings,

@@ -29,7 +29,8 @@ async def live(
     detail: bool = Query(False, description="add each device's latest values"),
 ) -> Response:
     park_or_404(svc, park)
-    return Response(svc.live.document_json(park, detail=detail), media_type="application/json")
+    body = await svc.live.document_json_async(park, detail=detail)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/live/stream", summary="The /live document pushed as Server-Sent Events")
@@ -53,7 +54,7 @@ async def live_stream(
             version = svc.live.version(park)
             now = time.monotonic()
             if version != sent_version or now - sent_at >= heartbeat_s:
-                body = svc.live.document_json(park, detail=detail).decode("utf-8")
+                body = (await svc.live.document_json_async(park, detail=detail)).decode()
                 seq += 1
                 yield ServerSentEvent(data=body, event="live", id=str(seq))
                 sent_version, sent_at = version, now

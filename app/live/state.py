@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 from app.accounting import BalanceResult, FactorSet, get_factor_set, live_balance
 from app.http.times import ns_to_rfc3339
-from app.registry.models import Park, Registry, Role
+from app.registry.models import SUBMETER_ROLES, Park, Registry, Role
 from app.telemetry.models import Reading
 
 _NS_PER_S = 1_000_000_000
@@ -51,7 +52,65 @@ class _ParkLive:
     today_computed_ns: int = 0
     version: int = 0
     #: detail flag → ((version, wall second), document, JSON bytes)
-    cache: dict[bool, tuple[tuple[int, int], dict[str, Any], bytes]] = field(default_factory=dict)
+    cache: dict[bool, tuple[tuple[int, int], dict[str, Any], bytes, float]] = field(
+        default_factory=dict
+    )
+
+
+#: roles whose live power enters the balance as a clipped (≥ 0) sum
+_SUPPLY_ROLES = (Role.PV, Role.WIND, Role.GREEN_DIRECT)
+
+
+def _virtual_park(park: Park) -> Park:
+    """The park reduced to one device per supply role (+ grid import/export) and its storage.
+
+    `live_balance` walks every device; at thousands of meters that is most of a render. It
+    only needs, per role, the sum of clipped powers (grid: imports and exports apart) and each
+    storage device on its own (provenance), so summing first gives the same answer.
+    """
+    devices: list[dict[str, Any]] = [
+        {"id": "_v.grid-import", "role": "grid"},
+        {"id": "_v.grid-export", "role": "grid"},
+        *({"id": f"_v.{r.value}", "role": r.value} for r in _SUPPLY_ROLES),
+    ]
+    devices += [d.model_dump() for d in park.devices if d.role is Role.STORAGE]
+    return Park.model_validate(
+        {
+            "id": park.id,
+            "timezone": park.timezone,
+            "grid_region": park.grid_region,
+            "factor_set": park.factor_set,
+            "devices": devices,
+        }
+    )
+
+
+_GRID, _SUPPLY, _STORAGE, _SUB, _OTHER = range(5)
+#: devices scanned between two yields to the event loop in `document_json_async`
+_SLICE = 500
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What one pass over a park's devices collects for the /live document."""
+
+    by_role: dict[str, float] = field(default_factory=dict)
+    power: dict[str, float] = field(default_factory=dict)  # virtual-park device → kW
+    missing: list[str] = field(default_factory=list)
+    freshness: dict[str, float | None] = field(default_factory=dict)
+    details: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    oldest_ts: int | None = None
+
+
+def _kind(role: Role) -> int:
+    if role is Role.GRID:
+        return _GRID
+    if role in _SUPPLY_ROLES:
+        return _SUPPLY
+    if role is Role.STORAGE:
+        return _STORAGE
+    return _SUB if role in SUBMETER_ROLES else _OTHER
 
 
 def _main_counter(role: Role, values: Mapping[str, float]) -> float | None:
@@ -79,8 +138,14 @@ class LiveState:
         factor_sets: Mapping[str, FactorSet] | None = None,
         stale_after_s: float = 900.0,
         clock: Callable[[], int] = time.time_ns,
+        min_render_interval_s: float = 1.0,
     ) -> None:
         self.registry = registry
+        self.min_render_interval_s = min_render_interval_s
+        self._virtual = {p.id: _virtual_park(p) for p in registry.parks}
+        self._plans = {
+            p.id: [(d.id, d.role.value, _kind(d.role)) for d in p.devices] for p in registry.parks
+        }
         self.stale_after_ns = int(stale_after_s * _NS_PER_S)
         self.clock = clock
         self._factor_sets = factor_sets
@@ -176,72 +241,144 @@ class LiveState:
         """The /live document as JSON bytes (cached per change version and wall second)."""
         return self._render(park_id, detail)[1]
 
+    async def document_json_async(self, park_id: str, *, detail: bool = False) -> bytes:
+        """Like `document_json`, for the event loop: a big park's document is built in slices
+        of `_SLICE` devices with a yield between them, so concurrent requests are not held up
+        for the whole render (5,000 devices ≈ 8 ms of Python)."""
+        pl = self._parks.get(park_id)
+        park = self.registry.park(park_id)
+        if pl is None or park is None:
+            raise KeyError(park_id)
+        now = self.clock()
+        hit = self._fresh_hit(pl, detail, now)
+        if hit is not None:
+            return hit[1]
+        with self._lock:
+            devices = dict(pl.devices)
+            today, today_ns = pl.today, pl.today_computed_ns
+            version = pl.version
+        plan = self._plans[park_id]
+        acc = _Scan()
+        for i in range(0, len(plan), _SLICE):
+            if i:
+                await asyncio.sleep(0)
+            self._scan(acc, park, devices, plan[i : i + _SLICE], now, detail)
+        doc = self._finish(park, acc, today, today_ns, now, detail)
+        return self._store(pl, detail, version, now, doc)[1]
+
+    def _fresh_hit(
+        self, pl: _ParkLive, detail: bool, now: int
+    ) -> tuple[dict[str, Any], bytes] | None:
+        hit = pl.cache.get(detail)
+        if hit is not None and (
+            hit[0] == (pl.version, now // _NS_PER_S)
+            # Readings arrive many times a second on a big park: render at most once per
+            # `min_render_interval_s` (a 5,000-device render costs milliseconds).
+            or time.monotonic() - hit[3] < self.min_render_interval_s
+        ):
+            return hit[1], hit[2]
+        return None
+
+    def _store(
+        self, pl: _ParkLive, detail: bool, version: int, now: int, doc: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        pl.cache[detail] = ((version, now // _NS_PER_S), doc, body, time.monotonic())
+        return doc, body
+
     def _render(self, park_id: str, detail: bool) -> tuple[dict[str, Any], bytes]:
         park = self.registry.park(park_id)
         if park is None:
             raise KeyError(park_id)
         pl = self._parks[park_id]
         now = self.clock()
-        hit = pl.cache.get(detail)
-        if hit is not None and hit[0] == (pl.version, now // _NS_PER_S):
-            return hit[1], hit[2]
+        hit = self._fresh_hit(pl, detail, now)
+        if hit is not None:
+            return hit
         with self._lock:
             devices = dict(pl.devices)
             today, today_ns = pl.today, pl.today_computed_ns
             version = pl.version
-        doc = self._build(park, devices, today, today_ns, now, detail)
-        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        pl.cache[detail] = ((version, now // _NS_PER_S), doc, body)
-        return doc, body
+        acc = _Scan()
+        self._scan(acc, park, devices, self._plans[park_id], now, detail)
+        doc = self._finish(park, acc, today, today_ns, now, detail)
+        return self._store(pl, detail, version, now, doc)
 
-    def _build(
+    def _scan(
         self,
+        acc: _Scan,
         park: Park,
         devices: Mapping[str, DeviceLive],
+        plan: list[tuple[str, str, int]],
+        now: int,
+        detail: bool,
+    ) -> None:
+        by_role, power, missing = acc.by_role, acc.power, acc.missing
+        freshness, details, stale = acc.freshness, acc.details, acc.stale
+        stale_before = now - self.stale_after_ns
+        oldest_ts = acc.oldest_ts
+        # Hot loop (thousands of devices, once a second): plain tuples and int codes only.
+        for dev_id, rv, kind in plan:
+            d = devices.get(dev_id)
+            if d is None:
+                freshness[dev_id] = None
+                if kind != _SUB:
+                    missing.append(dev_id)
+                if detail:
+                    details.append({"id": dev_id, "role": rv, "ts": None})
+                continue
+            ts = d.ts_ns
+            freshness[dev_id] = ((now - ts) // 100_000_000) / 10
+            if oldest_ts is None or ts < oldest_ts:
+                oldest_ts = ts
+            p = d.power_kw
+            is_stale = ts < stale_before
+            if is_stale:
+                stale.append(dev_id)
+            if is_stale or p is None:
+                if kind != _SUB:
+                    missing.append(dev_id)
+            else:
+                by_role[rv] = by_role.get(rv, 0.0) + p
+                if kind == _GRID:
+                    key = "_v.grid-import" if p >= 0 else "_v.grid-export"
+                    power[key] = power.get(key, 0.0) + p
+                elif kind == _SUPPLY:
+                    key = "_v." + rv
+                    power[key] = power.get(key, 0.0) + (p if p > 0 else 0.0)
+                elif kind == _STORAGE:
+                    power[dev_id] = p
+            if detail:
+                details.append(
+                    {
+                        "id": dev_id,
+                        "role": rv,
+                        "ts": ns_to_rfc3339(ts, park.tz),
+                        "age_s": freshness[dev_id],
+                        "stale": is_stale,
+                        "power_kw": p,
+                        "power_source": d.power_source,
+                        "soc_pct": d.soc_pct,
+                    }
+                )
+        acc.oldest_ts = oldest_ts
+
+    def _finish(
+        self,
+        park: Park,
+        acc: _Scan,
         today: BalanceResult | None,
         today_ns: int,
         now: int,
         detail: bool,
     ) -> dict[str, Any]:
         fs = get_factor_set(park.factor_set, self._factor_sets)
-        power: dict[str, float] = {}
-        freshness: dict[str, float | None] = {}
-        details: list[dict[str, Any]] = []
-        stale: list[str] = []
-        oldest_s: float | None = None
-        for dev in park.devices:
-            d = devices.get(dev.id)
-            if d is None:
-                freshness[dev.id] = None
-                if detail:
-                    details.append({"id": dev.id, "role": dev.role.value, "ts": None})
-                continue
-            age_s = round((now - d.ts_ns) / _NS_PER_S, 1)
-            freshness[dev.id] = age_s
-            oldest_s = age_s if oldest_s is None else max(oldest_s, age_s)
-            is_stale = now - d.ts_ns > self.stale_after_ns
-            if is_stale:
-                stale.append(dev.id)
-            elif d.power_kw is not None:
-                power[dev.id] = d.power_kw
-            if detail:
-                details.append(
-                    {
-                        "id": dev.id,
-                        "role": dev.role.value,
-                        "ts": ns_to_rfc3339(d.ts_ns, park.tz),
-                        "age_s": age_s,
-                        "stale": is_stale,
-                        "power_kw": d.power_kw,
-                        "power_source": d.power_source,
-                        "soc_pct": d.soc_pct,
-                    }
-                )
+        oldest_s = None if acc.oldest_ts is None else ((now - acc.oldest_ts) // 100_000_000) / 10
         storage_state = today.storage_state if today is not None else {}
         certified_fraction = 0.0
         if today is not None and today.total.grid_import_kwh > 0:
             certified_fraction = today.total.certificates_applied_kwh / today.total.grid_import_kwh
-        lb = live_balance(park, power, storage_state, fs, certified_fraction)
+        lb = live_balance(self._virtual[park.id], acc.power, storage_state, fs, certified_fraction)
         today_doc: dict[str, Any] | None = None
         if today is not None:
             today_doc = {
@@ -254,7 +391,7 @@ class LiveState:
             "park": park.id,
             "time": ns_to_rfc3339(now, park.tz),
             "factor_set": fs.name,
-            "power_kw": {role: round(kw, 6) for role, kw in sorted(lb.power_by_role_kw.items())},
+            "power_kw": {role: round(kw, 6) for role, kw in sorted(acc.by_role.items())},
             "grid_import_kw": lb.grid_import_kw,
             "grid_export_kw": lb.grid_export_kw,
             "renewable_kw": lb.renewable_kw,
@@ -268,12 +405,12 @@ class LiveState:
             "carbon_intensity_location_g_per_kwh": lb.carbon_intensity_location_g_per_kwh,
             "carbon_intensity_market_g_per_kwh": lb.carbon_intensity_market_g_per_kwh,
             "today": today_doc,
-            "missing_devices": list(lb.missing_devices),
-            "stale_devices": stale,
+            "missing_devices": acc.missing,
+            "stale_devices": acc.stale,
             "stale_after_s": self.stale_after_ns / _NS_PER_S,
             "oldest_age_s": oldest_s,
-            "freshness": freshness,
+            "freshness": acc.freshness,
         }
         if detail:
-            doc["devices"] = details
+            doc["devices"] = acc.details
         return doc
