@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--spool-max-mb", type=float, help="spool bound before backpressure")
 
     from collectors.gateways.cli import register as register_gateways
+    from simulator.cli import register as register_simulate
 
+    register_simulate(sub)
     register_gateways(sub)
     return parser
 
