@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from app.accounting.buckets import to_ns
 from app.http.options import ApiOptions
+from app.intervals.models import IntervalEnergy
 from app.storage.base import WriteBatch
 from tests.api_support import Api, iv, make_api
 from tests.fixtures.influx import InfluxServer
@@ -342,3 +344,62 @@ async def test_stored_solar_carried_across_windows(api: Api) -> None:
     assert m["consumption_kwh"] == pytest.approx(100.0)
     assert m["green_physical_kwh"] == pytest.approx(80.0)
     assert m["storage_charge_kwh"] == pytest.approx(100.0)
+
+
+async def test_influx_sums_equal_row_by_row(api: Api) -> None:
+    """The cold-cache path that sums by role inside influxd gives the same interval totals as
+    reading every row (estimated rows, sub-meters and storage included)."""
+    from app.accounting import interval_totals
+    from app.balance.influx_loader import aggregated_totals, series_match_registry
+
+    park = api.registry.park("store")
+    assert park is not None
+    t0 = datetime.fromisoformat("2026-06-03T00:00:00+08:00")
+    rows = []
+    for h in range(6):
+        t = t0 + timedelta(hours=h)
+        rows += [
+            iv(park, "grid-s", t, 60, energy_import_kwh=10.0 + h, energy_export_kwh=h / 2),
+            iv(park, "pv-s", t, 60, energy_kwh=3.0 * h),
+            iv(park, "bess", t, 60, energy_charge_kwh=h % 2 * 5.0, energy_discharge_kwh=1.0),
+        ]
+    # one estimated (gap-filled) grid interval
+    rows[0] = IntervalEnergy(
+        "store",
+        "grid-s",
+        "grid",
+        rows[0].start_ns,
+        rows[0].end_ns,
+        {"energy_import_kwh": 10.0, "energy_export_kwh": 0.0},
+        estimated=True,
+    )
+    await api.storage.write(WriteBatch(intervals=rows))
+    lo, hi = to_ns(t0), to_ns(t0 + timedelta(days=1))
+    assert await series_match_registry(api.storage, park)
+    fast = await aggregated_totals(api.storage, park, lo, hi)
+    slow = interval_totals(await api.storage.intervals("store", lo, hi), park)
+    assert len(fast) == len(slow) == 6
+    for f, s in zip(fast, slow, strict=True):
+        assert (f.start_ns, f.end_ns) == (s.start_ns, s.end_ns)
+        assert f.grid_import_kwh == pytest.approx(s.grid_import_kwh)
+        assert f.grid_export_kwh == pytest.approx(s.grid_export_kwh)
+        assert f.renewable_kwh == pytest.approx(s.renewable_kwh)
+        assert f.storage == s.storage
+        assert (f.measured, f.estimated) == (s.measured, s.estimated)
+    assert (fast[0].measured, fast[0].estimated) == (2, 1)
+
+
+async def test_unregistered_device_rows_fall_back_to_row_by_row(api: Api) -> None:
+    await write_demo_day(api)
+    # rows of a device the registry doesn't know: never counted (summing by tag would)
+    stray = IntervalEnergy(
+        "demo",
+        "ghost",
+        "grid",
+        to_ns(datetime.fromisoformat("2026-06-01T03:00:00+08:00")),
+        to_ns(datetime.fromisoformat("2026-06-01T04:00:00+08:00")),
+        {"energy_import_kwh": 999.0},
+    )
+    await api.storage.write(WriteBatch(intervals=[stray]))
+    r = await api.get("/api/v1/parks/demo/balance", params={**DAY, "every": "1d"})
+    assert r.json()["total"]["grid_import_kwh"] == pytest.approx(120.0)

@@ -12,9 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
 from app.accounting import IntervalTotals, interval_totals
+from app.balance.influx_loader import aggregated_totals, series_match_registry
 from app.http.times import to_ns
 from app.registry.models import Park
 from app.storage.base import Storage
+from app.storage.influx import InfluxStorage
 
 _NS_PER_S = 1_000_000_000
 
@@ -54,9 +56,13 @@ class IntervalCache:
         settle_s: float = 2 * 3600.0,
         max_days: int = 50_000,
         max_query_days: int = 31,
+        aggregate: bool = True,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.storage = storage
+        #: sum summable roles inside InfluxDB when the series match the registry
+        self.aggregate = aggregate and isinstance(storage, InfluxStorage)
+        self._series_ok: dict[str, tuple[int, bool]] = {}
         self.recent_ttl_ns = int(recent_ttl_s * _NS_PER_S)
         self.settle_ns = int(settle_s * _NS_PER_S)
         self.max_days = max_days
@@ -80,6 +86,7 @@ class IntervalCache:
         Returns how many days were dropped. Cheap; safe to call for every write batch.
         """
         self._gen[park] = self._gen.get(park, 0) + 1
+        self._series_ok.pop(park, None)  # a new device/role may have been written
         drop = []
         for key in self._days:
             if key[0] != park:
@@ -139,15 +146,26 @@ class IntervalCache:
                 out.extend(t for t in entry.totals if start_ns <= t.start_ns < end_ns)
             return out
 
+    async def _read(self, park: Park, start_ns: int, end_ns: int) -> list[IntervalTotals]:
+        if self.aggregate and isinstance(self.storage, InfluxStorage):
+            now = time.monotonic_ns()
+            hit = self._series_ok.get(park.id)
+            if hit is None or now - hit[0] > 60 * _NS_PER_S:
+                hit = (now, await series_match_registry(self.storage, park))
+                self._series_ok[park.id] = hit
+            if hit[1]:
+                return await aggregated_totals(self.storage, park, start_ns, end_ns)
+        return interval_totals(await self.storage.intervals(park.id, start_ns, end_ns), park)
+
     async def _load(self, park: Park, days: list[date]) -> None:
         gen = self._gen.get(park.id, 0)
         edges = [day_start_ns(d, park) for d in days]
         edges.append(day_start_ns(days[-1] + timedelta(days=1), park))
-        rows = await self.storage.intervals(park.id, edges[0], edges[-1])
+        totals = await self._read(park, edges[0], edges[-1])
         self.loads += 1
         now = self.clock()
         per_day: list[list[IntervalTotals]] = [[] for _ in days]
-        for t in interval_totals(rows, park):
+        for t in totals:
             k = bisect_right(edges, t.start_ns) - 1
             if 0 <= k < len(days):
                 per_day[k].append(t)
