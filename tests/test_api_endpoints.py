@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -307,3 +308,47 @@ async def test_storage_down_is_503(
         )
         assert r.status_code == 503
         assert (await api.client.get("/healthz")).json()["storage"] == "unavailable"
+
+
+async def test_serve_end_to_end(fresh_influx_db: InfluxServer, tmp_path: Path) -> None:
+    """`serve` (what `lingtan api` runs): opens storage and ledgers, applies the bootstrap
+    admin key, answers over real HTTP, and stops when cancelled."""
+    import asyncio
+
+    import httpx
+
+    from app.config import Settings
+    from app.main import serve
+    from tests.api_support import REGISTRY_YAML
+    from tests.fixtures.influx import free_port
+
+    (tmp_path / "parks.yaml").write_text(REGISTRY_YAML)
+    port = free_port()
+    settings = Settings(
+        influx_url=fresh_influx_db.url,
+        influx_db=fresh_influx_db.database,
+        parks=tmp_path / "parks.yaml",
+        data_dir=tmp_path / "data",
+        api_port=port,
+        bootstrap_admin_key="bootstrap-key-for-tests-0123456789",  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(serve(settings))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+            for _ in range(200):
+                try:
+                    r = await c.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            assert r.json() == {"status": "ok", "storage": "ok"}
+            admin = {"Authorization": "Bearer bootstrap-key-for-tests-0123456789"}
+            r = await c.post("/api/v1/parks/demo/certificates", json=CERT, headers=admin)
+            assert r.status_code == 201, r.text
+            r = await c.get("/api/v1/parks/demo/live", headers=admin)
+            assert r.status_code == 200 and r.json()["park"] == "demo"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    assert (tmp_path / "data" / "lingtan.db").exists()
