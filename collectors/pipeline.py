@@ -68,6 +68,7 @@ class Collector:
         metrics: CollectorMetrics | None = None,
         batch_max_items: int = 5000,
         batch_max_wait_s: float = 0.1,
+        max_unacked_messages: int = 2048,
         limits: DecodeLimits | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         on_readings: Callable[[list[Reading]], None] | None = None,
@@ -79,6 +80,9 @@ class Collector:
         self.metrics = metrics or CollectorMetrics()
         self.batch_max_items = batch_max_items
         self.batch_max_wait_s = batch_max_wait_s
+        # the broker stops sending once the client's receive window is full of unacked
+        # messages, so waiting for a bigger batch than that would only add idle time
+        self.max_unacked_messages = max_unacked_messages
         self.clock_ns = clock_ns
         self.on_readings = on_readings
         self.engine = self._new_engine()
@@ -107,7 +111,10 @@ class Collector:
         self._queue.items.append(_Pending(decoded, done))
         self._queue.size += len(decoded.readings) + len(decoded.deadletters)
         self._has_items.set()
-        if self._queue.size >= self.batch_max_items:
+        if (
+            self._queue.size >= self.batch_max_items
+            or len(self._queue.items) >= self.max_unacked_messages
+        ):
             self._full.set()
         await done
 
@@ -125,7 +132,7 @@ class Collector:
                     await asyncio.wait_for(self._has_items.wait(), REPAIR_POLL_S)
             else:
                 await self._has_items.wait()
-            if self._queue.size < self.batch_max_items and self.batch_max_wait_s > 0:
+            if not self._full.is_set() and self.batch_max_wait_s > 0:
                 # idle until now: give a burst a moment to fill the batch
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.batch_max_wait_s)

@@ -65,6 +65,13 @@ async def start_collector(
         storage, settings.spool_path, max_spool_bytes=int(settings.spool_max_mb * 1024 * 1024)
     )
     writer.start()
+    subscriber = GmqttSubscriber(
+        MqttEndpoint.parse(settings.mqtt_url),
+        TOPIC_FILTER,
+        settings.client_id,
+        share_group=settings.share_group,
+        on_state=lambda up: metrics.mqtt_connected.set(1 if up else 0),
+    )
     collector = Collector(
         registry,
         writer,
@@ -74,18 +81,12 @@ async def start_collector(
         batch_max_wait_s=settings.batch_max_wait_ms / 1000,
         limits=DecodeLimits(max_future_s=settings.max_future_s),
         on_readings=on_readings,
+        max_unacked_messages=subscriber.receive_maximum // 2,
     )
     collector.start()
     if serve_metrics and settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
-    subscriber = GmqttSubscriber(
-        MqttEndpoint.parse(settings.mqtt_url),
-        TOPIC_FILTER,
-        settings.client_id,
-        share_group=settings.share_group,
-        on_state=lambda up: metrics.mqtt_connected.set(1 if up else 0),
-    )
     task = asyncio.create_task(subscriber.run(collector.handle), name="lingtan-mqtt")
     return CollectorService(collector, subscriber, writer, storage, metrics, task)
 

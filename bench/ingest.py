@@ -1,0 +1,309 @@
+"""Ingest benchmark: collector throughput against the broker's ceiling; publish→stored latency.
+
+Starts its own Mosquitto (the shipped config) and influxd on free ports, then:
+
+1. ceiling: N readings are queued on the broker for a persistent session, then a bare
+   `mosquitto_sub` (C, QoS 1) drains them; messages/s and readings/s are timed.
+2. collector: the same messages are queued for the collector's persistent session, then
+   `lingtan collect` (a separate process, validation and interval energies on) drains them
+   into InfluxDB; timed until every reading is stored. Printed as a ratio of (1).
+3. latency: gateways publish live at a fixed rate while probe readings are timed from
+   publish until they are visible in InfluxDB (p50/p99).
+
+Draining a backlog takes the Python publisher out of the measurement. Run:
+
+    .venv/bin/python bench/ingest.py --readings 200000 --devices 500 --per-message 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from collectors.mqtt import GmqttPublisher, GmqttSubscriber, MqttEndpoint  # noqa: E402
+from tests.fixtures.influx import InfluxServer, running_influx  # noqa: E402
+from tests.fixtures.mosquitto import MosquittoServer, free_port  # noqa: E402
+
+T0_S = 1_795_000_000  # 2026-11-18, safely in the past
+
+
+def parks_yaml(devices: int) -> str:
+    lines = [
+        "parks:",
+        "  - id: bench",
+        "    timezone: Asia/Shanghai",
+        "    devices:",
+        "      - {id: grid-main, role: grid}",
+    ]
+    lines += [f"      - {{id: m{i}, role: load, included_in: grid-main}}" for i in range(devices)]
+    return "\n".join(lines) + "\n"
+
+
+def build_messages(readings: int, devices: int, per_message: int) -> list[tuple[str, bytes]]:
+    """Each device's meter ticks once a minute; grouped per device into arrays of per_message."""
+    per_device = readings // devices
+    out: list[tuple[str, bytes]] = []
+    for i in range(devices):
+        topic = f"lingtan/v1/bench/m{i}/telemetry"
+        rows = [
+            {
+                "ts": T0_S + 60 * k,
+                "energy_import_kwh": round(1000.0 + 1.5 * k, 3),
+                "power_kw": 90.0,
+            }
+            for k in range(per_device)
+        ]
+        for j in range(0, per_device, per_message):
+            chunk = rows[j : j + per_message]
+            body = chunk[0] if per_message == 1 else chunk
+            out.append((topic, json.dumps(body).encode()))
+    # interleave devices as a real fleet would
+    out.sort(key=lambda m: json.loads(m[1])["ts"] if per_message == 1 else 0)
+    return out
+
+
+async def queue_for_session(url: str, client_id: str, messages: list[tuple[str, bytes]]) -> None:
+    """Create a persistent session, disconnect it, and publish the backlog into its queue."""
+
+    async def ignore(_t: str, _p: bytes) -> None:
+        return None
+
+    sub = GmqttSubscriber(MqttEndpoint.parse(url), "lingtan/v1/+/+/telemetry", client_id)
+    task = asyncio.create_task(sub.run(ignore))
+    await asyncio.wait_for(sub.connected.wait(), 10)
+    await sub.stop()
+    await task
+    pub = GmqttPublisher(MqttEndpoint.parse(url))
+    await pub.connect()
+    for topic, payload in messages:
+        await pub.publish(topic, payload, qos=1)
+    await pub.drain(timeout_s=600)
+    await pub.close()
+
+
+def ceiling(broker: MosquittoServer, messages: list[tuple[str, bytes]]) -> float:
+    """Seconds for a bare mosquitto_sub to drain the backlog."""
+    args = [
+        shutil.which("mosquitto_sub") or "mosquitto_sub",
+        "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ceiling",
+        "-t", "lingtan/v1/+/+/telemetry",
+    ]  # fmt: skip
+    # register the persistent session (QoS 1, clean session off) before queueing
+    subprocess.run([*args, "-W", "1"], stdout=subprocess.DEVNULL, check=False)
+    asyncio.run(_publish_only(broker.url, messages))
+    started = time.perf_counter()
+    subprocess.run([*args, "-C", str(len(messages))], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+async def _publish_only(url: str, messages: list[tuple[str, bytes]]) -> None:
+    pub = GmqttPublisher(MqttEndpoint.parse(url))
+    await pub.connect()
+    for topic, payload in messages:
+        await pub.publish(topic, payload, qos=1)
+    await pub.drain(timeout_s=600)
+    await pub.close()
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return -1.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def start_collector(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lingtan", "collect"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_connected(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    while metric(port, "lingtan_collector_mqtt_connected") != 1.0:
+        if proc.poll() is not None:
+            raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def count_readings(influx: InfluxServer) -> int:
+    rows = influx.points('SELECT count("energy_import_kwh") FROM reading')
+    return int(rows[0]["count"]) if rows else 0
+
+
+def collector_drain(
+    broker: MosquittoServer,
+    influx: InfluxServer,
+    messages: list[tuple[str, bytes]],
+    readings: int,
+    env: dict[str, str],
+    workdir: Path,
+) -> float:
+    """Seconds for `lingtan collect` to drain the backlog into InfluxDB."""
+    port = int(env["LINGTAN_METRICS_PORT"])
+    log = workdir / "collector.log"
+    # first start registers the collector's persistent session
+    proc = start_collector(env, log)
+    wait_connected(port, proc, log)
+    proc.terminate()
+    proc.wait()
+    asyncio.run(_publish_only(broker.url, messages))
+    started = time.perf_counter()
+    proc = start_collector(env, log)
+    last_print = started
+    try:
+        while metric(port, "lingtan_collector_readings_total") < readings:
+            time.sleep(0.02)
+            if proc.poll() is not None:
+                raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
+            now = time.perf_counter()
+            if now - last_print > 2:
+                got = metric(port, "lingtan_collector_readings_total")
+                print(f"  … {got:,.0f} / {readings:,} readings stored", file=sys.stderr)
+                last_print = now
+        elapsed = time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    stored = count_readings(influx)
+    if stored != readings:
+        raise RuntimeError(f"stored {stored} readings, expected {readings}")
+    return elapsed
+
+
+async def latency(
+    broker: MosquittoServer, influx: InfluxServer, rate: float, seconds: float, devices: int
+) -> list[float]:
+    """Publish→visible-in-InfluxDB latency of probe readings under a steady live load."""
+    pub = GmqttPublisher(MqttEndpoint.parse(broker.url))
+    await pub.connect()
+    stop = asyncio.Event()
+    base = T0_S - 20 * 86_400  # in the past: the collector refuses future timestamps
+
+    async def load() -> None:
+        k = 0
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            i = k % devices
+            body = {"ts": base + k // devices, "power_kw": 1.0}
+            await pub.publish(f"lingtan/v1/bench/m{i}/telemetry", json.dumps(body).encode())
+            k += 1
+            next_at += interval
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    loader = asyncio.create_task(load())
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        ts = base - 5 * 86_400 + n
+        n += 1
+        body = json.dumps({"ts": ts, "power_kw": float(n)}).encode()
+        sent = time.perf_counter()
+        await pub.publish("lingtan/v1/bench/grid-main/telemetry", body)
+        q = f"SELECT power_kw FROM reading WHERE device='grid-main' AND time = {ts * 10**9}"
+        while not await asyncio.to_thread(influx.points, q):
+            await asyncio.sleep(0.002)
+        samples.append((time.perf_counter() - sent) * 1000)
+        await asyncio.sleep(0.05)
+    stop.set()
+    await loader
+    await pub.close()
+    return samples
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--readings", type=int, default=100_000)
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--per-message", type=int, default=1, help="readings per MQTT message")
+    ap.add_argument("--latency-rate", type=float, default=2000.0, help="live msgs/s in phase 3")
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    args = ap.parse_args()
+
+    readings = (args.readings // args.devices) * args.devices
+    messages = build_messages(readings, args.devices, args.per_message)
+    work = Path(tempfile.mkdtemp(prefix="lingtan-bench-"))
+    (work / "parks.yaml").write_text(parks_yaml(args.devices))
+    print(
+        f"ingest benchmark: {readings:,} readings from {args.devices} devices, "
+        f"{len(messages):,} messages of {args.per_message} reading(s), on {os.cpu_count()} cores"
+    )
+    broker = MosquittoServer(work / "mosquitto")
+    broker.start()
+    try:
+        with running_influx(work / "influxd", database="bench") as influx:
+            t_ceiling = ceiling(broker, messages)
+            print(
+                f"broker ceiling (bare mosquitto_sub, QoS 1): "
+                f"{len(messages) / t_ceiling:>10,.0f} msgs/s"
+                f" = {readings / t_ceiling:>10,.0f} readings/s"
+            )
+            env = {
+                "LINGTAN_MQTT_URL": broker.url,
+                "LINGTAN_INFLUX_URL": influx.url,
+                "LINGTAN_INFLUX_DB": "bench",
+                "LINGTAN_PARKS": str(work / "parks.yaml"),
+                "LINGTAN_DATA_DIR": str(work / "data"),
+                "LINGTAN_METRICS_PORT": str(free_port()),
+                "LINGTAN_CLIENT_ID": "bench-collector",
+                "LINGTAN_LOG_LEVEL": "WARNING",
+            }
+            t_coll = collector_drain(broker, influx, messages, readings, env, work)
+            ratio = t_ceiling / t_coll
+            print(
+                f"lingtan collect → InfluxDB:                  "
+                f"{len(messages) / t_coll:>10,.0f} msgs/s"
+                f" = {readings / t_coll:>10,.0f} readings/s"
+            )
+            print(f"ratio collector / broker ceiling: {ratio:.0%}  (target ≥ 50 %)")
+            log = work / "collector-live.log"
+            proc = start_collector(env, log)
+            try:
+                wait_connected(int(env["LINGTAN_METRICS_PORT"]), proc, log)
+                samples = asyncio.run(
+                    latency(broker, influx, args.latency_rate, args.latency_seconds, args.devices)
+                )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            q = statistics.quantiles(samples, n=100)
+            print(
+                f"publish→stored latency at {args.latency_rate:,.0f} msgs/s live load: "
+                f"p50 {statistics.median(samples):.1f} ms, p99 {q[98]:.1f} ms"
+                f" ({len(samples)} probes)"
+            )
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
