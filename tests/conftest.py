@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.influx",
     "tests.fixtures.sql",
+    "tests.fixtures.storage",
 ]

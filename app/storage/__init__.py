@@ -1,4 +1,4 @@
-"""Time-series storage: the `Storage` protocol, InfluxDB implementation and durable spool."""
+"""Time-series storage: the `Storage` protocol, InfluxDB and embedded backends, durable spool."""
 
 from app.storage.base import (
     Storage,
@@ -7,11 +7,13 @@ from app.storage.base import (
     StorageUnavailable,
     WriteBatch,
 )
+from app.storage.embedded import EmbeddedStorage
 from app.storage.influx import InfluxStorage, Series
 from app.storage.spool import DurableWriter, QuarantinedBatch, SpoolLocked, WriterClosed
 
 __all__ = [
     "DurableWriter",
+    "EmbeddedStorage",
     "InfluxStorage",
     "QuarantinedBatch",
     "Series",

@@ -1,0 +1,461 @@
+"""`EmbeddedStorage`: the `Storage` protocol on one local SQLite file (WAL), for single machines.
+
+Why hand-written stdlib `sqlite3` rather than an ORM or aiosqlite: the hot path is one
+`executemany` UPSERT per table per batch (tens of thousands of rows/s) and one indexed range
+scan per query, decoded straight into domain objects; an ORM's per-row object layer would cost
+more than the database work itself, and the merge-on-overwrite is SQLite-specific SQL
+(`json_patch`) anyway. aiosqlite is just "one connection on one thread" — the few lines below,
+without a dependency, and with separate reader threads so a query never waits behind a write.
+
+Layout (all times UTC epoch ns):
+
+- `reading(park, device, ts_ns, vals, reset, collector)`, key (park, device, ts_ns);
+  index (park, ts_ns).
+- `interval_energy(park, start_ns, device, end_ns, role, vals, estimated, flags)`, key
+  (park, start_ns, device) so a park's time range is one sequential scan (the balance load);
+  index (park, device, start_ns) for one device.
+- `deadletter(id, received_ns, park_key, reason, park, device, topic, detail, raw)`, unique
+  (park_key, reason, received_ns) — InfluxDB's series + time — indexes by time and park.
+
+Values are one JSON object per row: one row per point keeps UPSERTs and range scans cheap (a
+(key, value) table would multiply rows and joins by the number of quantities), any value name
+is stored as-is (no reserved names), Python's `repr` floats round-trip exactly, and SQLite's
+`json_patch` merges an overwrite into the stored object exactly like InfluxDB merges fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from app.intervals.models import IntervalEnergy
+from app.storage import schema
+from app.storage.base import StorageRejected, StorageUnavailable, WriteBatch
+from app.telemetry.models import DeadLetter, Reading, RejectReason
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "NORMAL"]
+
+SCHEMA_VERSION = 1
+_READ_THREADS = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reading (
+    park TEXT NOT NULL,
+    device TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    vals TEXT NOT NULL,
+    reset INTEGER NOT NULL,
+    collector INTEGER NOT NULL,
+    PRIMARY KEY (park, device, ts_ns)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reading_park_ts ON reading (park, ts_ns);
+
+CREATE TABLE IF NOT EXISTS interval_energy (
+    park TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    end_ns INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    vals TEXT NOT NULL,
+    estimated INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    PRIMARY KEY (park, start_ns, device)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS interval_park_device_start
+    ON interval_energy (park, device, start_ns);
+
+CREATE TABLE IF NOT EXISTS deadletter (
+    id INTEGER PRIMARY KEY,
+    received_ns INTEGER NOT NULL,
+    park_key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    park TEXT,
+    device TEXT,
+    topic TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    UNIQUE (park_key, reason, received_ns)
+);
+CREATE INDEX IF NOT EXISTS deadletter_time ON deadletter (received_ns);
+CREATE INDEX IF NOT EXISTS deadletter_park_time ON deadletter (park, received_ns);
+"""
+
+# Overwrites merge like InfluxDB fields do: values by key (`json_patch`), `reset` and the
+# collector-stamped flag stay set once written (influx only writes those fields when true).
+_UPSERT_READING = """
+INSERT INTO reading (park, device, ts_ns, vals, reset, collector) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (park, device, ts_ns) DO UPDATE SET
+    vals = json_patch(vals, excluded.vals),
+    reset = max(reset, excluded.reset),
+    collector = max(collector, excluded.collector)
+"""
+# An interval is keyed by park, device and start (not role, unlike influx's series): a device
+# whose registry role changed must not be counted twice. `estimated`, `flags` and the end are
+# always written, so they are always current, as in influx.
+_UPSERT_INTERVAL = """
+INSERT INTO interval_energy (park, start_ns, device, end_ns, role, vals, estimated, flags)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (park, start_ns, device) DO UPDATE SET
+    end_ns = excluded.end_ns,
+    role = excluded.role,
+    vals = json_patch(vals, excluded.vals),
+    estimated = excluded.estimated,
+    flags = excluded.flags
+"""
+_UPSERT_DEADLETTER = """
+INSERT INTO deadletter (received_ns, park_key, reason, park, device, topic, detail, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (park_key, reason, received_ns) DO UPDATE SET
+    park = excluded.park,
+    device = coalesce(excluded.device, device),
+    topic = excluded.topic,
+    detail = excluded.detail,
+    raw = excluded.raw
+"""
+
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+# `parse_int`: a value written as an int (or `-0`) still reads back as a float.
+_decode = json.JSONDecoder(parse_int=float).decode
+
+
+def _vals_json(values: dict[str, float], kind: str, park: str, device: str, ts_ns: int) -> str:
+    try:
+        return _encode(values)
+    except ValueError as e:
+        msg = f"non-finite value in {kind} of {park}/{device} at {ts_ns}: {values!r}"
+        raise StorageRejected(msg) from e
+    except TypeError as e:
+        msg = f"non-numeric value in {kind} of {park}/{device} at {ts_ns}: {values!r}"
+        raise StorageRejected(msg) from e
+
+
+def _reading_rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
+    rows = []
+    for r in readings:
+        if not r.values and not r.reset and r.ts_source != "collector":
+            raise StorageRejected(f"reading of {r.park}/{r.device} at {r.ts_ns} has no values")
+        vals = _vals_json(r.values, "reading", r.park, r.device, r.ts_ns)
+        rows.append(
+            (r.park, r.device, r.ts_ns, vals, int(r.reset), int(r.ts_source == "collector"))
+        )
+    return rows
+
+
+def _interval_rows(intervals: Iterable[IntervalEnergy]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            iv.park,
+            iv.start_ns,
+            iv.device,
+            iv.end_ns,
+            iv.role,
+            _vals_json(iv.values, "interval", iv.park, iv.device, iv.start_ns),
+            int(iv.estimated),
+            ",".join(iv.flags),
+        )
+        for iv in intervals
+    ]
+
+
+def _deadletter_rows(deadletters: Iterable[DeadLetter]) -> list[tuple[Any, ...]]:
+    # Same identity as in InfluxDB (park tag, reason, time), same 1 ns nudge inside a batch, so
+    # both backends keep the same dead letters and a replayed batch overwrites itself.
+    used: set[tuple[str, str, int]] = set()
+    rows = []
+    for d in deadletters:
+        park_key = schema.deadletter_park_tag(d.park)
+        ts = d.received_ns
+        while (park_key, d.reason.value, ts) in used:
+            ts += 1
+        used.add((park_key, d.reason.value, ts))
+        rows.append(
+            (ts, park_key, d.reason.value, d.park, d.device, d.topic, d.detail, bytes(d.raw))
+        )
+    return rows
+
+
+def _reason(value: str) -> RejectReason:
+    try:
+        return RejectReason(value)
+    except ValueError:
+        return RejectReason.INVALID_READING
+
+
+class EmbeddedStorage:
+    """`Storage` in one SQLite file (WAL): `lingtan up` without InfluxDB.
+
+    `write()` returns once the batch is committed in one transaction. With the default
+    `synchronous="FULL"` the commit is fsync'd: nothing acknowledged is lost even to a power
+    cut (the collector acknowledges MQTT after `write()`, and there is no spool in front of
+    this store worth the name: it is the same disk). `"NORMAL"` survives any process crash but
+    may lose the last commits on an OS crash or power loss.
+
+    Several processes may open the same file (WAL: one writer at a time, readers never
+    blocked); a write that cannot get the lock within `busy_timeout_s` raises
+    `StorageUnavailable`.
+    Opening a path that is not a writable SQLite database raises `StorageUnavailable` with the
+    path and SQLite's reason.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = max(0, int(busy_timeout_s * 1000))
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        self.synchronous = synchronous
+        self._closed = False
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect(write=True)
+            self._init_schema()
+        except (OSError, sqlite3.Error) as e:
+            raise StorageUnavailable(f"cannot open embedded store {self.path}: {e}") from e
+        self._wexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingtan-store-w")
+        self._rexec = ThreadPoolExecutor(
+            max_workers=_READ_THREADS, thread_name_prefix="lingtan-store-r"
+        )
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _connect(self, *, write: bool) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (one transaction per batch).
+        db = sqlite3.connect(
+            str(self.path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self.busy_timeout_ms / 1000,
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            if write:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode={mode})")
+                db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            else:
+                db.execute("PRAGMA query_only = 1")
+            db.execute("PRAGMA cache_size = -65536")  # 64 MiB per connection
+            db.execute("PRAGMA temp_store = MEMORY")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _init_schema(self) -> None:
+        db = self._db
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"store schema version {version} is newer than this Lingtan ({SCHEMA_VERSION})"
+            )
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect(write=False)
+            self._local.db = db
+            with self._readers_lock:
+                self._readers.append(db)
+        return db
+
+    async def _run(self, executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StorageUnavailable(f"embedded store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(executor, fn, *args)
+        except sqlite3.Error as e:
+            # Locked past the busy timeout, disk full, I/O error, a damaged file: the data is
+            # fine, the store is not — callers keep it (spool) and retry.
+            raise StorageUnavailable(f"embedded store {self.path}: {e}") from e
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def write(self, batch: WriteBatch) -> None:
+        if batch.is_empty:
+            return
+        # Encoding runs on the writer thread too (a few ms per 5,000 points), and all of it
+        # before BEGIN: a bad point rejects the whole batch and nothing is half-written.
+        await self._run(self._wexec, self._write_sync, batch)
+
+    def _write_sync(self, batch: WriteBatch) -> None:
+        readings = _reading_rows(batch.readings)
+        intervals = _interval_rows(batch.intervals)
+        deadletters = _deadletter_rows(batch.deadletters)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if readings:
+                db.executemany(_UPSERT_READING, readings)
+            if intervals:
+                db.executemany(_UPSERT_INTERVAL, intervals)
+            if deadletters:
+                db.executemany(_UPSERT_DEADLETTER, deadletters)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            await self._run(self._rexec, lambda: self._reader().execute("SELECT 1").fetchone())
+        except StorageUnavailable:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Let queued work finish, then close connections (all created check_same_thread=False).
+        await asyncio.to_thread(self._wexec.shutdown, wait=True)
+        await asyncio.to_thread(self._rexec.shutdown, wait=True)
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for db in readers:
+            db.close()
+        try:
+            # A clean checkpoint keeps the -wal file small between runs (best effort).
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.debug("checkpoint on close of %s failed: %s", self.path, e)
+        self._db.close()
+
+    async def __aenter__(self) -> EmbeddedStorage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- queries --------------------------------------------------------------------------
+
+    async def readings(
+        self, park: str, start_ns: int, end_ns: int, device: str | None = None
+    ) -> list[Reading]:
+        if device is None:
+            sql = (
+                "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
+                " WHERE park = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, device"
+            )
+            args: tuple[Any, ...] = (park, start_ns, end_ns)
+        else:
+            sql = (
+                "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
+                " WHERE park = ? AND device = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns"
+            )
+            args = (park, device, start_ns, end_ns)
+        return await self._run(self._rexec, self._readings_sync, sql, args)
+
+    async def last_readings(
+        self, park: str, device: str, before_ns: int, limit: int
+    ) -> list[Reading]:
+        sql = (
+            "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
+            " WHERE park = ? AND device = ? AND ts_ns < ? ORDER BY ts_ns DESC LIMIT ?"
+        )
+        out = await self._run(
+            self._rexec, self._readings_sync, sql, (park, device, before_ns, max(0, limit))
+        )
+        out.reverse()
+        return out
+
+    def _readings_sync(self, sql: str, args: tuple[Any, ...]) -> list[Reading]:
+        return [
+            Reading(p, d, ts, _decode(v), bool(reset), "collector" if coll else "device")
+            for p, d, ts, v, reset, coll in self._reader().execute(sql, args)
+        ]
+
+    async def intervals(
+        self, park: str, start_ns: int, end_ns: int, device: str | None = None
+    ) -> list[IntervalEnergy]:
+        cols = "park, device, role, start_ns, end_ns, vals, estimated, flags"
+        if device is None:
+            sql = (
+                f"SELECT {cols} FROM interval_energy"
+                " WHERE park = ? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns, device"
+            )
+            args: tuple[Any, ...] = (park, start_ns, end_ns)
+        else:
+            sql = (
+                f"SELECT {cols} FROM interval_energy INDEXED BY interval_park_device_start"
+                " WHERE park = ? AND device = ? AND start_ns >= ? AND start_ns < ?"
+                " ORDER BY start_ns"
+            )
+            args = (park, device, start_ns, end_ns)
+        return await self._run(self._rexec, self._intervals_sync, sql, args)
+
+    def _intervals_sync(self, sql: str, args: tuple[Any, ...]) -> list[IntervalEnergy]:
+        flag_cache: dict[str, tuple[str, ...]] = {"": ()}
+        out = []
+        for p, d, role, s, e, v, est, fl in self._reader().execute(sql, args):
+            flags = flag_cache.get(fl)
+            if flags is None:
+                flags = flag_cache[fl] = tuple(fl.split(","))
+            out.append(IntervalEnergy(p, d, role, s, e, _decode(v), bool(est), flags))
+        return out
+
+    async def deadletters(
+        self,
+        park: str | None,
+        start_ns: int | None,
+        end_ns: int | None,
+        limit: int = 1000,
+    ) -> list[DeadLetter]:
+        conds: list[str] = []
+        args: list[Any] = []
+        if park is not None:
+            conds.append("park = ?")
+            args.append(park)
+        if start_ns is not None:
+            conds.append("received_ns >= ?")
+            args.append(start_ns)
+        if end_ns is not None:
+            conds.append("received_ns < ?")
+            args.append(end_ns)
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        sql = (
+            "SELECT received_ns, topic, park, device, reason, detail, raw FROM deadletter"
+            f"{where} ORDER BY received_ns, park_key, reason LIMIT ?"
+        )
+        args.append(max(0, limit))
+        return await self._run(self._rexec, self._deadletters_sync, sql, tuple(args))
+
+    def _deadletters_sync(self, sql: str, args: tuple[Any, ...]) -> list[DeadLetter]:
+        return [
+            DeadLetter(ts, topic, park, device, _reason(reason), detail, bytes(raw))
+            for ts, topic, park, device, reason, detail, raw in self._reader().execute(sql, args)
+        ]
