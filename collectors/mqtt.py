@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from gmqtt import Client as GmqttClient
-from gmqtt.mqtt.constants import MQTTv50
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class GmqttSubscriber:
         receive_maximum: int = 4096,
         keepalive_s: int = 30,
         on_state: Callable[[bool], None] | None = None,
+        persistent: bool = True,
+        mqtt_version: int = MQTTv50,
     ) -> None:
         self.endpoint = endpoint
         self.topic = f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
@@ -107,6 +109,10 @@ class GmqttSubscriber:
         self.receive_maximum = receive_maximum
         self.keepalive_s = keepalive_s
         self.on_state = on_state
+        # persistent: the broker queues for us while we are away (the collector); a live view
+        # only wants what happens while it is connected
+        self.persistent = persistent
+        self.mqtt_version = mqtt_version
         self._stopping = asyncio.Event()
         self._client: Any = None
         self.connected = asyncio.Event()
@@ -122,7 +128,7 @@ class GmqttSubscriber:
                     self.endpoint.port,
                     ssl=self.endpoint.tls,
                     keepalive=self.keepalive_s,
-                    version=MQTTv50,
+                    version=self.mqtt_version,
                 )
             except (TimeoutError, OSError, Exception) as exc:
                 delay = backoff.next_delay()
@@ -162,12 +168,17 @@ class GmqttSubscriber:
                 await self._sleep(delay)
 
     def _make_client(self, handler: MessageHandler, lost: asyncio.Event) -> Any:
+        props: dict[str, Any] = {}
+        if self.mqtt_version == MQTTv50:
+            props = {
+                "session_expiry_interval": 0xFFFFFFFF if self.persistent else 0,
+                "receive_maximum": self.receive_maximum,
+            }
         client = GmqttClient(
             self.client_id,
-            clean_session=False,
+            clean_session=not self.persistent,
             optimistic_acknowledgement=False,
-            session_expiry_interval=0xFFFFFFFF,
-            receive_maximum=self.receive_maximum,
+            **props,
         )
         # our own supervisor reconnects (with backoff and a fresh client), not gmqtt's
         client.set_config({"reconnect_retries": 0, "reconnect_delay": 1})
@@ -199,19 +210,26 @@ class GmqttPublisher:
     """Publisher for the simulator, the benchmarks and tests."""
 
     def __init__(
-        self, endpoint: MqttEndpoint, client_id: str | None = None, max_inflight: int = 1000
+        self,
+        endpoint: MqttEndpoint,
+        client_id: str | None = None,
+        max_inflight: int = 1000,
+        mqtt_version: int = MQTTv50,
     ) -> None:
         self.endpoint = endpoint
+        self.mqtt_version = mqtt_version
         self.client_id = client_id or f"lingtan-pub-{uuid.uuid4().hex[:8]}"
         self.max_inflight = max_inflight
         self._client: Any = None
 
     async def connect(self) -> None:
         client = GmqttClient(self.client_id)
+        # fail loudly instead of gmqtt's background reconnect loop (which outlives close())
+        client.set_config({"reconnect_retries": 0})
         if self.endpoint.username:
             client.set_auth_credentials(self.endpoint.username, self.endpoint.password)
         await client.connect(
-            self.endpoint.host, self.endpoint.port, ssl=self.endpoint.tls, version=MQTTv50
+            self.endpoint.host, self.endpoint.port, ssl=self.endpoint.tls, version=self.mqtt_version
         )
         self._client = client
 
@@ -238,3 +256,15 @@ class GmqttPublisher:
         if self._client is not None:
             await self._client.disconnect()
             self._client = None
+
+
+__all__ = [
+    "Backoff",
+    "GmqttPublisher",
+    "GmqttSubscriber",
+    "MQTTv50",
+    "MQTTv311",
+    "MessageHandler",
+    "MqttEndpoint",
+    "Subscriber",
+]

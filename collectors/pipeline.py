@@ -71,7 +71,8 @@ class Collector:
         max_unacked_messages: int = 2048,
         limits: DecodeLimits | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
-        on_readings: Callable[[list[Reading]], None] | None = None,
+        on_readings: Callable[[list[Reading]], object] | None = None,
+        on_intervals: Callable[[list[IntervalEnergy]], object] | None = None,
     ) -> None:
         self.registry = registry
         self.decoder = TelemetryDecoder(registry, limits)
@@ -85,6 +86,7 @@ class Collector:
         self.max_unacked_messages = max_unacked_messages
         self.clock_ns = clock_ns
         self.on_readings = on_readings
+        self.on_intervals = on_intervals
         self.engine = self._new_engine()
         self._history_down_until = 0.0
         self._replayed_at_failure = 0
@@ -178,6 +180,8 @@ class Collector:
         )
         if self.on_readings and readings:
             self.on_readings(readings)
+        if self.on_intervals and intervals:
+            self.on_intervals(intervals)
         for item in items:
             if not item.done.done():
                 item.done.set_result(None)

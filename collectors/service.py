@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prometheus_client import start_http_server
 
 from app.config import Settings
+from app.intervals.models import IntervalEnergy
 from app.registry import load_registry
 from app.storage.base import Storage
 from app.storage.factory import open_storage
@@ -19,7 +20,7 @@ from app.storage.spool import DurableWriter
 from app.telemetry.decode import TOPIC_FILTER, DecodeLimits
 from app.telemetry.models import Reading
 from collectors.metrics import CollectorMetrics
-from collectors.mqtt import GmqttSubscriber, MqttEndpoint
+from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
 from collectors.pipeline import Collector
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ async def start_collector(
     settings: Settings,
     *,
     storage: Storage | None = None,
-    on_readings: Callable[[list[Reading]], None] | None = None,
+    on_readings: Callable[[list[Reading]], object] | None = None,
+    on_intervals: Callable[[list[IntervalEnergy]], object] | None = None,
     serve_metrics: bool = True,
+    mqtt_version: int = MQTTv50,
 ) -> CollectorService:
     """Start the collector in the running event loop and return a handle."""
     if not settings.mqtt_url:
@@ -71,6 +74,7 @@ async def start_collector(
         settings.client_id,
         share_group=settings.share_group,
         on_state=lambda up: metrics.mqtt_connected.set(1 if up else 0),
+        mqtt_version=mqtt_version,
     )
     collector = Collector(
         registry,
@@ -81,11 +85,18 @@ async def start_collector(
         batch_max_wait_s=settings.batch_max_wait_ms / 1000,
         limits=DecodeLimits(max_future_s=settings.max_future_s),
         on_readings=on_readings,
+        on_intervals=on_intervals,
         max_unacked_messages=subscriber.receive_maximum // 2,
     )
     collector.start()
     if serve_metrics and settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        try:
+            start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot serve collector metrics on 127.0.0.1:{settings.metrics_port}"
+                f" ({exc.strerror}); choose another --metrics-port or 0 to turn them off"
+            ) from exc
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
     task = asyncio.create_task(subscriber.run(collector.handle), name="lingtan-mqtt")
     return CollectorService(collector, subscriber, writer, storage, metrics, task)

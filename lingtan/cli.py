@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -65,6 +66,44 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--batch-max-wait-ms", type=int, help="or after this many ms")
     collect.add_argument("--spool-max-mb", type=float, help="spool bound before backpressure")
 
+    api = sub.add_parser(
+        "api",
+        help="HTTP API: live balance, history, ledgers, exports (FastAPI, docs at /docs)",
+        description=(
+            "Serve the HTTP API of SPEC §6 on LINGTAN_API_PORT. History comes from storage;"
+            " /live is kept in memory from the MQTT telemetry when a broker is configured."
+        ),
+        epilog="example:\n  lingtan api --parks examples/parks.yaml --influx-url "
+        "http://127.0.0.1:8086 --mqtt-url mqtt://127.0.0.1:1883",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(api)
+    _influx(api)
+    api.add_argument("--mqtt-url", help="broker for the live view")
+    api.add_argument("--api-port", type=int, help="port (default 8000)")
+    api.add_argument("--api-host", help="address to bind (default 127.0.0.1)")
+
+    up = sub.add_parser(
+        "up",
+        help="everything on one machine: broker, collector and API in one process",
+        description=(
+            "Run collector + API (+ built-in page) in one process. Broker: LINGTAN_MQTT_URL if"
+            " set, else the machine's mosquitto (started here), else an embedded amqtt broker"
+            " (MQTT 3.1.1, about 3k msgs/s: fine for a demo or a small park). Storage:"
+            " LINGTAN_INFLUX_URL if set, else an embedded SQLite store in LINGTAN_DATA_DIR."
+        ),
+        epilog="example:\n  lingtan up --demo      # a simulated park, live within seconds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(up)
+    _influx(up)
+    up.add_argument("--mqtt-url", help="use this broker instead of starting one")
+    up.add_argument("--api-port", type=int, help="port (default 8000)")
+    up.add_argument("--api-host", help="address to bind (default 127.0.0.1)")
+    up.add_argument(
+        "--demo", action="store_true", help="also simulate the demo park (or every park given)"
+    )
+
     from collectors.gateways.cli import register as register_gateways
     from simulator.cli import register as register_simulate
 
@@ -79,13 +118,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run on uvloop where it is installed (~10 % more ingest throughput)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, or installed without it
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "func", None) is not None:
         # self-contained commands (gateways, simulate) bring their own runner
         result = args.func(args)
         if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+            result = run_async(result)
         return int(result)
     try:
         settings = _settings(args)
@@ -103,7 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "collect":
             from collectors.service import run_collect
 
-            asyncio.run(run_collect(settings))
+            run_async(run_collect(settings))
+        elif args.command == "api":
+            from lingtan.runtime import run_api
+
+            run_async(run_api(settings))
+        elif args.command == "up":
+            from lingtan.runtime import run_up
+
+            run_async(run_up(settings, demo=args.demo))
     except (RegistryError, ValueError) as exc:
         print(f"lingtan: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,43 @@
+"""Live feed for `lingtan api`: a clean-session subscriber keeping the in-memory live view current.
+
+It validates with the same decoder as the collector but stores nothing: the collector owns
+durability; this only tells the API what is happening right now, without a database
+round-trip per request.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from app.registry import Registry
+from app.telemetry.decode import TOPIC_FILTER, TelemetryDecoder
+from app.telemetry.models import Reading
+from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
+
+
+def live_subscriber(
+    mqtt_url: str,
+    registry: Registry,
+    apply: Callable[[Iterable[Reading]], object],
+    *,
+    mqtt_version: int = MQTTv50,
+) -> tuple[GmqttSubscriber, Callable[[str, bytes], object]]:
+    """A clean-session subscriber and its handler; run with `await sub.run(handler)`."""
+    decoder = TelemetryDecoder(registry)
+    sub = GmqttSubscriber(
+        MqttEndpoint.parse(mqtt_url),
+        TOPIC_FILTER,
+        f"lingtan-api-live-{uuid.uuid4().hex[:8]}",
+        qos=0,
+        persistent=False,
+        mqtt_version=mqtt_version,
+    )
+
+    async def handle(topic: str, payload: bytes) -> None:
+        decoded = decoder.decode(topic, payload, time.time_ns())
+        if decoded.readings:
+            apply(decoded.readings)
+
+    return sub, handle

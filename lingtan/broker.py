@@ -1,0 +1,130 @@
+"""Which MQTT broker `lingtan up` uses: configured, the machine's Mosquitto, or an embedded one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from collectors.mqtt import MQTTv50, MQTTv311
+
+log = logging.getLogger(__name__)
+
+#: amqtt's measured delivery rate on a 2-core machine (Mosquitto: ~78k msgs/s).
+AMQTT_LIMIT = "about 3,000 messages/s at QoS 0 (Mosquitto delivers about 78,000)"
+
+
+@dataclass(frozen=True)
+class BrokerChoice:
+    """The broker in use and how clients must speak to it."""
+
+    url: str
+    kind: str  # "configured" | "mosquitto" | "embedded"
+    mqtt_version: int = MQTTv50
+
+    def describe(self) -> str:
+        if self.kind == "embedded":
+            return f"embedded amqtt broker at {self.url} (MQTT 3.1.1; limit {AMQTT_LIMIT})"
+        if self.kind == "mosquitto":
+            return f"Mosquitto started by lingtan at {self.url}"
+        return f"configured broker {self.url}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_port(port: int, timeout_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if loop.time() > deadline:
+                raise RuntimeError(f"broker did not listen on 127.0.0.1:{port}") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
+def _mosquitto_conf(data_dir: Path, port: int) -> Path:
+    broker_dir = data_dir / "mosquitto"
+    broker_dir.mkdir(parents=True, exist_ok=True)
+    conf = broker_dir / "mosquitto.conf"
+    # loopback only and anonymous: this broker serves the single machine `lingtan up` runs on;
+    # queue sizing as in the shipped mosquitto/mosquitto.conf (see its comments)
+    conf.write_text(
+        "\n".join(
+            [
+                f"listener {port} 127.0.0.1",
+                "allow_anonymous true",
+                "persistence true",
+                f"persistence_location {broker_dir}/",
+                "max_queued_messages 1000000",
+                "max_inflight_messages 1000",
+                "max_packet_size 1049600",
+                # as root Mosquitto would switch to user "mosquitto" and lose the data dir
+                f"user {getpass.getuser()}",
+                f"log_dest file {broker_dir}/mosquitto.log",
+                "",
+            ]
+        )
+    )
+    return conf
+
+
+@contextlib.asynccontextmanager
+async def broker_for(mqtt_url: str | None, data_dir: Path) -> AsyncIterator[BrokerChoice]:
+    """Yield the broker to use, starting (and later stopping) one when none is configured."""
+    if mqtt_url:
+        yield BrokerChoice(mqtt_url, "configured")
+        return
+    mosquitto = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if mosquitto:
+        port = 1883 if _port_free(1883) else _free_port()
+        conf = _mosquitto_conf(data_dir, port)
+        # own session: a Ctrl-C in the terminal reaches lingtan, which stops the broker last
+        proc = subprocess.Popen(
+            [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            await _wait_port(port)
+            yield BrokerChoice(f"mqtt://127.0.0.1:{port}", "mosquitto")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return
+    from amqtt.broker import Broker
+
+    port = 1883 if _port_free(1883) else _free_port()
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}})
+    await broker.start()
+    try:
+        yield BrokerChoice(f"mqtt://127.0.0.1:{port}", "embedded", MQTTv311)
+    finally:
+        await broker.shutdown()

@@ -1,0 +1,225 @@
+"""Long-running processes: `lingtan api`, and `lingtan up` (collector + API + demo in one)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import uvicorn
+
+from app.config import Settings
+from app.http.options import ApiOptions
+from app.intervals.models import IntervalEnergy
+from app.ledgers import LedgerStore
+from app.live import LiveState
+from app.main import balance_invalidator, create_app
+from app.registry import Registry, load_registry
+from app.storage.base import Storage
+from app.storage.factory import open_storage
+from collectors.live_feed import live_subscriber
+from collectors.mqtt import GmqttPublisher, MqttEndpoint
+from collectors.service import start_collector
+from lingtan.broker import BrokerChoice, broker_for
+
+log = logging.getLogger("lingtan")
+
+DEMO_PARKS = "demo-parks.yaml"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling.
+
+    uvicorn re-raises SIGTERM after its shutdown, which would kill the process before the
+    collector has flushed; the composition root handles the signals and stops things in order.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def demo_registry_path(data_dir: Path) -> Path:
+    """The bundled demo park registry, copied to the data dir so users can read and edit it."""
+    target = data_dir / DEMO_PARKS
+    if not target.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(resources.files("lingtan").joinpath(DEMO_PARKS).read_text("utf-8"))
+    return target
+
+
+def _storage_name(settings: Settings) -> str:
+    if settings.influx_url:
+        return f"InfluxDB {settings.influx_url} (database {settings.influx_db})"
+    return f"embedded store in {settings.data_dir}"
+
+
+async def _serve_until_stopped(app_server: _Server, stop: asyncio.Event) -> None:
+    server_task = asyncio.create_task(app_server.serve(), name="lingtan-api")
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    app_server.should_exit = True
+    stop_task.cancel()
+    await server_task
+
+
+def _uvicorn(app: object, settings: Settings) -> _Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    return _Server(config)
+
+
+def _open_ledgers(settings: Settings) -> LedgerStore:
+    ledgers = LedgerStore(settings.ledger_url)
+    if settings.bootstrap_admin_key is not None:
+        ledgers.bootstrap_admin(settings.bootstrap_admin_key.get_secret_value())
+    return ledgers
+
+
+async def run_api(settings: Settings) -> None:
+    """`lingtan api`: the HTTP API, its live view fed from MQTT when a broker is configured."""
+    registry = load_registry(settings.parks)
+    options = ApiOptions.from_settings(settings)
+    live = LiveState(registry, stale_after_s=options.stale_after_s)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ledgers = _open_ledgers(settings)
+    storage = await open_storage(settings)
+    stop = _stop_event()
+    feed: asyncio.Task[None] | None = None
+    sub = None
+    try:
+        app = create_app(
+            settings,
+            registry=registry,
+            storage=storage,
+            ledgers=ledgers,
+            live=live,
+            options=options,
+        )
+        if settings.mqtt_url:
+            sub, handler = live_subscriber(settings.mqtt_url, registry, live.apply)
+            feed = asyncio.create_task(sub.run(handler), name="lingtan-live-feed")  # type: ignore[arg-type]
+        else:
+            log.warning("no LINGTAN_MQTT_URL: /live shows nothing until a broker is configured")
+        log.info(
+            "API on http://%s:%d (docs at /docs), storage: %s",
+            settings.api_host,
+            settings.api_port,
+            _storage_name(settings),
+        )
+        await _serve_until_stopped(_uvicorn(app, settings), stop)
+    finally:
+        if sub is not None:
+            await sub.stop()
+        if feed is not None:
+            await feed
+        await storage.close()
+        ledgers.close()
+
+
+def _invalidate_hook(app: object) -> object:
+    invalidate = balance_invalidator(app)  # type: ignore[arg-type]
+
+    def on_intervals(intervals: list[IntervalEnergy]) -> None:
+        spans: dict[str, tuple[int, int]] = {}
+        for i in intervals:
+            lo, hi = spans.get(i.park, (i.start_ns, i.end_ns))
+            spans[i.park] = (min(lo, i.start_ns), max(hi, i.end_ns))
+        for park, (lo, hi) in spans.items():
+            invalidate(park, lo, hi)
+
+    return on_intervals
+
+
+async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float = 6.0) -> None:
+    """Simulate every park: the last hours at once (so charts have data), then in real time."""
+    from simulator import simulate_parks
+
+    pub = GmqttPublisher(MqttEndpoint.parse(broker.url), mqtt_version=broker.mqtt_version)
+    await pub.connect()
+    try:
+        start = datetime.now(UTC) - timedelta(hours=backfill_h)
+        messages = simulate_parks(
+            registry, [p.id for p in registry.parks], start, timedelta(days=365), step_s=60, seed=1
+        )
+        for msg in messages:
+            ahead_s = (msg.sim_ns - time.time_ns()) / 1e9
+            if ahead_s > 0:
+                await asyncio.sleep(ahead_s)
+            await pub.publish(msg.topic, msg.payload, qos=1)
+    finally:
+        with contextlib.suppress(Exception):
+            await pub.close()
+
+
+async def run_up(settings: Settings, *, demo: bool = False) -> None:
+    """`lingtan up`: broker (configured, Mosquitto or embedded), collector, API, optional demo."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if demo and not settings.parks.exists():
+        settings = settings.model_copy(update={"parks": demo_registry_path(settings.data_dir)})
+    registry = load_registry(settings.parks)
+    stop = _stop_event()
+    async with broker_for(settings.mqtt_url, settings.data_dir) as broker:
+        settings = settings.model_copy(update={"mqtt_url": broker.url})
+        options = ApiOptions.from_settings(settings)
+        local = settings.api_host in {"127.0.0.1", "localhost", "::1"}
+        if local and not options.anonymous_read:
+            # one machine, loopback only: reading needs no key; writes still do
+            options = dataclasses.replace(options, anonymous_read=True)
+        live = LiveState(registry, stale_after_s=options.stale_after_s)
+        ledgers = _open_ledgers(settings)
+        storage: Storage = await open_storage(settings)
+        app = create_app(
+            settings,
+            registry=registry,
+            storage=storage,
+            ledgers=ledgers,
+            live=live,
+            options=options,
+        )
+        service = await start_collector(
+            settings,
+            storage=storage,
+            on_readings=live.apply,
+            on_intervals=_invalidate_hook(app),  # type: ignore[arg-type]
+            mqtt_version=broker.mqtt_version,
+        )
+        demo_task = asyncio.create_task(run_demo(broker, registry)) if demo else None
+        print(
+            f"lingtan up: API and live page on http://{settings.api_host}:{settings.api_port}/"
+            f" (docs /docs) · broker: {broker.describe()} · storage: {_storage_name(settings)}"
+            + (" · demo park simulated" if demo else "")
+            + (" · reading without API key (loopback)" if options.anonymous_read else ""),
+            flush=True,
+        )
+        try:
+            await _serve_until_stopped(_uvicorn(app, settings), stop)
+        finally:
+            if demo_task is not None:
+                demo_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await demo_task
+            await service.stop()  # flushes what was received, then closes storage
+            ledgers.close()
+            log.info("lingtan up stopped cleanly")
