@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -155,6 +156,14 @@ def create_app(
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Collect, then exempt everything alive now (registry, app, caches) from future cyclic
+    GC passes. A 5,000-device registry is ~10⁵ long-lived objects; without this a full
+    collection stalls the event loop for 50–150 ms every so often (measured: /live p99)."""
+    gc.collect()
+    gc.freeze()
+
+
 def balance_invalidator(app: FastAPI) -> Callable[[str, int, int], None]:
     """The hook the composition root calls after writing intervals of (park, start, end)."""
     svc: Services = app.state.services
@@ -199,6 +208,7 @@ async def serve(
         )
         if on_app is not None:
             on_app(app)
+        freeze_startup_heap()
         config = uvicorn.Config(
             app,
             host=settings.api_host,

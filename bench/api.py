@@ -33,7 +33,7 @@ from app.config import Settings
 from app.http.options import ApiOptions
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
-from app.main import create_app
+from app.main import create_app, freeze_startup_heap
 from app.registry import parse_registry
 from app.registry.models import Registry
 from app.storage.influx import InfluxStorage
@@ -133,6 +133,7 @@ def _live_server(port: int, n_devices: int, influx_url: str, db_path: str, key_q
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         )
         task = asyncio.create_task(feed())
+        freeze_startup_heap()  # as `serve` does
         key_q.put(key)
         await server.serve()
         task.cancel()
