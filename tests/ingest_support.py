@@ -43,15 +43,15 @@ def write_parks(tmp: Path) -> Path:
 
 
 def make_settings(tmp: Path, mqtt_url: str, influx_url: str, db: str, **kw: object) -> Settings:
+    tmp.mkdir(parents=True, exist_ok=True)
+    options: dict[str, object] = {"metrics_port": 0, "batch_max_wait_ms": 20, **kw}
     return Settings(
         mqtt_url=mqtt_url,
         influx_url=influx_url,
         influx_db=db,
         parks=write_parks(tmp),
         data_dir=tmp / "data",
-        metrics_port=0,
-        batch_max_wait_ms=20,
-        **kw,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
 
 

@@ -282,3 +282,64 @@ async def test_default_queue_limit_would_drop_messages(tmp_path: Path) -> None:
     finally:
         broker.stop()
     assert len(got) <= 1000 + 20  # queue limit plus what was in flight
+
+
+async def test_shared_subscription_splits_the_load_and_everything_lands_once(
+    mosquitto: MosquittoServer, fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    influx = fresh_influx_db
+    services = []
+    for i in range(2):
+        settings = make_settings(
+            tmp_path / f"c{i}",
+            mosquitto.url,
+            influx.url,
+            influx.database,
+            share_group="fleet",
+            client_id=f"collector-{i}",
+        )
+        services.append(await start_collector(settings, serve_metrics=False))
+    try:
+        for s in services:
+            await wait_for(s.subscriber.connected.is_set, what="MQTT connection")
+        n = 2000
+        messages = [
+            (topic(f"m{k % N_METERS}"), {"ts": T0_S + k, "power_kw": 1.0}) for k in range(n)
+        ]
+        await publish_all(mosquitto.url, messages)
+        await wait_for(lambda: count(influx, "reading") == n, what="all readings")
+        per_collector = [s.metrics.readings._value.get() for s in services]
+    finally:
+        for s in services:
+            await s.stop()
+    # each message went to exactly one member of the group, and both took a share
+    assert sum(per_collector) == n
+    assert min(per_collector) > 0
+
+
+async def test_metrics_endpoint_serves_collector_counters(
+    mosquitto: MosquittoServer, fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    import httpx
+
+    from tests.fixtures.mosquitto import free_port
+
+    port = free_port()
+    settings = make_settings(
+        tmp_path, mosquitto.url, fresh_influx_db.url, fresh_influx_db.database, metrics_port=port
+    )
+    service = await start_collector(settings)
+    try:
+        await wait_for(service.subscriber.connected.is_set, what="MQTT connection")
+        await publish_all(
+            mosquitto.url, [(topic("m0"), meter_reading(0)), (topic("m0"), b"{broken")]
+        )
+        await wait_for(lambda: service.metrics.messages._value.get() >= 2, what="messages")
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        await service.stop()
+    assert "lingtan_collector_readings_total 1.0" in body
+    assert 'lingtan_collector_rejected_total{reason="invalid_json"} 1.0' in body
+    assert "lingtan_collector_mqtt_connected 1.0" in body
+    assert "lingtan_collector_spool_depth 0.0" in body
