@@ -26,12 +26,15 @@ is stored as-is (no reserved names), Python's `repr` floats round-trip exactly, 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -47,6 +50,7 @@ Synchronous = Literal["FULL", "NORMAL"]
 
 SCHEMA_VERSION = 1
 _READ_THREADS = 2
+_FETCH_ROWS = 20_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reading (
@@ -73,6 +77,15 @@ CREATE TABLE IF NOT EXISTS interval_energy (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS interval_park_device_start
     ON interval_energy (park, device, start_ns);
+
+-- every (park, device, role) an interval was ever written under (InfluxDB's series list):
+-- lets a caller check cheaply that rows can be summed by their stored role
+CREATE TABLE IF NOT EXISTS interval_series (
+    park TEXT NOT NULL,
+    device TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (park, device, role)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS deadletter (
     id INTEGER PRIMARY KEY,
@@ -184,11 +197,60 @@ def _deadletter_rows(deadletters: Iterable[DeadLetter]) -> list[tuple[Any, ...]]
     return rows
 
 
+def _decode_many(rows: list[Any], col: int) -> list[dict[str, float]]:
+    """The JSON objects in column `col` of `rows`, decoded as one array (~25% faster per row)."""
+    out: list[dict[str, float]] = _decode("[" + ",".join([r[col] for r in rows]) + "]")
+    return out
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = True
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building many acyclic objects: a year of intervals is millions
+    of dataclasses and dicts, and every collection pass would rescan them. Safe when nested or
+    used from several threads at once (the last one out restores the previous state)."""
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _reason(value: str) -> RejectReason:
     try:
         return RejectReason(value)
     except ValueError:
         return RejectReason.INVALID_READING
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSums:
+    """Interval rows of one role starting at `start_ns`, summed (see `interval_role_sums`)."""
+
+    start_ns: int
+    end_ns: int
+    role: str
+    rows: int
+    estimated: int
+    sums: dict[str, float]
+
+
+def _json_path(name: str) -> str:
+    if '"' in name or "\\" in name:
+        raise ValueError(f"cannot sum a value named {name!r}")
+    return f'$."{name}"'
 
 
 class EmbeddedStorage:
@@ -318,6 +380,11 @@ class EmbeddedStorage:
                 db.executemany(_UPSERT_READING, readings)
             if intervals:
                 db.executemany(_UPSERT_INTERVAL, intervals)
+                series = {(row[0], row[2], row[4]) for row in intervals}
+                db.executemany(
+                    "INSERT OR IGNORE INTO interval_series (park, device, role) VALUES (?, ?, ?)",
+                    sorted(series),
+                )
             if deadletters:
                 db.executemany(_UPSERT_DEADLETTER, deadletters)
             db.execute("COMMIT")
@@ -394,10 +461,13 @@ class EmbeddedStorage:
         return out
 
     def _readings_sync(self, sql: str, args: tuple[Any, ...]) -> list[Reading]:
-        return [
-            Reading(p, d, ts, _decode(v), bool(reset), "collector" if coll else "device")
-            for p, d, ts, v, reset, coll in self._reader().execute(sql, args)
-        ]
+        out: list[Reading] = []
+        cur = self._reader().execute(sql, args)
+        with _gc_paused():
+            while rows := cur.fetchmany(_FETCH_ROWS):
+                for (p, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
+                    out.append(Reading(p, d, ts, v, reset == 1, "collector" if coll else "device"))
+        return out
 
     async def intervals(
         self, park: str, start_ns: int, end_ns: int, device: str | None = None
@@ -420,12 +490,17 @@ class EmbeddedStorage:
 
     def _intervals_sync(self, sql: str, args: tuple[Any, ...]) -> list[IntervalEnergy]:
         flag_cache: dict[str, tuple[str, ...]] = {"": ()}
-        out = []
-        for p, d, role, s, e, v, est, fl in self._reader().execute(sql, args):
-            flags = flag_cache.get(fl)
-            if flags is None:
-                flags = flag_cache[fl] = tuple(fl.split(","))
-            out.append(IntervalEnergy(p, d, role, s, e, _decode(v), bool(est), flags))
+        out: list[IntervalEnergy] = []
+        cur = self._reader().execute(sql, args)
+        with _gc_paused():
+            while rows := cur.fetchmany(_FETCH_ROWS):
+                for (p, d, role, s, e, _, est, fl), v in zip(
+                    rows, _decode_many(rows, 5), strict=True
+                ):
+                    flags = flag_cache.get(fl)
+                    if flags is None:
+                        flags = flag_cache[fl] = tuple(fl.split(","))
+                    out.append(IntervalEnergy(p, d, role, s, e, v, est == 1, flags))
         return out
 
     async def deadletters(
@@ -459,3 +534,55 @@ class EmbeddedStorage:
             DeadLetter(ts, topic, park, device, _reason(reason), detail, bytes(raw))
             for ts, topic, park, device, reason, detail, raw in self._reader().execute(sql, args)
         ]
+
+    # --- aggregates (beyond the protocol: the balance's cold-cache fast path) -----------------
+
+    async def interval_series(self, park: str) -> set[tuple[str, str]]:
+        """Every (device, role) that intervals of `park` were written under (ever)."""
+        sql = "SELECT device, role FROM interval_series WHERE park = ?"
+
+        def run() -> set[tuple[str, str]]:
+            return {(d, r) for d, r in self._reader().execute(sql, (park,))}
+
+        return await self._run(self._rexec, run)
+
+    async def interval_role_sums(
+        self,
+        park: str,
+        start_ns: int,
+        end_ns: int,
+        fields: Sequence[str],
+        roles: Sequence[str] | None = None,
+    ) -> list[RoleSums]:
+        """Per interval start in [start_ns, end_ns) and stored role (only `roles` if given):
+        the number of rows, how many are estimated, and the sum of each of `fields` (0.0
+        when absent), ordered by start then role. Summed inside SQLite: a year of a park's
+        intervals comes back as one row per interval and role instead of one per device.
+
+        The role is the one stored with each row; check `interval_series` against the
+        registry before trusting it (as the InfluxDB path does with its series)."""
+        sums = ", ".join(f"total(vals ->> ?) AS s{i}" for i in range(len(fields)))
+        args: list[Any] = [_json_path(f) for f in fields]
+        args += [park, start_ns, end_ns]
+        role_filter = ""
+        if roles is not None:
+            if not roles:
+                return []
+            role_filter = f" AND role IN ({', '.join('?' * len(roles))})"
+            args += list(roles)
+        sql = (
+            "SELECT start_ns, max(end_ns), role, count(*), sum(estimated)"
+            + (", " + sums if sums else "")
+            + " FROM interval_energy WHERE park = ? AND start_ns >= ? AND start_ns < ?"
+            + role_filter
+            + " GROUP BY start_ns, role ORDER BY start_ns, role"
+        )
+        names = list(fields)
+
+        def run() -> list[RoleSums]:
+            return [
+                RoleSums(s, e, role, n, est, dict(zip(names, vals, strict=True)))
+                for s, e, role, n, est, *vals in self._reader().execute(sql, tuple(args))
+            ]
+
+        return await self._run(self._rexec, run)
