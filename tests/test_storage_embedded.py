@@ -218,3 +218,76 @@ async def test_open_storage_without_influx_is_embedded_in_the_data_dir(
         assert await s.ping()
     finally:
         await s.close()
+
+
+async def test_role_sums_follow_every_write_exactly(tmp_path: Path) -> None:
+    iv = IntervalEnergy
+    async with EmbeddedStorage(tmp_path / "store.sqlite") as s:
+        await s.write(
+            WriteBatch(
+                intervals=[
+                    iv(
+                        "p",
+                        "g",
+                        "grid",
+                        T0,
+                        T0 + Q,
+                        {"energy_import_kwh": 10.0, "energy_export_kwh": 1.0},
+                    ),
+                    iv("p", "pv1", "pv", T0, T0 + Q, {"energy_kwh": 4.0}, estimated=True),
+                    iv("p", "pv2", "pv", T0, T0 + Q, {"energy_kwh": 2.5}),
+                    iv("p", "l1", "load", T0, T0 + Q, {"energy_import_kwh": 3.0}),
+                    iv("p", "pv1", "pv", T0 + Q, T0 + 2 * Q, {"energy_kwh": 1.0}),
+                    iv("other", "pv1", "pv", T0, T0 + Q, {"energy_kwh": 100.0}),
+                ]
+            )
+        )
+        got = await s.interval_role_sums("p", T0, T0 + 2 * Q)
+        assert [(r.start_ns, r.role, r.rows, r.estimated) for r in got] == [
+            (T0, "grid", 1, 0), (T0, "load", 1, 0), (T0, "pv", 2, 1), (T0 + Q, "pv", 1, 0),
+        ]  # fmt: skip
+        assert got[0].sums == {
+            "energy_import_kwh": 10.0,
+            "energy_export_kwh": 1.0,
+            "energy_kwh": 0.0,
+        }
+        assert got[2].sums["energy_kwh"] == 6.5 and got[2].end_ns == T0 + Q
+        # late data recomputes pv1 (now measured, 5.0); l1 turns out to be a heat pump
+        await s.write(
+            WriteBatch(
+                intervals=[
+                    iv("p", "pv1", "pv", T0, T0 + Q, {"energy_kwh": 5.0}),
+                    iv("p", "l1", "heat_pump", T0, T0 + Q, {"energy_import_kwh": 3.5}),
+                ]
+            )
+        )
+        got = await s.interval_role_sums("p", T0, T0 + Q)
+        assert [(r.role, r.rows, r.estimated) for r in got] == [
+            ("grid", 1, 0), ("heat_pump", 1, 0), ("pv", 2, 0),
+        ]  # fmt: skip
+        assert got[1].sums["energy_import_kwh"] == 3.5 and got[2].sums["energy_kwh"] == 7.5
+        assert [r.role for r in await s.interval_role_sums("p", 0, 2**62, roles=["pv"])] == [
+            "pv",
+            "pv",
+        ]
+        assert await s.interval_role_sums("p", 0, 2**62, roles=[]) == []
+        # every (device, role) ever written, as influx's series list
+        assert await s.interval_series("p") == {
+            ("g", "grid"), ("pv1", "pv"), ("pv2", "pv"), ("l1", "load"), ("l1", "heat_pump"),
+        }  # fmt: skip
+
+
+async def test_role_sums_of_an_older_store_are_rebuilt_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    a = IntervalEnergy("p", "pv1", "pv", T0, T0 + Q, {"energy_kwh": 4.0})
+    b = IntervalEnergy("p", "pv2", "pv", T0, T0 + Q, {"energy_kwh": 0.25})
+    async with EmbeddedStorage(path) as s:
+        await s.write(WriteBatch(intervals=[a, b]))
+    db = sqlite3.connect(str(path))
+    db.execute("DELETE FROM interval_role_total")  # as a version-1 store had none
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    async with EmbeddedStorage(path) as s:
+        (got,) = await s.interval_role_sums("p", T0, T0 + Q)
+    assert (got.role, got.rows, got.sums["energy_kwh"]) == ("pv", 2, 4.25)

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: interval_role_total
 _READ_THREADS = 2
 _FETCH_ROWS = 20_000
 
@@ -85,6 +85,21 @@ CREATE TABLE IF NOT EXISTS interval_series (
     device TEXT NOT NULL,
     role TEXT NOT NULL,
     PRIMARY KEY (park, device, role)
+) WITHOUT ROWID;
+
+-- per park, interval start and stored role: row counts and the summed electricity counters,
+-- rebuilt for every (park, start) a write touches (exact, not incremental: no float drift)
+CREATE TABLE IF NOT EXISTS interval_role_total (
+    park TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    end_ns INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    estimated INTEGER NOT NULL,
+    energy_import_kwh REAL NOT NULL,
+    energy_export_kwh REAL NOT NULL,
+    energy_kwh REAL NOT NULL,
+    PRIMARY KEY (park, start_ns, role)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS deadletter (
@@ -125,6 +140,24 @@ ON CONFLICT (park, start_ns, device) DO UPDATE SET
     estimated = excluded.estimated,
     flags = excluded.flags
 """
+ROLE_SUM_FIELDS = ("energy_import_kwh", "energy_export_kwh", "energy_kwh")
+_ROLLUP_SELECT = """
+SELECT park, start_ns, role, max(end_ns), count(*), sum(estimated),
+    total(vals ->> '$.energy_import_kwh'), total(vals ->> '$.energy_export_kwh'),
+    total(vals ->> '$.energy_kwh')
+FROM interval_energy
+"""
+_ROLLUP_CLEAR = "DELETE FROM interval_role_total WHERE park = ? AND start_ns = ?"
+_ROLLUP_FILL = (
+    "INSERT INTO interval_role_total "
+    + _ROLLUP_SELECT
+    + " WHERE park = ? AND start_ns = ? GROUP BY role"
+)
+_ROLLUP_REBUILD = (
+    "DELETE FROM interval_role_total;"
+    "INSERT INTO interval_role_total " + _ROLLUP_SELECT + " GROUP BY park, start_ns, role"
+)
+
 _UPSERT_DEADLETTER = """
 INSERT INTO deadletter (received_ns, park_key, reason, park, device, topic, detail, raw)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -247,10 +280,7 @@ class RoleSums:
     sums: dict[str, float]
 
 
-def _json_path(name: str) -> str:
-    if '"' in name or "\\" in name:
-        raise ValueError(f"cannot sum a value named {name!r}")
-    return f'$."{name}"'
+_IMP, _EXP, _GEN = ROLE_SUM_FIELDS
 
 
 class EmbeddedStorage:
@@ -334,6 +364,9 @@ class EmbeddedStorage:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            if 0 < version < 2:
+                for stmt in _ROLLUP_REBUILD.split(";"):
+                    db.execute(stmt)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -385,6 +418,11 @@ class EmbeddedStorage:
                     "INSERT OR IGNORE INTO interval_series (park, device, role) VALUES (?, ?, ?)",
                     sorted(series),
                 )
+                # Re-sum every (park, start) the batch touched, all roles (a device may have
+                # moved between roles): costs one short range scan per touched interval.
+                touched = sorted({(row[0], row[1]) for row in intervals})
+                db.executemany(_ROLLUP_CLEAR, touched)
+                db.executemany(_ROLLUP_FILL, touched)
             if deadletters:
                 db.executemany(_UPSERT_DEADLETTER, deadletters)
             db.execute("COMMIT")
@@ -551,19 +589,17 @@ class EmbeddedStorage:
         park: str,
         start_ns: int,
         end_ns: int,
-        fields: Sequence[str],
         roles: Sequence[str] | None = None,
     ) -> list[RoleSums]:
         """Per interval start in [start_ns, end_ns) and stored role (only `roles` if given):
-        the number of rows, how many are estimated, and the sum of each of `fields` (0.0
-        when absent), ordered by start then role. Summed inside SQLite: a year of a park's
-        intervals comes back as one row per interval and role instead of one per device.
+        the number of rows, how many are estimated, and the sums of `ROLE_SUM_FIELDS` (0.0
+        when absent), ordered by start then role.
 
-        The role is the one stored with each row; check `interval_series` against the
-        registry before trusting it (as the InfluxDB path does with its series)."""
-        sums = ", ".join(f"total(vals ->> ?) AS s{i}" for i in range(len(fields)))
-        args: list[Any] = [_json_path(f) for f in fields]
-        args += [park, start_ns, end_ns]
+        Served from a rollup kept exact on every write, so a year of a park comes back as one
+        row per interval and role, whatever the number of devices. The role is the one stored
+        with each row: check `interval_series` against the registry before trusting it (as
+        the InfluxDB path does with its series)."""
+        args: list[Any] = [park, start_ns, end_ns]
         role_filter = ""
         if roles is not None:
             if not roles:
@@ -571,18 +607,17 @@ class EmbeddedStorage:
             role_filter = f" AND role IN ({', '.join('?' * len(roles))})"
             args += list(roles)
         sql = (
-            "SELECT start_ns, max(end_ns), role, count(*), sum(estimated)"
-            + (", " + sums if sums else "")
-            + " FROM interval_energy WHERE park = ? AND start_ns >= ? AND start_ns < ?"
+            "SELECT start_ns, end_ns, role, rows, estimated, energy_import_kwh,"
+            " energy_export_kwh, energy_kwh FROM interval_role_total"
+            " WHERE park = ? AND start_ns >= ? AND start_ns < ?"
             + role_filter
-            + " GROUP BY start_ns, role ORDER BY start_ns, role"
+            + " ORDER BY start_ns, role"
         )
-        names = list(fields)
 
         def run() -> list[RoleSums]:
             return [
-                RoleSums(s, e, role, n, est, dict(zip(names, vals, strict=True)))
-                for s, e, role, n, est, *vals in self._reader().execute(sql, tuple(args))
+                RoleSums(s, e, role, n, est, {_IMP: imp, _EXP: exp, _GEN: gen})
+                for s, e, role, n, est, imp, exp, gen in self._reader().execute(sql, tuple(args))
             ]
 
         return await self._run(self._rexec, run)
