@@ -14,6 +14,9 @@ Layout (all times UTC epoch ns):
 - `interval_energy(park, start_ns, device, end_ns, role, vals, estimated, flags)`, key
   (park, start_ns, device) so a park's time range is one sequential scan (the balance load);
   index (park, device, start_ns) for one device.
+- `interval_role_total(park, start_ns, role, end_ns, rows, estimated, <3 electricity sums>)`:
+  re-summed for every (park, start) a write touches; serves `interval_role_sums`.
+  `interval_series(park, device, role)`: every pair ever written (InfluxDB's series list).
 - `deadletter(id, received_ns, park_key, reason, park, device, topic, detail, raw)`, unique
   (park_key, reason, received_ns) — InfluxDB's series + time — indexes by time and park.
 
@@ -294,9 +297,8 @@ class EmbeddedStorage:
 
     Several processes may open the same file (WAL: one writer at a time, readers never
     blocked); a write that cannot get the lock within `busy_timeout_s` raises
-    `StorageUnavailable`.
-    Opening a path that is not a writable SQLite database raises `StorageUnavailable` with the
-    path and SQLite's reason.
+    `StorageUnavailable`. Opening a path that is not a writable SQLite database raises
+    `StorageUnavailable` with the path and SQLite's reason.
     """
 
     def __init__(
@@ -318,8 +320,12 @@ class EmbeddedStorage:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect(write=True)
-            self._init_schema()
         except (OSError, sqlite3.Error) as e:
+            raise StorageUnavailable(f"cannot open embedded store {self.path}: {e}") from e
+        try:
+            self._init_schema()
+        except sqlite3.Error as e:
+            self._db.close()
             raise StorageUnavailable(f"cannot open embedded store {self.path}: {e}") from e
         self._wexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingtan-store-w")
         self._rexec = ThreadPoolExecutor(
