@@ -172,3 +172,20 @@ async def test_sse_pushes_after_apply(api: Api) -> None:
         doc = json.loads(second["data"])
         assert doc["grid_import_kw"] == pytest.approx(250.0)
         assert doc["power_kw"] == {"grid": 250.0}
+
+
+async def test_sse_with_rate_limited_renders_still_delivers_the_change(api: Api) -> None:
+    api.live.min_render_interval_s = 0.3  # as in production (1 s), shorter for the test
+    async with (
+        served(api) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        client.stream("GET", "/api/v1/parks/demo/live/stream", headers=api.auth("viewer")) as resp,
+    ):
+        lines = resp.aiter_lines()
+        first = json.loads((await asyncio.wait_for(next_event(lines), 5))["data"])
+        assert first["load_kw"] == 0.0
+        api.live.apply([reading("pv-1", 1, power_kw=40.0)])
+        # the first event after the change may only come once the render interval has passed,
+        # but it must carry the change (and come well before the 30 s heartbeat)
+        doc = json.loads((await asyncio.wait_for(next_event(lines), 3))["data"])
+        assert doc["renewable_kw"] == pytest.approx(40.0)

@@ -54,10 +54,14 @@ async def live_stream(
             version = svc.live.version(park)
             now = time.monotonic()
             if version != sent_version or now - sent_at >= heartbeat_s:
-                body = (await svc.live.document_json_async(park, detail=detail)).decode()
-                seq += 1
-                yield ServerSentEvent(data=body, event="live", id=str(seq))
-                sent_version, sent_at = version, now
+                body = await svc.live.document_json_async(park, detail=detail)
+                # Renders are rate-limited: the cached document may predate `version`; send
+                # only what is new (the next poll picks up the fresh render).
+                rendered = svc.live.rendered_version(park, detail=detail)
+                if rendered != sent_version or now - sent_at >= heartbeat_s:
+                    seq += 1
+                    yield ServerSentEvent(data=body.decode(), event="live", id=str(seq))
+                    sent_version, sent_at = rendered, now
             if await request.is_disconnected():
                 return
             await asyncio.sleep(poll_s)

@@ -223,6 +223,12 @@ class LiveState:
         pl = self._parks.get(park)
         return pl.version if pl is not None else -1
 
+    def rendered_version(self, park: str, *, detail: bool = False) -> int:
+        """The change version the cached document of `park` was rendered from (-1: none)."""
+        pl = self._parks.get(park)
+        hit = pl.cache.get(detail) if pl is not None else None
+        return hit[0][0] if hit is not None else -1
+
     def device(self, park: str, device: str) -> DeviceLive | None:
         pl = self._parks.get(park)
         return pl.devices.get(device) if pl is not None else None
