@@ -23,6 +23,7 @@ from app.storage.spool import DurableWriter
 from app.telemetry.decode import Decoded, DecodeLimits, TelemetryDecoder
 from app.telemetry.models import DeadLetter, Reading
 from collectors.metrics import CollectorMetrics
+from collectors.soc import SocTracker
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Collector:
         self.on_readings = on_readings
         self.on_intervals = on_intervals
         self.engine = self._new_engine()
+        self.soc = SocTracker(registry)
         self._history_down_until = 0.0
         self._replayed_at_failure = 0
         #: devices whose intervals around a time must be recomputed from storage later
@@ -158,9 +160,11 @@ class Collector:
             return
         try:
             recomputed = await self._prepare(readings)
+            self.soc.add(readings)
             intervals = self.engine.add(readings)
             if recomputed:
                 intervals = _overwrite(intervals, recomputed)
+            intervals = self.soc.stamp(intervals)
             batch = WriteBatch(readings=readings, intervals=intervals, deadletters=deadletters)
             started = time.perf_counter()
             spooled_before = self.writer.spooled_batches
@@ -262,6 +266,7 @@ class Collector:
         for key, result in zip(keys, results, strict=True):
             assert not isinstance(result, BaseException)
             start_ns, stored = result
+            self.soc.add(stored)
             if key in unknown:
                 if stored:
                     self.engine.seed(stored)

@@ -263,22 +263,11 @@ def test_scripted_counters_are_what_the_table_says() -> None:
     assert [r["soc_pct"] for r in lossy] == socs
 
 
-LOSSES_BUG = (
-    "the collector's interval energies carry no end-of-interval soc_pct of storage devices, so "
-    "battery losses are never realised through the real pipeline (docs/accounting.md §10) and "
-    "the day's consumption/green fall short of SPEC §5 E = Σ(I + D + G − X) by the losses"
-)
-
-
 @pytest.mark.parametrize(
     "discharge_kw",
     [
         pytest.param(LOSSLESS_KW, id="lossless-battery"),
-        pytest.param(
-            LOSSY_KW,
-            id="lossy-battery",
-            marks=pytest.mark.xfail(strict=True, reason=LOSSES_BUG),
-        ),
+        pytest.param(LOSSY_KW, id="lossy-battery"),
     ],
 )
 async def test_scripted_day_balance_and_live(
