@@ -10,9 +10,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.config import Settings
 from app.intervals.models import IntervalEnergy
@@ -291,3 +294,27 @@ async def test_role_sums_of_an_older_store_are_rebuilt_on_open(tmp_path: Path) -
     async with EmbeddedStorage(path) as s:
         (got,) = await s.interval_role_sums("p", T0, T0 + Q)
     assert (got.role, got.rows, got.sums["energy_kwh"]) == ("pv", 2, 4.25)
+
+
+# Unlike line protocol, the embedded store can keep any id or value name: no filter here.
+_any_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    park=_any_text,
+    device=_any_text,
+    values=st.dictionaries(_any_text, st.floats(allow_nan=False, allow_infinity=False), min_size=1),
+    ts=st.integers(min_value=-(2**63), max_value=2**63 - 2),
+)
+async def test_any_id_and_value_name_round_trips(
+    tmp_path: Path, park: str, device: str, values: dict[str, float], ts: int
+) -> None:
+    # a store per example: the same key in two examples would merge
+    async with EmbeddedStorage(tmp_path / uuid.uuid4().hex / "store.sqlite") as s:
+        r = Reading(park, device, ts, values)
+        await s.write(WriteBatch(readings=[r]))
+        assert await s.readings(park, ts, ts + 1, device=device) == [r]
+        assert await s.last_readings(park, device, ts + 1, 1) == [r]
