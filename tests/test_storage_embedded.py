@@ -152,7 +152,8 @@ async def test_a_big_write_does_not_block_the_event_loop(tmp_path: Path) -> None
         took = time.monotonic() - t
         tick.cancel()
     assert len(lags) >= 3, f"the loop did not run during a {took:.2f} s write"
-    assert max(lags) < 0.2, (max(lags), took)
+    # a blocked loop would see one lag as long as the write itself
+    assert max(lags) < took / 2, (max(lags), took)
 
 
 async def test_an_interval_is_keyed_by_device_not_role(tmp_path: Path) -> None:

@@ -457,14 +457,16 @@ class EmbeddedStorage:
         await asyncio.to_thread(self._rexec.shutdown, wait=True)
         with self._readers_lock:
             readers, self._readers = self._readers, []
-        for db in readers:
-            db.close()
-        try:
-            # A clean checkpoint keeps the -wal file small between runs (best effort).
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as e:
-            log.debug("checkpoint on close of %s failed: %s", self.path, e)
-        self._db.close()
+        # Off the loop: the last connection to close checkpoints the WAL into the database
+        # (and removes it), which may take a while after a burst of writes.
+        await asyncio.to_thread(self._close_connections, [*readers, self._db])
+
+    def _close_connections(self, conns: list[sqlite3.Connection]) -> None:
+        for db in conns:
+            try:
+                db.close()
+            except sqlite3.Error as e:
+                log.warning("closing embedded store %s: %s", self.path, e)
 
     async def __aenter__(self) -> EmbeddedStorage:
         return self
