@@ -100,12 +100,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_today_loop(svc)) if refresh_today_in_background else None
+        tasks = [asyncio.create_task(live.render_loop())]
+        if refresh_today_in_background:
+            tasks.append(asyncio.create_task(_today_loop(svc)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 

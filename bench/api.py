@@ -133,10 +133,12 @@ def _live_server(port: int, n_devices: int, influx_url: str, db_path: str, key_q
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         )
         task = asyncio.create_task(feed())
+        renderer = asyncio.create_task(live.render_loop())  # what the app's lifespan runs
         freeze_startup_heap()  # as `serve` does
         key_q.put(key)
         await server.serve()
         task.cancel()
+        renderer.cancel()
 
     asyncio.run(main())
 

@@ -126,7 +126,7 @@ async def test_live_unknown_park_and_auth(api: Api) -> None:
 async def served(api: Api) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
-        api.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        api.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
