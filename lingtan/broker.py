@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 
 #: amqtt's measured delivery rate on a 2-core machine (Mosquitto: ~78k msgs/s).
 AMQTT_LIMIT = "about 3,000 messages/s at QoS 0 (Mosquitto delivers about 78,000)"
+
+#: `LINGTAN_NO_SYSTEM_MOSQUITTO=1`: never start the machine's Mosquitto, go straight to the
+#: embedded broker (a Mosquitto installed for something else, or tests of the last fallback;
+#: `/usr/sbin/mosquitto` is found even when it is not on PATH, so PATH alone cannot hide it)
+NO_SYSTEM_MOSQUITTO_ENV = "LINGTAN_NO_SYSTEM_MOSQUITTO"
 
 
 @dataclass(frozen=True)
@@ -93,15 +99,26 @@ def _mosquitto_conf(data_dir: Path, port: int) -> Path:
     return conf
 
 
+def system_mosquitto() -> str | None:
+    """The machine's `mosquitto` binary, unless absent or disabled by the environment."""
+    if os.environ.get(NO_SYSTEM_MOSQUITTO_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
+        return None
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
 @contextlib.asynccontextmanager
 async def broker_for(mqtt_url: str | None, data_dir: Path) -> AsyncIterator[BrokerChoice]:
-    """Yield the broker to use, starting (and later stopping) one when none is configured."""
+    """Yield the broker to use, starting (and later stopping) one when none is configured.
+
+    Order: `mqtt_url`; else the machine's Mosquitto (see `system_mosquitto`, disabled by
+    `LINGTAN_NO_SYSTEM_MOSQUITTO=1`); else an embedded amqtt broker (MQTT 3.1.1).
+    """
     if mqtt_url:
         yield BrokerChoice(mqtt_url, "configured")
         return
-    mosquitto = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
+    mosquitto = system_mosquitto()
     if mosquitto:
         port = 1883 if _port_free(1883) else _free_port()
         conf = _mosquitto_conf(data_dir, port)
