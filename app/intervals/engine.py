@@ -381,28 +381,36 @@ class IntervalEngine:
                 state.floor_ns = reading.ts_ns
             if state.add_reading(reading, cells, allow_before):
                 self.stale_readings += 1
-        slack = max(self._window_ns // 8, 3600 * 1_000_000_000)
-        for key in touched:
-            self._states[key].prune(self._window_ns, slack)
         return touched
+
+    def _prune(self, keys: Iterable[tuple[str, str]]) -> None:
+        # only after the batch's results are built: a batch reaching further back than the
+        # window (a gateway flushing days of buffered readings) must still emit all of them
+        slack = max(self._window_ns // 8, 3600 * 1_000_000_000)
+        for key in keys:
+            self._states[key].prune(self._window_ns, slack)
 
     def add(self, readings: Iterable[Reading]) -> list[IntervalEnergy]:
         """Take new readings; return the intervals whose values changed, each in full, once."""
         out: list[IntervalEnergy] = []
-        for key, starts in self._feed(readings, seeding=False).items():
+        touched = self._feed(readings, seeding=False)
+        for key, starts in touched.items():
             state = self._states[key]
             for energy in state.results(starts):
                 if state.emitted.get(energy.start_ns) != energy:
                     state.emitted[energy.start_ns] = energy
                     out.append(energy)
+        self._prune(touched)
         return out
 
     def seed(self, readings: Iterable[Reading]) -> None:
         """Load stored history (e.g. after a restart) without emitting anything."""
-        for key, starts in self._feed(readings, seeding=True).items():
+        touched = self._feed(readings, seeding=True)
+        for key, starts in touched.items():
             state = self._states[key]
             for energy in state.results(starts):
                 state.emitted[energy.start_ns] = energy
+        self._prune(touched)
 
     def horizon(self, park: str, device: str) -> int | None:
         """Readings of the device with `ts_ns >= horizon` are handled exactly by `add`.
