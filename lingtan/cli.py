@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # one line per HTTP request / MQTT packet drowns what matters; keep their warnings
-    for noisy in ("httpx", "gmqtt"):
+    for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
         if args.command == "collect":
