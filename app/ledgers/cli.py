@@ -1,0 +1,319 @@
+"""`lingtan keys …` and `lingtan audit …`: API keys and audit-chain checks from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from app.config import Settings, load_settings
+from app.ledgers.errors import LedgerError
+from app.ledgers.roles import ApiRole
+from app.ledgers.store import LedgerStore
+
+_ANCHOR_RE = re.compile(r"^(\d+):([0-9a-f]{64})$")
+_FMT = argparse.RawDescriptionHelpFormatter
+
+STORE_HELP = (
+    "The ledger store is LINGTAN_DB_URL (--db-url) when set, else the SQLite file\n"
+    "<LINGTAN_DATA_DIR>/lingtan.db (--data-dir, default ./data) — the same one `lingtan api`\n"
+    "and `lingtan up` use."
+)
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as `lingtan: <message>`, exit status 1 or 2."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="data directory (LINGTAN_DATA_DIR)")
+    p.add_argument("--db-url", help="SQLAlchemy URL of the ledger store (LINGTAN_DB_URL)")
+
+
+def _actor() -> str:
+    # Changes made from the shell name the operating-system user in the audit log.
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry / no login name (containers)
+        return "cli"
+    return f"cli:{user}"[:128]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(data_dir=args.data_dir, db_url=args.db_url)
+    except ValidationError as exc:
+        raise CliError(f"invalid configuration:\n{exc}", 2) from None
+
+
+def _open_store(args: argparse.Namespace, *, create: bool) -> LedgerStore:
+    """The configured store. Read-only commands refuse to invent an empty SQLite file:
+    a typo in the data dir must not report "no keys" or "intact: 0 entries"."""
+    settings = _settings(args)
+    url = settings.ledger_url
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        path = Path(database)
+        if not path.exists():
+            if not create:
+                raise CliError(
+                    f"no ledger database at {path} (set LINGTAN_DATA_DIR / --data-dir or "
+                    "LINGTAN_DB_URL / --db-url)",
+                    2,
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return LedgerStore(url)
+    except Exception as exc:  # driver errors differ per backend; show the cause, not a trace
+        raise CliError(f"cannot open the ledger store {make_url(url)!r}: {exc}", 2) from None
+
+
+def _wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except CliError as exc:
+            print(f"lingtan: {exc}", file=sys.stderr)
+            return exc.status
+        except (LedgerError, ValueError) as exc:
+            print(f"lingtan: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def run_keys_create(args: argparse.Namespace) -> int:
+    with _open_store(args, create=True) as store:
+        created = store.create_key(args.role, args.label, _actor())
+    # The key alone on stdout (KEY=$(lingtan keys create ...)); the rest goes to stderr.
+    print(created.key)
+    print(
+        f"created API key {created.id} (role {created.role.value}"
+        + (f", label {created.label!r}" if created.label else "")
+        + "). The key above is shown only this once: store it now; only its hash is kept.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _iso(value: Any) -> str:
+    return "" if value is None else value.isoformat(timespec="seconds")
+
+
+def run_keys_list(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        keys = store.list_keys(include_revoked=not args.active)
+    if args.json:
+        print(json.dumps({"items": [k.model_dump(mode="json") for k in keys]}, indent=2))
+        return 0
+    if not keys:
+        print("no API keys")
+        return 0
+    rows = [
+        (
+            k.id,
+            k.role.value,
+            f"revoked {_iso(k.revoked_at)} by {k.revoked_by}" if k.revoked else "active",
+            _iso(k.created_at),
+            k.created_by,
+            k.label,
+        )
+        for k in keys
+    ]
+    header = ("ID", "ROLE", "STATUS", "CREATED", "BY", "LABEL")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return 0
+
+
+def run_keys_revoke(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        info = store.revoke_key(args.key_id, _actor())
+    print(f"revoked API key {info.id} (role {info.role.value}); it stops working within seconds")
+    return 0
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """`SEQ:HASH` (as printed by `lingtan audit head`) → (seq, hash)."""
+    m = _ANCHOR_RE.match(text.strip().lower())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SEQ:HASH (e.g. 42:<64 hex digits>, from `lingtan audit head`)"
+        )
+    return int(m.group(1)), m.group(2)
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        # Head first: entries appended while verifying are checked too, never misreported.
+        seq, head_hash = store.audit_head()
+        problems = store.verify_audit(anchor=args.anchor)
+    if not problems:
+        anchored = f" (anchor seq {args.anchor[0]} matches)" if args.anchor else ""
+        print(f"audit chain intact: {seq} entries, head {seq} {head_hash}{anchored}")
+        return 0
+    for p in problems:
+        print(f"seq {p.seq}: {p.kind}: {p.message}")
+    print(
+        f"audit chain NOT intact: {len(problems)} problem(s); head {seq} {head_hash}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def run_audit_head(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        seq, head_hash = store.audit_head()
+    print(f"{seq}:{head_hash}")
+    return 0
+
+
+# -- registration -------------------------------------------------------------------------
+
+
+def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def run(_: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return run
+
+
+def register(subparsers: Any) -> None:
+    """Add `keys` and `audit` with their subcommands to the `lingtan` subparsers."""
+    roles = [r.value for r in ApiRole]
+
+    keys = subparsers.add_parser(
+        "keys",
+        help="API keys: create (shown once), list, revoke",
+        description=(
+            "Manage the API keys of the HTTP API (Authorization: Bearer <key>). Roles:\n"
+            "viewer (read) < auditor (+ audit log, raw dead letters) < manager (+ ledgers)\n"
+            "< admin. Only a key's sha256 is stored; every change is an audit entry whose\n"
+            "actor is cli:<your OS user>."
+        ),
+        epilog=STORE_HELP,
+        formatter_class=_FMT,
+    )
+    keys.set_defaults(func=_help(keys))
+    ksub = keys.add_subparsers(dest="keys_command", metavar="SUBCOMMAND")
+
+    create = ksub.add_parser(
+        "create",
+        help="create a key and print it once",
+        description=(
+            "Create an API key. The key is printed alone on stdout, once; it cannot be shown\n"
+            "again (lost key: revoke it and create another)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  lingtan keys create --role viewer --label grafana\n"
+            "  KEY=$(lingtan keys create --role manager --label 'energy team')\n"
+            '  curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/api/v1/parks\n\n'
+            + STORE_HELP
+        ),
+        formatter_class=_FMT,
+    )
+    create.add_argument("--role", required=True, choices=roles, help="what the key may do")
+    create.add_argument("--label", default="", help="who or what holds it (max 200 chars)")
+    _store_args(create)
+    create.set_defaults(func=_wrap(run_keys_create))
+
+    lst = ksub.add_parser(
+        "list",
+        help="list keys (never their secrets)",
+        description="List API keys: id, role, active/revoked, when and by whom created, label.",
+        epilog="examples:\n  lingtan keys list\n  lingtan keys list --active --json\n\n"
+        + STORE_HELP,
+        formatter_class=_FMT,
+    )
+    lst.add_argument("--active", action="store_true", help="leave revoked keys out")
+    lst.add_argument("--json", action="store_true", help='JSON {"items": [...]}')
+    _store_args(lst)
+    lst.set_defaults(func=_wrap(run_keys_list))
+
+    revoke = ksub.add_parser(
+        "revoke",
+        help="revoke a key by id",
+        description=(
+            "Revoke an API key (by the id shown in `keys list`, the part after lt_ in the\n"
+            "key). The API stops accepting it within its auth cache time (5 s). Revoking the\n"
+            "last active admin key is refused."
+        ),
+        epilog="example:\n  lingtan keys revoke k1a2b3c4d5e6\n\n" + STORE_HELP,
+        formatter_class=_FMT,
+    )
+    revoke.add_argument("key_id", metavar="KEY_ID", help="e.g. k1a2b3c4d5e6")
+    _store_args(revoke)
+    revoke.set_defaults(func=_wrap(run_keys_revoke))
+
+    audit = subparsers.add_parser(
+        "audit",
+        help="the tamper-evident audit log: verify the hash chain, print its head",
+        description=(
+            "Every change (certificates, offsets, keys, factor sets, registry) is an entry of\n"
+            "a sha256 hash chain. `verify` re-checks all of it; `head` prints SEQ:HASH of the\n"
+            "last entry — record it elsewhere and pass it to `verify --anchor` later to also\n"
+            "detect deleted or rewritten last entries."
+        ),
+        epilog=STORE_HELP,
+        formatter_class=_FMT,
+    )
+    audit.set_defaults(func=_help(audit))
+    asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
+
+    verify = asub.add_parser(
+        "verify",
+        help="re-check the whole chain; exit 1 listing each problem with its seq",
+        description=(
+            "Recompute every entry's hash and link. Exit 0 and print\n"
+            "  audit chain intact: N entries, head SEQ HASH\n"
+            "or exit 1 with one line per problem: seq N: edited|missing|chain_broken|\n"
+            "bad_genesis|head_mismatch: <what was found>."
+        ),
+        epilog=(
+            "examples:\n"
+            "  lingtan audit verify\n"
+            '  lingtan audit verify --anchor "$(cat audit-head-2026-11.txt)"\n\n' + STORE_HELP
+        ),
+        formatter_class=_FMT,
+    )
+    verify.add_argument(
+        "--anchor",
+        type=parse_anchor,
+        metavar="SEQ:HASH",
+        help="a head recorded earlier (`lingtan audit head`): must still be in the chain",
+    )
+    _store_args(verify)
+    verify.set_defaults(func=_wrap(run_audit_verify))
+
+    head = asub.add_parser(
+        "head",
+        help="print SEQ:HASH of the last entry (an anchor for verify)",
+        description="Print SEQ:HASH of the last audit entry (0:000…0 when the log is empty).",
+        epilog="example:\n  lingtan audit head > audit-head-$(date +%F).txt\n\n" + STORE_HELP,
+        formatter_class=_FMT,
+    )
+    _store_args(head)
+    head.set_defaults(func=_wrap(run_audit_head))
