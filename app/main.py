@@ -28,6 +28,7 @@ from app.ledgers import LedgerStore
 from app.ledgers.routes import router as ledgers_router
 from app.live.routes import router as live_router
 from app.live.state import LiveState
+from app.quality.routes import router as quality_router
 from app.registry import load_registry
 from app.registry.models import Park, Registry
 from app.registry.routes import router as registry_router
@@ -157,6 +158,7 @@ def create_app(
         ledgers_router,
     ):
         app.include_router(router)
+    app.include_router(quality_router)
     app.include_router(evaluation_router)
     return app
 

@@ -1,0 +1,1 @@
+"""Data-quality reports: what share of a park's numbers is measured, estimated or missing."""
