@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Query
 
-from app.accounting.buckets import EVERY_VALUES, bucket_edges, to_ns
+from app.accounting.buckets import EVERY_VALUES, Every, bucket_edges, to_ns
 from app.auth.deps import Viewer
 from app.http.services import SvcDep, park_or_404
 from app.http.times import ns_to_rfc3339, parse_range
@@ -123,7 +123,7 @@ async def quality(
             raise HTTPException(
                 422, f"every must be one of {', '.join(EVERY_VALUES)}, not {every!r}"
             )
-        edges = bucket_edges(s, e, every, p.tz)  # type: ignore[arg-type]
+        edges = bucket_edges(s, e, cast(Every, every), p.tz)
         if len(edges) > svc.options.max_buckets:
             raise HTTPException(
                 422,
