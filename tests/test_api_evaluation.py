@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import openpyxl
 import pytest
 
 from app.accounting.buckets import to_ns
@@ -223,3 +225,91 @@ async def test_current_year_without_data_and_errors(api: Api) -> None:
     resp = await api.get("/api/v1/parks/eval/evaluation", params={"year": 2025, "format": "doc"})
     assert resp.status_code == 422
     assert (await api.client.get("/api/v1/parks/eval/evaluation")).status_code == 401
+
+
+def _pdf_text(body: bytes) -> str:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(body))
+    return "\n".join(page.extract_text() or "" for page in reader.pages)
+
+
+async def test_xlsx_in_both_languages(api: Api) -> None:
+    await write_year(api)
+    doc = (await api.get("/api/v1/parks/eval/evaluation", params={"year": 2025})).json()
+    names = {
+        "en": [
+            "Carbon emissions per unit of energy",
+            "Clean-energy consumption share",
+            "Green-electricity share",
+            "Waste-heat utilisation",
+        ],
+        "zh": ["单位能耗碳排放", "清洁能源消费占比", "绿色电力消费占比", "余热利用率"],
+    }
+    for lang in ("zh", "en"):
+        r = await api.get(
+            "/api/v1/parks/eval/evaluation", params={"year": 2025, "format": "xlsx", "lang": lang}
+        )
+        assert r.status_code == 200, r.text[:300]
+        assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
+        assert r.headers["x-report-hash"] == doc["hash"]
+        wb = openpyxl.load_workbook(io.BytesIO(r.content))
+        assert len(wb.sheetnames) == 2
+        ws = wb.worksheets[0]
+        cells = [[c for c in row] for row in ws.iter_rows(values_only=True)]
+        flat = [str(c) for row in cells for c in row if c is not None]
+        for name in names[lang]:
+            assert any(name in c for c in flat), (lang, name)
+        other = "en" if lang == "zh" else "zh"
+        assert not any(names[other][3] in c for c in flat)
+        assert doc["hash"] in flat
+        assert any("cn-2023" in c for c in flat)
+        # the indicator rows hold numbers: the market core value, then the location value
+        core_rows = [row for row in cells if row[1] and str(row[1]).startswith(names[lang][0])]
+        assert len(core_rows) == 2
+        assert core_rows[0][3] == pytest.approx(doc["core"]["value"])
+        assert core_rows[1][3] == pytest.approx(doc["core"]["location_based"]["value"])
+        heat_row = next(row for row in cells if row[1] == names[lang][3])
+        assert heat_row[3] == pytest.approx(2 / (2 + 1 + FUEL_GJ_H))
+        assert heat_row[5] == ("达标" if lang == "zh" else "pass")
+        monthly = list(wb.worksheets[1].iter_rows(values_only=True))
+        assert len(monthly) == 1 + 12
+        assert monthly[1][0] == "2025-01"
+        assert monthly[1][1] == pytest.approx(CONS_H * 744)
+
+
+async def test_pdf_in_both_languages(api: Api) -> None:
+    await write_year(api)
+    en = await api.get(
+        "/api/v1/parks/eval/evaluation", params={"year": 2025, "format": "pdf", "lang": "en"}
+    )
+    assert en.status_code == 200, en.text[:300]
+    assert en.headers["content-type"] == "application/pdf"
+    assert en.content.startswith(b"%PDF")
+    digest = en.headers["x-report-hash"]
+    text = _pdf_text(en.content)
+    flat = " ".join(text.split())
+    for name in (
+        "Carbon emissions per unit of energy",
+        "Clean-energy consumption share",
+        "Green-electricity share",
+        "Waste-heat utilisation",
+        "cn-2023",
+        "Monthly energy and net emissions",
+        "零碳示范园",  # the Chinese park name, set in the CID font in an English report
+    ):
+        assert name in flat, name
+    assert digest in flat.replace(" ", "")
+    # the Accept header selects the format too
+    zh = await api.get(
+        "/api/v1/parks/eval/evaluation",
+        params={"year": 2025, "lang": "zh"},
+        headers={"Accept": "application/pdf"},
+    )
+    assert zh.status_code == 200 and zh.content.startswith(b"%PDF")
+    assert zh.headers["x-report-hash"] == digest
+    assert b"STSong-Light" in zh.content
+    zh_text = " ".join(_pdf_text(zh.content).split())
+    assert digest in zh_text.replace(" ", "")
+    for name in ("单位能耗碳排放", "余热利用率"):
+        assert name in zh_text.replace(" ", ""), name

@@ -11,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from app.accounting import get_factor_set
 from app.auth.deps import Viewer
 from app.balance.service import BalanceRequestError
+from app.evaluation.pdf import render_pdf
 from app.evaluation.report import DEFAULT_CONFIG, EvaluationConfig, build_report
+from app.evaluation.xlsx import render_xlsx
 from app.http.services import SvcDep, park_or_404
 
 router = APIRouter(prefix="/api/v1/parks/{park}", tags=["evaluation"])
@@ -85,4 +87,13 @@ async def evaluation(
     fmt = _format(format, request.headers.get("accept", ""))
     if fmt == "json":
         return doc
-    raise HTTPException(406, f"format {fmt!r} is not available yet")
+    name = f"evaluation-{p.id}-{year}-{lang}.{fmt}"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "X-Report-Hash": doc["hash"],
+    }
+    if fmt == "xlsx":
+        body = await run_in_threadpool(render_xlsx, doc, lang)
+        return Response(body, media_type=_XLSX, headers=headers)
+    body = await run_in_threadpool(render_pdf, doc, lang)
+    return Response(body, media_type=_PDF, headers=headers)

@@ -1,0 +1,266 @@
+"""PDF rendering of the evaluation report (reportlab): tables, a monthly bar chart, zh/en."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from reportlab.graphics.charts.barcharts import VerticalBarChart
+from reportlab.graphics.charts.legends import Legend
+from reportlab.graphics.shapes import Drawing, String
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from app.evaluation.labels import (
+    fmt_pct,
+    fmt_target,
+    fmt_value,
+    indicator_rows,
+    note,
+    t,
+    target_status,
+    verdict,
+)
+
+#: reportlab's built-in Adobe CID font for Simplified Chinese (no font file to ship)
+CJK_FONT = "STSong-Light"
+_LATIN = "Helvetica"
+_GREEN = colors.HexColor("#2E7D32")
+_RED = colors.HexColor("#C62828")
+
+
+def _font(lang: str) -> str:
+    if lang == "zh":
+        if CJK_FONT not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
+        return CJK_FONT
+    return _LATIN
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _latin(text: str) -> bool:
+    try:
+        text.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _p(text: str, style: ParagraphStyle) -> Paragraph:
+    """A paragraph; text the standard fonts cannot show (a Chinese park name, ≤) in English
+    reports is set in the CID font instead of rendering as boxes."""
+    if style.fontName != CJK_FONT and not _latin(text):
+        style = ParagraphStyle(style.name + "-cjk", parent=style, fontName=_font("zh"))
+    return Paragraph(_esc(text), style)
+
+
+def _chart(doc: dict[str, Any], lang: str, font: str, width: float) -> Drawing:
+    """Monthly bars for the 12 months of the year: energy (tce) and net emissions (tCO2)."""
+    by_month = {m["month"]: m for m in doc["monthly"]}
+    labels = [f"{doc['year']}-{k:02d}" for k in range(1, 13)]
+    energy = [float(by_month[m]["energy_tce"]) if m in by_month else 0.0 for m in labels]
+    net = [float(by_month[m]["net_kg"]) / 1000.0 if m in by_month else 0.0 for m in labels]
+    height = 62 * mm
+    d = Drawing(width, height)
+    d.add(String(0, height - 10, t("chart", lang), fontName=font, fontSize=10))
+    bc = VerticalBarChart()
+    bc.x, bc.y = 30, 28
+    bc.width, bc.height = width - 40, height - 55
+    bc.data = [energy, net]
+    bc.categoryAxis.categoryNames = [m[-2:] for m in labels]
+    bc.categoryAxis.labels.fontName = _LATIN
+    bc.categoryAxis.labels.fontSize = 7
+    bc.valueAxis.labels.fontName = _LATIN
+    bc.valueAxis.labels.fontSize = 7
+    bc.valueAxis.valueMin = min(0.0, *net)
+    bc.valueAxis.forceZero = True
+    bc.bars[0].fillColor = colors.HexColor("#4472C4")
+    bc.bars[1].fillColor = colors.HexColor("#ED7D31")
+    bc.groupSpacing = 6
+    d.add(bc)
+    legend = Legend()
+    legend.x, legend.y = 40, 10
+    legend.fontName = font
+    legend.fontSize = 8
+    legend.alignment = "right"
+    legend.columnMaximum = 1
+    legend.colorNamePairs = [
+        (colors.HexColor("#4472C4"), t("energy_tce", lang)),
+        (colors.HexColor("#ED7D31"), t("net_t", lang)),
+    ]
+    d.add(legend)
+    return d
+
+
+def _verdict_style(ok: bool | None, style: ParagraphStyle) -> ParagraphStyle:
+    if ok is None:
+        return style
+    color = _GREEN if ok else _RED
+    return ParagraphStyle(f"{style.name}-{ok}", parent=style, textColor=color)
+
+
+def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
+    """The report as an A4 PDF in `lang` (zh uses the CID font STSong-Light)."""
+    font = _font(lang)
+    base = ParagraphStyle("base", fontName=font, fontSize=9, leading=12)
+    small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=10)
+    h1 = ParagraphStyle("h1", parent=base, fontSize=16, leading=20, spaceAfter=6)
+    h2 = ParagraphStyle("h2", parent=base, fontSize=11, leading=15, spaceBefore=8, spaceAfter=4)
+    mono = ParagraphStyle("mono", parent=base, fontName="Courier", fontSize=7.5)
+
+    buf = io.BytesIO()
+    page = SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=15 * mm,
+        bottomMargin=18 * mm,
+        title=f"{t('title', 'en')} {doc['park']} {doc['year']}",
+        author="Lingtan",
+        subject=doc["hash"],
+    )
+    width = A4[0] - 30 * mm
+    window = doc["window"]
+    story: list[Any] = [
+        _p(f"{t('title', lang)} — {doc['park_name'] or doc['park']} {doc['year']}", h1)
+    ]
+    meta = [
+        (t("park", lang), f"{doc['park_name'] or doc['park']} ({doc['park']})"),
+        (t("year", lang), str(doc["year"])),
+        (
+            t("factor_set", lang),
+            f"{doc['factor_set']['name']} — {doc['factor_set']['description']}",
+        ),
+        (t("window", lang), f"{window['start']} – {window['end']}"),
+        (t("completeness", lang), fmt_pct(doc["completeness"])),
+        (t("months_with_data", lang), ", ".join(doc["months_with_data"]) or "—"),
+        (t("energy", lang), fmt_value(doc["energy_tce"], "tce")),
+        (t("energy_projected", lang), fmt_value(doc["energy_tce_projected"], "tce")),
+    ]
+    meta_rows: list[list[Any]] = [[_p(k, base), _p(v, base)] for k, v in meta]
+    meta_rows.append([_p(t("hash", lang), base), Paragraph(doc["hash"], mono)])
+    mt = Table(meta_rows, colWidths=[45 * mm, width - 45 * mm])
+    mt.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#F2F2F2")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
+    story += [mt, _p(t("indicators", lang), h2)]
+
+    head = [
+        t("indicator", lang),
+        t("value", lang),
+        t("target", lang),
+        t("result", lang),
+        t("projected", lang),
+        t("projected_result", lang),
+        t("completeness", lang),
+    ]
+    rows: list[list[Any]] = [[_p(h, small) for h in head]]
+    styles: list[tuple[Any, ...]] = [
+        ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDEBF7")),
+        ("FONTNAME", (0, 0), (-1, -1), font),
+        ("FONTSIZE", (0, 0), (-1, -1), 8),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+    ]
+    for row in indicator_rows(doc, lang):
+        ind = row["ind"]
+        status = "" if ind.get("target_confirmed") else " *"
+        rows.append(
+            [
+                _p(f"{row['name']}{status}", small),
+                _p(fmt_value(row["value"], row["unit"]), small),
+                _p(fmt_target(ind), small),
+                _p(verdict(row["pass"], lang), _verdict_style(row["pass"], small)),
+                _p(fmt_value(row["projected"], row["unit"]), small),
+                _p(
+                    verdict(row["projected_pass"], lang),
+                    _verdict_style(row["projected_pass"], small),
+                ),
+                _p(fmt_pct(ind["completeness"]), small),
+            ]
+        )
+    it = Table(rows, colWidths=[52 * mm] + [(width - 52 * mm) / 6] * 6, repeatRows=1)
+    it.setStyle(TableStyle(styles))
+    story.append(it)
+    unconfirmed = next((g for g in doc["guiding"] if not g["target_confirmed"]), None)
+    if unconfirmed is not None:
+        story.append(_p("* " + target_status(unconfirmed, lang), small))
+    core = doc["core"]
+    extra = [
+        f"{t('before_offsets', lang)}: {fmt_value(core['before_offsets'], 'tCO2/tce')}",
+        f"{t('offsets_share', lang)}: {fmt_pct(core['offsets_share'])}",
+    ]
+    for g in doc["guiding"]:
+        if g.get("physical") is not None:
+            extra.append(f"{g['name'][lang]} ({t('physical', lang)}): {fmt_pct(g['physical'])}")
+    story += [_p(x, small) for x in extra]
+
+    story += [Spacer(1, 4 * mm), _chart(doc, lang, font, width)]
+
+    story.append(_p(t("monthly", lang), h2))
+    mhead = [
+        t("month", lang),
+        t("consumption_kwh", lang),
+        t("energy_tce", lang),
+        t("net_t", lang),
+        t("tco2_per_tce", lang),
+        t("completeness", lang),
+    ]
+    mrows: list[list[Any]] = [[_p(h, small) for h in mhead]]
+    for m in doc["monthly"]:
+        mrows.append(
+            [
+                m["month"],
+                f"{m['consumption_kwh']:,.1f}",
+                f"{m['energy_tce']:,.3f}",
+                f"{m['net_kg'] / 1000.0:,.3f}",
+                fmt_value(m["tco2_per_tce"], "tCO2/tce"),
+                fmt_pct(m["completeness"]),
+            ]
+        )
+    mtab = Table(mrows, colWidths=[width / 6] * 6, repeatRows=1)
+    mtab.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDEBF7")),
+                ("FONTSIZE", (0, 0), (-1, -1), 8),
+                ("ALIGN", (1, 1), (-1, -1), "RIGHT"),
+            ]
+        )
+    )
+    story.append(mtab)
+
+    story.append(_p(t("notes", lang), h2))
+    notes = [doc["projection_method"][lang]]
+    notes += [n for n in (note(g["id"], lang) for g in doc["guiding"]) if n]
+    notes += list(doc["warnings"])
+    story += [_p(n, small) for n in notes]
+
+    footer = f"{doc['park']} {doc['year']} · {doc['factor_set']['name']} · sha256 {doc['hash']}"
+
+    def on_page(canvas: Canvas, _doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Courier", 6.5)
+        canvas.drawString(15 * mm, 9 * mm, footer)
+        canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, str(canvas.getPageNumber()))
+        canvas.restoreState()
+
+    page.build(story, onFirstPage=on_page, onLaterPages=on_page)
+    return buf.getvalue()
