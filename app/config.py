@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     max_future_s: float = Field(default=300.0, ge=0)
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of the ledger store")
     bootstrap_admin_key: SecretStr | None = None
+    anonymous_read: bool = Field(default=False, description="read endpoints without an API key")
     log_level: str = "INFO"
 
     @classmethod
