@@ -11,9 +11,17 @@ import httpx
 import openpyxl
 import pytest
 
+from app.accounting import BalanceFields, BalanceResult, BucketBalance, get_factor_set
 from app.accounting.buckets import to_ns
+from app.accounting.result import Sums
 from app.config import Settings
-from app.evaluation import EvaluationConfig, SizeBand, canonical_json, report_hash
+from app.evaluation import (
+    EvaluationConfig,
+    SizeBand,
+    build_report,
+    canonical_json,
+    report_hash,
+)
 from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
 from app.ledgers import ApiRole, LedgerStore
@@ -313,3 +321,60 @@ async def test_pdf_in_both_languages(api: Api) -> None:
     assert digest in zh_text.replace(" ", "")
     for name in ("单位能耗碳排放", "余热利用率"):
         assert name in zh_text.replace(" ", ""), name
+
+
+def _year_result(energy_tce_per_month: float, net_t_per_month: float) -> BalanceResult:
+    """A synthetic full year (12 complete months) for the pure report logic."""
+    park = parse_registry(REGISTRY_YAML).park("eval")
+    assert park is not None
+    buckets = []
+    for m in range(1, 13):
+        lo = datetime(2025, m, 1, tzinfo=park.tz)
+        hi = datetime(2025 + m // 12, m % 12 + 1, 1, tzinfo=park.tz)
+        s = Sums(energy_kgce=energy_tce_per_month * 1000, scope1_kg=net_t_per_month * 1000)
+        s.expected_intervals = s.measured_intervals = 10
+        buckets.append(BucketBalance(lo, hi, BalanceFields.from_sums(s)))
+    start, end = buckets[0].start, buckets[-1].end
+    total = Sums(energy_kgce=energy_tce_per_month * 12_000)
+    return BalanceResult(
+        "eval",
+        "cn-2023",
+        start,
+        end,
+        "1mo",
+        tuple(buckets),
+        BalanceFields.from_sums(total),
+        (),
+        (),
+        {},
+        {},
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("tce_per_month", "t_per_month", "threshold", "ok"),
+    [
+        (50_000.0, 9_000.0, 0.2, True),  # 600k tce/a → ≤ 0.2; 0.18 passes
+        (50_000.0, 12_000.0, 0.2, False),  # 0.24 fails the 0.2 band (would pass 0.3)
+        (100_000.0, 25_000.0, 0.3, True),  # 1.2M tce/a → ≤ 0.3; 0.25 passes
+        (100_000.0, 31_000.0, 0.3, False),  # 0.31 fails
+    ],
+)
+def test_size_bands(tce_per_month: float, t_per_month: float, threshold: float, ok: bool) -> None:
+    park = parse_registry(REGISTRY_YAML).park("eval")
+    assert park is not None
+    doc = build_report(
+        _year_result(tce_per_month, t_per_month),
+        park,
+        get_factor_set("cn-2023"),
+        year=2025,
+        year_start=datetime(2025, 1, 1, tzinfo=park.tz),
+        year_end=datetime(2026, 1, 1, tzinfo=park.tz),
+    )
+    core = doc["core"]
+    assert core["size_in_programme_bands"] is True
+    assert core["value"] == pytest.approx(t_per_month / tce_per_month)
+    assert core["target"] == pytest.approx(threshold)
+    assert core["pass"] is ok and core["projection"]["pass"] is ok
+    assert doc["energy_tce_projected"] == pytest.approx(tce_per_month * 12)
