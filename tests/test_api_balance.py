@@ -403,3 +403,51 @@ async def test_unregistered_device_rows_fall_back_to_row_by_row(api: Api) -> Non
     await api.storage.write(WriteBatch(intervals=[stray]))
     r = await api.get("/api/v1/parks/demo/balance", params={**DAY, "every": "1d"})
     assert r.json()["total"]["grid_import_kwh"] == pytest.approx(120.0)
+
+
+async def test_embedded_sums_equal_row_by_row(tmp_path: Path) -> None:
+    """The embedded store's per-role rollup gives the same interval totals as every row."""
+    from app.accounting import interval_totals
+    from app.balance.embedded_loader import aggregated_totals, series_match_registry
+    from app.registry import parse_registry
+    from app.storage.embedded import EmbeddedStorage
+    from tests.api_support import REGISTRY_YAML
+
+    park = parse_registry(REGISTRY_YAML).park("store")
+    assert park is not None
+    storage = EmbeddedStorage(tmp_path / "store.sqlite")
+    try:
+        t0 = datetime.fromisoformat("2026-06-03T00:00:00+08:00")
+        rows = []
+        for h in range(6):
+            t = t0 + timedelta(hours=h)
+            rows += [
+                iv(park, "grid-s", t, 60, energy_import_kwh=10.0 + h, energy_export_kwh=h / 2),
+                iv(park, "pv-s", t, 60, energy_kwh=3.0 * h),
+                iv(park, "bess", t, 60, energy_charge_kwh=h % 2 * 5.0, energy_discharge_kwh=1.0),
+            ]
+        rows[0] = IntervalEnergy(
+            "store",
+            "grid-s",
+            "grid",
+            rows[0].start_ns,
+            rows[0].end_ns,
+            {"energy_import_kwh": 10.0, "energy_export_kwh": 0.0},
+            estimated=True,
+        )
+        await storage.write(WriteBatch(intervals=rows))
+        lo, hi = to_ns(t0), to_ns(t0 + timedelta(days=1))
+        assert await series_match_registry(storage, park)
+        fast = await aggregated_totals(storage, park, lo, hi)
+        slow = interval_totals(await storage.intervals("store", lo, hi), park)
+    finally:
+        await storage.close()
+    assert len(fast) == len(slow) == 6
+    for f, s in zip(fast, slow, strict=True):
+        assert (f.start_ns, f.end_ns) == (s.start_ns, s.end_ns)
+        assert f.grid_import_kwh == pytest.approx(s.grid_import_kwh)
+        assert f.grid_export_kwh == pytest.approx(s.grid_export_kwh)
+        assert f.renewable_kwh == pytest.approx(s.renewable_kwh)
+        assert f.storage == s.storage
+        assert (f.measured, f.estimated) == (s.measured, s.estimated)
+    assert (fast[0].measured, fast[0].estimated) == (2, 1)

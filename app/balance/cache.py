@@ -12,10 +12,12 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
 from app.accounting import IntervalTotals, interval_totals
+from app.balance import embedded_loader
 from app.balance.influx_loader import aggregated_totals, series_match_registry
 from app.http.times import to_ns
 from app.registry.models import Park
 from app.storage.base import Storage
+from app.storage.embedded import EmbeddedStorage
 from app.storage.influx import InfluxStorage
 
 _NS_PER_S = 1_000_000_000
@@ -61,7 +63,7 @@ class IntervalCache:
     ) -> None:
         self.storage = storage
         #: sum summable roles inside InfluxDB when the series match the registry
-        self.aggregate = aggregate and isinstance(storage, InfluxStorage)
+        self.aggregate = aggregate and isinstance(storage, InfluxStorage | EmbeddedStorage)
         self._series_ok: dict[str, tuple[int, bool]] = {}
         self.recent_ttl_ns = int(recent_ttl_s * _NS_PER_S)
         self.settle_ns = int(settle_s * _NS_PER_S)
@@ -147,14 +149,21 @@ class IntervalCache:
             return out
 
     async def _read(self, park: Park, start_ns: int, end_ns: int) -> list[IntervalTotals]:
-        if self.aggregate and isinstance(self.storage, InfluxStorage):
+        storage = self.storage
+        if self.aggregate and isinstance(storage, InfluxStorage | EmbeddedStorage):
             now = time.monotonic_ns()
             hit = self._series_ok.get(park.id)
             if hit is None or now - hit[0] > 60 * _NS_PER_S:
-                hit = (now, await series_match_registry(self.storage, park))
+                if isinstance(storage, InfluxStorage):
+                    ok = await series_match_registry(storage, park)
+                else:
+                    ok = await embedded_loader.series_match_registry(storage, park)
+                hit = (now, ok)
                 self._series_ok[park.id] = hit
             if hit[1]:
-                return await aggregated_totals(self.storage, park, start_ns, end_ns)
+                if isinstance(storage, InfluxStorage):
+                    return await aggregated_totals(storage, park, start_ns, end_ns)
+                return await embedded_loader.aggregated_totals(storage, park, start_ns, end_ns)
         return interval_totals(await self.storage.intervals(park.id, start_ns, end_ns), park)
 
     async def _load(self, park: Park, days: list[date]) -> None:
