@@ -104,12 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="also simulate the demo park (or every park given)"
     )
 
+    from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
     from collectors.gateways.cli import register as register_gateways
     from simulator.cli import register as register_simulate
 
     register_simulate(sub)
     register_gateways(sub)
+    register_dashboards(sub)
     register_keys_audit(sub)
     return parser
 
