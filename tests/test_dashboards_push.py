@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.dashboards import push
+from app.dashboards import datasource_body, push
 from lingtan.cli import main
 from tests.test_dashboards_macros import DASHBOARD_DIR, load_all
 
@@ -230,3 +230,16 @@ def test_cli_reports_an_unreachable_grafana(capsys: pytest.CaptureFixture[str]) 
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["dashboards", "push", "--grafana-url", url, "--token", TOKEN]) == 1
     assert "lingtan dashboards push:" in capsys.readouterr().err
+
+
+def test_pushed_datasource_matches_the_provisioned_one() -> None:
+    import yaml
+
+    from tests.test_dashboards_macros import PROVISIONING_DIR
+
+    doc = yaml.safe_load((PROVISIONING_DIR / "datasources" / "lingtan.yaml").read_text())
+    (provisioned,) = doc["datasources"]
+    pushed = datasource_body("http://influxdb:8086", "lingtan")
+    for key in ("uid", "name", "type", "access", "url", "isDefault"):
+        assert pushed[key] == provisioned[key], key
+    assert pushed["jsonData"] == {**provisioned["jsonData"], "dbName": "lingtan"}
