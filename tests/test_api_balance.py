@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from app.accounting import IntervalTotals
 from app.accounting.buckets import to_ns
 from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
+from app.registry import Park
 from app.storage.base import WriteBatch
 from tests.api_support import Api, iv, make_api
 from tests.fixtures.influx import InfluxServer
@@ -354,39 +356,12 @@ async def test_influx_sums_equal_row_by_row(api: Api) -> None:
 
     park = api.registry.park("store")
     assert park is not None
-    t0 = datetime.fromisoformat("2026-06-03T00:00:00+08:00")
-    rows = []
-    for h in range(6):
-        t = t0 + timedelta(hours=h)
-        rows += [
-            iv(park, "grid-s", t, 60, energy_import_kwh=10.0 + h, energy_export_kwh=h / 2),
-            iv(park, "pv-s", t, 60, energy_kwh=3.0 * h),
-            iv(park, "bess", t, 60, energy_charge_kwh=h % 2 * 5.0, energy_discharge_kwh=1.0),
-        ]
-    # one estimated (gap-filled) grid interval
-    rows[0] = IntervalEnergy(
-        "store",
-        "grid-s",
-        "grid",
-        rows[0].start_ns,
-        rows[0].end_ns,
-        {"energy_import_kwh": 10.0, "energy_export_kwh": 0.0},
-        estimated=True,
-    )
+    rows, lo, hi = _store_day(park)
     await api.storage.write(WriteBatch(intervals=rows))
-    lo, hi = to_ns(t0), to_ns(t0 + timedelta(days=1))
     assert await series_match_registry(api.storage, park)
     fast = await aggregated_totals(api.storage, park, lo, hi)
     slow = interval_totals(await api.storage.intervals("store", lo, hi), park)
-    assert len(fast) == len(slow) == 6
-    for f, s in zip(fast, slow, strict=True):
-        assert (f.start_ns, f.end_ns) == (s.start_ns, s.end_ns)
-        assert f.grid_import_kwh == pytest.approx(s.grid_import_kwh)
-        assert f.grid_export_kwh == pytest.approx(s.grid_export_kwh)
-        assert f.renewable_kwh == pytest.approx(s.renewable_kwh)
-        assert f.storage == s.storage
-        assert (f.measured, f.estimated) == (s.measured, s.estimated)
-    assert (fast[0].measured, fast[0].estimated) == (2, 1)
+    _assert_same_totals(fast, slow)
 
 
 async def test_unregistered_device_rows_fall_back_to_row_by_row(api: Api) -> None:
@@ -415,33 +390,42 @@ async def test_embedded_sums_equal_row_by_row(tmp_path: Path) -> None:
 
     park = parse_registry(REGISTRY_YAML).park("store")
     assert park is not None
+    rows, lo, hi = _store_day(park)
     storage = EmbeddedStorage(tmp_path / "store.sqlite")
     try:
-        t0 = datetime.fromisoformat("2026-06-03T00:00:00+08:00")
-        rows = []
-        for h in range(6):
-            t = t0 + timedelta(hours=h)
-            rows += [
-                iv(park, "grid-s", t, 60, energy_import_kwh=10.0 + h, energy_export_kwh=h / 2),
-                iv(park, "pv-s", t, 60, energy_kwh=3.0 * h),
-                iv(park, "bess", t, 60, energy_charge_kwh=h % 2 * 5.0, energy_discharge_kwh=1.0),
-            ]
-        rows[0] = IntervalEnergy(
-            "store",
-            "grid-s",
-            "grid",
-            rows[0].start_ns,
-            rows[0].end_ns,
-            {"energy_import_kwh": 10.0, "energy_export_kwh": 0.0},
-            estimated=True,
-        )
         await storage.write(WriteBatch(intervals=rows))
-        lo, hi = to_ns(t0), to_ns(t0 + timedelta(days=1))
         assert await series_match_registry(storage, park)
         fast = await aggregated_totals(storage, park, lo, hi)
         slow = interval_totals(await storage.intervals("store", lo, hi), park)
     finally:
         await storage.close()
+    _assert_same_totals(fast, slow)
+
+
+def _store_day(park: Park) -> tuple[list[IntervalEnergy], int, int]:
+    """Six hours of grid/pv/battery intervals of park `store`, the first grid one estimated."""
+    t0 = datetime.fromisoformat("2026-06-03T00:00:00+08:00")
+    rows = []
+    for h in range(6):
+        t = t0 + timedelta(hours=h)
+        rows += [
+            iv(park, "grid-s", t, 60, energy_import_kwh=10.0 + h, energy_export_kwh=h / 2),
+            iv(park, "pv-s", t, 60, energy_kwh=3.0 * h),
+            iv(park, "bess", t, 60, energy_charge_kwh=h % 2 * 5.0, energy_discharge_kwh=1.0),
+        ]
+    rows[0] = IntervalEnergy(
+        "store",
+        "grid-s",
+        "grid",
+        rows[0].start_ns,
+        rows[0].end_ns,
+        {"energy_import_kwh": 10.0, "energy_export_kwh": 0.0},
+        estimated=True,
+    )
+    return rows, to_ns(t0), to_ns(t0 + timedelta(days=1))
+
+
+def _assert_same_totals(fast: list[IntervalTotals], slow: list[IntervalTotals]) -> None:
     assert len(fast) == len(slow) == 6
     for f, s in zip(fast, slow, strict=True):
         assert (f.start_ns, f.end_ns) == (s.start_ns, s.end_ns)
