@@ -115,12 +115,13 @@ class GmqttSubscriber:
         self.mqtt_version = mqtt_version
         self._stopping = asyncio.Event()
         self._client: Any = None
+        self._lost = asyncio.Event()
         self.connected = asyncio.Event()
 
     async def run(self, handler: MessageHandler) -> None:
         backoff = Backoff()
         while not self._stopping.is_set():
-            lost = asyncio.Event()
+            lost = self._lost = asyncio.Event()
             client = self._make_client(handler, lost)
             try:
                 await client.connect(
@@ -204,6 +205,11 @@ class GmqttSubscriber:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    def reconnect(self) -> None:
+        """Drop the connection; the supervisor reconnects and the broker redelivers unacked."""
+        # MQTT redelivers an unacknowledged QoS 1 message only when the session resumes
+        self._lost.set()
 
 
 class GmqttPublisher:

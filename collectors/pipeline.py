@@ -74,6 +74,7 @@ class Collector:
         clock_ns: Callable[[], int] = time.time_ns,
         on_readings: Callable[[list[Reading]], object] | None = None,
         on_intervals: Callable[[list[IntervalEnergy]], object] | None = None,
+        on_failure: Callable[[], object] | None = None,
     ) -> None:
         self.registry = registry
         self.decoder = TelemetryDecoder(registry, limits)
@@ -88,6 +89,7 @@ class Collector:
         self.clock_ns = clock_ns
         self.on_readings = on_readings
         self.on_intervals = on_intervals
+        self.on_failure = on_failure
         self.engine = self._new_engine()
         self.soc = SocTracker(registry)
         self._history_down_until = 0.0
@@ -178,6 +180,8 @@ class Collector:
             for item in items:
                 if not item.done.done():
                     item.done.set_exception(exc)
+            if self.on_failure is not None:
+                self.on_failure()  # e.g. reconnect, so the broker redelivers what was not acked
             return
         self._count(
             readings, deadletters, intervals, spooled=self.writer.spooled_batches > spooled_before

@@ -87,6 +87,7 @@ async def start_collector(
         on_readings=on_readings,
         on_intervals=on_intervals,
         max_unacked_messages=subscriber.receive_maximum // 2,
+        on_failure=subscriber.reconnect,
     )
     collector.start()
     if serve_metrics and settings.metrics_port:

@@ -343,3 +343,38 @@ async def test_metrics_endpoint_serves_collector_counters(
     assert 'lingtan_collector_rejected_total{reason="invalid_json"} 1.0' in body
     assert "lingtan_collector_mqtt_connected 1.0" in body
     assert "lingtan_collector_spool_depth 0.0" in body
+
+
+async def test_a_batch_that_cannot_be_made_durable_is_redelivered_not_lost(
+    mosquitto: MosquittoServer, fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    """E.g. the spool's disk is full: nothing is acked, the collector reconnects, the broker
+    redelivers, and the readings land once the write succeeds."""
+    from app.storage.base import WriteBatch
+    from app.storage.spool import DurableWriter
+
+    failures = {"left": 1}
+    original = DurableWriter.write
+
+    async def flaky_write(self: DurableWriter, batch: WriteBatch) -> None:
+        if failures["left"] and batch.readings:
+            failures["left"] -= 1
+            raise OSError(28, "No space left on device")
+        await original(self, batch)
+
+    settings = make_settings(tmp_path, mosquitto.url, fresh_influx_db.url, fresh_influx_db.database)
+    DurableWriter.write = flaky_write  # type: ignore[method-assign]
+    try:
+        service = await start_collector(settings, serve_metrics=False)
+        try:
+            await wait_for(service.subscriber.connected.is_set, what="MQTT connection")
+            messages = [(topic(f"m{k}"), meter_reading(0)) for k in range(20)]
+            await publish_all(mosquitto.url, messages)
+            await wait_for(
+                lambda: count(fresh_influx_db, "reading") == 20, timeout_s=30, what="redelivery"
+            )
+        finally:
+            await service.stop()
+    finally:
+        DurableWriter.write = original  # type: ignore[method-assign]
+    assert failures["left"] == 0
