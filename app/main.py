@@ -20,6 +20,7 @@ from app.balance.cache import IntervalCache
 from app.balance.routes import router as balance_router
 from app.balance.service import BalanceService
 from app.config import Settings
+from app.corrections.routes import router as corrections_router
 from app.evaluation.routes import router as evaluation_router
 from app.http.metrics import ApiMetrics, MetricsMiddleware
 from app.http.options import ApiOptions
@@ -160,6 +161,7 @@ def create_app(
         app.include_router(router)
     app.include_router(quality_router)
     app.include_router(evaluation_router)
+    app.include_router(corrections_router)
     return app
 
 

@@ -6,14 +6,17 @@ import asyncio
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
+from starlette.concurrency import run_in_threadpool
+
 from app.accounting import IntervalTotals, interval_totals
 from app.balance import embedded_loader
 from app.balance.influx_loader import aggregated_totals, series_match_registry
+from app.corrections import Correction, apply_corrections
 from app.http.times import to_ns
 from app.registry.models import Park
 from app.storage.base import Storage
@@ -74,6 +77,10 @@ class IntervalCache:
         self._bounds: dict[tuple[str, date], tuple[int, int]] = {}
         self._gen: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: loads a park's active corrections (blocking; run in a thread); None = no corrections
+        self.corrections_for: Callable[[str], Sequence[Correction]] | None = None
+        self.corrections_ttl_ns = int(recent_ttl_s * _NS_PER_S)
+        self._corrections: dict[str, tuple[int, tuple[Correction, ...]]] = {}
         self.loads = 0  # storage queries made (for metrics and tests)
         self.hits = 0
         self.misses = 0
@@ -104,6 +111,33 @@ class IntervalCache:
             del self._days[key]
             self._bounds.pop(key, None)
         return len(drop)
+
+    async def _corrections_of(self, park: str) -> tuple[Correction, ...]:
+        hit = self._corrections.get(park)
+        if hit is not None:
+            return hit[1]
+        if self.corrections_for is None:
+            return ()
+        snap = tuple(await run_in_threadpool(self.corrections_for, park))
+        self._corrections[park] = (self.clock(), snap)
+        return snap
+
+    async def refresh_corrections(self, park: str, *, force: bool = False) -> list[tuple[int, int]]:
+        """Reload `park`'s corrections when older than the TTL (or `force`); returns the
+        windows of the corrections added or revoked since the last load, whose days are stale.
+        The caller invalidates them (with the balance chain); nothing is dropped here."""
+        if self.corrections_for is None:
+            return []
+        now = self.clock()
+        hit = self._corrections.get(park)
+        if hit is not None and not force and now - hit[0] < self.corrections_ttl_ns:
+            return []
+        snap = tuple(await run_in_threadpool(self.corrections_for, park))
+        self._corrections[park] = (now, snap)
+        if hit is None:
+            return []
+        changed = set(hit[1]).symmetric_difference(snap)
+        return sorted((c.start_ns, c.end_ns) for c in changed)
 
     def is_final(self, park: str, day: date) -> bool:
         """True when `day` is cached as settled (kept until invalidated)."""
@@ -150,6 +184,18 @@ class IntervalCache:
 
     async def _read(self, park: Park, start_ns: int, end_ns: int) -> list[IntervalTotals]:
         storage = self.storage
+        corrections = [
+            c
+            for c in await self._corrections_of(park.id)
+            if c.start_ns < end_ns and start_ns < c.end_ns
+        ]
+        if corrections:
+            # Corrections apply per device row, so this range is read row by row (not summed
+            # inside the database); stored rows are not modified, only the loaded copies.
+            rows = apply_corrections(
+                await storage.intervals(park.id, start_ns, end_ns), corrections, park
+            )
+            return interval_totals((r for r in rows if start_ns <= r.start_ns < end_ns), park)
         if self.aggregate and isinstance(storage, InfluxStorage | EmbeddedStorage):
             now = time.monotonic_ns()
             hit = self._series_ok.get(park.id)

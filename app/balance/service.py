@@ -121,6 +121,8 @@ class BalanceService:
         self._ledger_cache: dict[str, tuple[int, int, LedgerSnapshot]] = {}
         self._ledger_gen: dict[str, int] = {}
         self._chains: dict[tuple[str, str], Chain] = {}
+        if cache.corrections_for is None:
+            cache.corrections_for = ledgers.corrections_for
 
     # --- invalidation -------------------------------------------------------------------
 
@@ -146,6 +148,16 @@ class BalanceService:
         for (pid, _), chain in self._chains.items():
             if pid == park:
                 chain.days.clear()
+
+    async def corrections_changed(self, park: str) -> None:
+        """Reload `park`'s manual corrections now (one was added or revoked) and drop the
+        cached and chained days their windows touch."""
+        await self._refresh_corrections(park, force=True)
+
+    async def _refresh_corrections(self, park: str, *, force: bool = False) -> None:
+        # Also catches changes made by another process, within the cache's TTL.
+        for lo, hi in await self.cache.refresh_corrections(park, force=force):
+            self.invalidate(park, lo, hi)
 
     async def _ledgers(self, park: str) -> LedgerSnapshot:
         now = self.clock()
@@ -191,6 +203,7 @@ class BalanceService:
         ev = self.check(start, end, every)
         fs = get_factor_set(park.factor_set, self.factor_sets)
         snap = await self._ledgers(park.id)
+        await self._refresh_corrections(park.id)
         start_ns, end_ns = to_ns(start), to_ns(end)
         epoch_ns = day_start_ns(self.epoch, park)
         if start_ns < epoch_ns:

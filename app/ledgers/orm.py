@@ -125,3 +125,22 @@ class AuditRow(Base):
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class CorrectionRow(_Revocable, Base):
+    """A manual correction (journal entry over raw data); the data itself is never edited."""
+
+    __tablename__ = "ledger_corrections"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # Creation order, which is the order corrections apply in (unique, assigned under the
+    # write lock as max + 1).
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    park: Mapped[str] = mapped_column(String(64), index=True)
+    device: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[str] = mapped_column(String(32))
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[float] = mapped_column(Double())
+    reason: Mapped[str] = mapped_column(String(500))

@@ -1,4 +1,4 @@
-"""LedgerStore: certificates, offsets, API keys, versioned documents and the audit chain."""
+"""LedgerStore: certificates, offsets, corrections, API keys, documents and the audit chain."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounting.ledger_types import Certificate, Offset
+from app.corrections.models import Correction
+from app.corrections.schemas import CorrectionIn, CorrectionRecord
 from app.ledgers import keys as keylib
 from app.ledgers.audit import GENESIS_HASH, StoredEntry, canonical_json, entry_hash, verify_chain
 from app.ledgers.engine import create_schema, lock_for_write, make_engines
@@ -30,7 +32,14 @@ from app.ledgers.errors import (
     NotFoundError,
     VersionConflictError,
 )
-from app.ledgers.orm import ApiKeyRow, AuditRow, CertificateRow, DocumentRow, OffsetRow
+from app.ledgers.orm import (
+    ApiKeyRow,
+    AuditRow,
+    CertificateRow,
+    CorrectionRow,
+    DocumentRow,
+    OffsetRow,
+)
 from app.ledgers.roles import ApiRole
 from app.ledgers.schemas import (
     ApiKeyCreated,
@@ -335,6 +344,96 @@ class LedgerStore:
                 {"park": row.park, "id": offset_id, "reason": reason},
             )
             return OffsetRecord.model_validate(row)
+
+    # -- manual corrections -------------------------------------------------------------
+
+    def add_correction(
+        self, park: str, corr: CorrectionIn | Mapping[str, Any], actor: str = SYSTEM_ACTOR
+    ) -> CorrectionRecord:
+        """Record a manual correction for `park` (applied on top of stored intervals, which
+        are never edited); DuplicateIdError if the id exists anywhere. The caller checks the
+        device and the window against the registry (`app.corrections.check_correction`)."""
+        _check_park(park)
+        body = _coerce(CorrectionIn, corr)
+        with self._write() as session:
+            existing = session.get(CorrectionRow, body.id)
+            if existing is not None:
+                raise DuplicateIdError("correction", body.id, existing.park)
+            last = session.scalar(select(func.max(CorrectionRow.seq)))
+            row = CorrectionRow(
+                id=body.id,
+                seq=(last or 0) + 1,
+                park=park,
+                device=body.device,
+                quantity=body.quantity,
+                start=body.start,
+                end=body.end,
+                kind=body.kind,
+                amount=body.amount,
+                reason=body.reason,
+                created_at=_now(),
+                created_by=_check_actor(actor),
+            )
+            session.add(row)
+            session.flush()
+            self._append_audit(
+                session,
+                actor,
+                "correction.add",
+                f"park/{park}/correction/{body.id}",
+                {"park": park, "seq": row.seq, **body.model_dump(mode="json")},
+            )
+            return CorrectionRecord.model_validate(row)
+
+    def get_correction(self, corr_id: str, park: str | None = None) -> CorrectionRecord:
+        with self._read() as session:
+            row = session.get(CorrectionRow, corr_id)
+            if row is None or (park is not None and row.park != park):
+                raise NotFoundError(f"no correction {corr_id!r}")
+            return CorrectionRecord.model_validate(row)
+
+    def list_corrections(
+        self, park: str, *, include_revoked: bool = False
+    ) -> list[CorrectionRecord]:
+        """A park's corrections in creation (= application) order."""
+        stmt = select(CorrectionRow).where(CorrectionRow.park == park)
+        if not include_revoked:
+            stmt = stmt.where(CorrectionRow.revoked_at.is_(None))
+        stmt = stmt.order_by(CorrectionRow.seq)
+        with self._read() as session:
+            return [CorrectionRecord.model_validate(r) for r in session.scalars(stmt)]
+
+    def corrections_for(self, park: str) -> list[Correction]:
+        """Active (unrevoked) corrections as `app.corrections.Correction`, in apply order."""
+        return [r.to_correction() for r in self.list_corrections(park)]
+
+    def revoke_correction(
+        self,
+        corr_id: str,
+        actor: str = SYSTEM_ACTOR,
+        reason: str = "",
+        *,
+        park: str | None = None,
+    ) -> CorrectionRecord:
+        """Soft-revoke: kept (and its id stays taken) but no longer applied."""
+        with self._write() as session:
+            row = session.get(CorrectionRow, corr_id)
+            if row is None or (park is not None and row.park != park):
+                raise NotFoundError(f"no correction {corr_id!r}")
+            if row.revoked_at is not None:
+                raise AlreadyRevokedError(f"correction {corr_id!r} is already revoked")
+            row.revoked_at = _now()
+            row.revoked_by = _check_actor(actor)
+            row.revoke_reason = reason
+            session.flush()
+            self._append_audit(
+                session,
+                actor,
+                "correction.revoke",
+                f"park/{row.park}/correction/{corr_id}",
+                {"park": row.park, "id": corr_id, "reason": reason},
+            )
+            return CorrectionRecord.model_validate(row)
 
     # -- API keys -----------------------------------------------------------------------
 
