@@ -35,6 +35,7 @@ from app.registry.models import Park, Registry
 from app.registry.routes import router as registry_router
 from app.storage.base import Storage, StorageRejected, StorageUnavailable
 from app.telemetry.routes import router as telemetry_router
+from app.web import router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def create_app(
         app.include_router(router)
     app.include_router(quality_router)
     app.include_router(evaluation_router)
+    app.include_router(web_router)
     app.include_router(corrections_router)
     return app
 
