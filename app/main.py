@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.auth.routes import router as keys_router
 from app.balance.cache import IntervalCache
 from app.balance.routes import router as balance_router
 from app.balance.service import BalanceService
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(evaluation_router)
     app.include_router(web_router)
     app.include_router(corrections_router)
+    app.include_router(keys_router)
     return app
 
 

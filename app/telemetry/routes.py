@@ -1,4 +1,4 @@
-"""`/readings` (JSON or streamed CSV, fetched window by window) and `/api/v1/deadletters`."""
+"""`/readings` (JSON, CSV or XLSX, read window by window) and `/api/v1/deadletters`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,17 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import Viewer, optional_principal
+from app.http.export import (
+    CSV_MEDIA_TYPE,
+    XLSX_MEDIA_TYPE,
+    SpooledXlsx,
+    attachment,
+    file_download,
+    negotiate,
+)
 from app.http.services import SvcDep, park_or_404
 from app.http.times import ns_to_rfc3339, parse_range, parse_time, to_ns
 from app.ledgers import ApiRole
@@ -56,17 +65,41 @@ def _csv_row(r: Reading, park: Park) -> list[str]:
 _CSV_SET = frozenset(CSV_QUANTITIES)
 
 
-def _wants_csv(request: Request, fmt: str | None) -> bool:
-    if fmt is not None:
-        return fmt == "csv"
-    accept = request.headers.get("accept", "")
-    return "text/csv" in accept.lower()
+def _xlsx_row(r: Reading, park: Park) -> list[Any]:
+    extra = {k: v for k, v in r.values.items() if k not in _CSV_SET}
+    return [
+        ns_to_rfc3339(r.ts_ns, park.tz),
+        r.device,
+        r.ts_source,
+        r.reset,
+        *(r.values.get(q) for q in CSV_QUANTITIES),
+        json.dumps(extra, sort_keys=True) if extra else None,
+    ]
+
+
+#: rows per XLSX sheet (Excel's limit); a module attribute so tests can make it small
+XLSX_SHEET_ROWS: int | None = None
+
+
+async def _xlsx_response(
+    chunks: AsyncIterator[list[Reading]], park: Park, filename: str
+) -> StreamingResponse:
+    book = SpooledXlsx("readings", CSV_HEADER, max_data_rows=XLSX_SHEET_ROWS)
+    try:
+        async for chunk in chunks:
+            rows = [_xlsx_row(r, park) for r in chunk]
+            await run_in_threadpool(book.append, rows)
+        fh = await run_in_threadpool(book.finish)
+    except BaseException:
+        book.discard()
+        raise
+    return file_download(fh, filename, XLSX_MEDIA_TYPE)
 
 
 @router.get(
     "/api/v1/parks/{park}/readings",
-    summary="Raw readings as received; CSV with Accept: text/csv",
-    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    summary="Raw readings as received; CSV (Accept: text/csv) or XLSX downloads",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
 )
 async def readings(
     *,
@@ -75,7 +108,9 @@ async def readings(
     start: str = Query(description="RFC 3339 with offset, inclusive"),
     end: str = Query(description="RFC 3339 with offset, exclusive"),
     device: str | None = Query(None, description="one device; all when omitted"),
-    format: str | None = Query(None, pattern="^(json|csv)$", description="overrides Accept"),
+    format: str | None = Query(
+        None, pattern="^(json|csv|xlsx)$", description="json|csv|xlsx; overrides Accept"
+    ),
     svc: SvcDep,
     _: Viewer,
 ) -> StreamingResponse:
@@ -106,7 +141,14 @@ async def readings(
         async for chunk in gen:
             yield chunk
 
-    if _wants_csv(request, format):
+    fmt = negotiate(request, format)
+    stem = f"{p.id}-readings{'-' + device if device else ''}"
+    if fmt == "xlsx":
+        # The zip container is only complete at the end, so the workbook is built first
+        # (rows streamed to disk, window by window), then the file is streamed back.
+        return await _xlsx_response(all_windows(), p, f"{stem}.xlsx")
+
+    if fmt == "csv":
 
         async def csv_body() -> AsyncIterator[bytes]:
             buf = io.StringIO()
@@ -122,11 +164,8 @@ async def readings(
             if rest:
                 yield rest.encode("utf-8")
 
-        name = f"{p.id}-readings{'-' + device if device else ''}.csv"
         return StreamingResponse(
-            csv_body(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            csv_body(), media_type=CSV_MEDIA_TYPE, headers=attachment(f"{stem}.csv")
         )
 
     async def json_body() -> AsyncIterator[bytes]:
