@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -62,7 +62,7 @@ def _csv_chunks(result: BalanceResult) -> Iterator[bytes]:
     yield buf.getvalue().encode("utf-8")
 
 
-def _xlsx_book(result: BalanceResult, interval_minutes: int) -> SpooledXlsx:
+def _xlsx_file(result: BalanceResult, interval_minutes: int) -> IO[bytes]:
     book = SpooledXlsx("balance", EXPORT_HEADER)
     try:
         book.append(export_rows(result))
@@ -78,10 +78,10 @@ def _xlsx_book(result: BalanceResult, interval_minutes: int) -> SpooledXlsx:
                 *(["warning", w] for w in result.warnings),
             ],
         )
+        return book.finish()
     except BaseException:
         book.discard()
         raise
-    return book
 
 
 @router.get(
@@ -116,8 +116,7 @@ async def balance(
             _csv_chunks(result), media_type=CSV_MEDIA_TYPE, headers=attachment(f"{stem}.csv")
         )
     if fmt == "xlsx":
-        book = await run_in_threadpool(_xlsx_book, result, p.interval_minutes)
-        fh = await run_in_threadpool(book.finish)
+        fh = await run_in_threadpool(_xlsx_file, result, p.interval_minutes)
         return file_download(fh, f"{stem}.xlsx", XLSX_MEDIA_TYPE)
     doc = result.as_dict()
     doc["interval_minutes"] = p.interval_minutes
