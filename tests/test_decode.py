@@ -152,3 +152,36 @@ def test_parse_topic_and_ts_helpers() -> None:
     assert parse_ts(1_000_000_000) == 10**18
     with pytest.raises(ValueError):
         parse_ts(10**15)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        b"[" + b"[" * 995 + b"]" * 995 + b"]",
+    ],
+)
+def test_deeply_nested_json_is_a_dead_letter_not_a_crash(payload: bytes) -> None:
+    # json.loads raised RecursionError here (found by the fuzz in test_fuzz_decoder.py)
+    out = decode(payload)
+    assert out.readings == []
+    (dl,) = out.deadletters
+    assert dl.reason == RejectReason.INVALID_JSON
+    assert dl.raw == payload
+
+
+def test_huge_integer_in_unknown_field_is_out_of_range() -> None:
+    # float(10**400) raised OverflowError (found by the fuzz in test_fuzz_decoder.py)
+    out = decode('{"ts": 1795000000, "x_y": 1' + "0" * 400 + "}")
+    assert out.readings == []
+    (dl,) = out.deadletters
+    assert dl.reason == RejectReason.OUT_OF_RANGE
+    assert dl.detail.startswith("x_y:")
+
+
+def test_detail_of_a_huge_bad_value_is_bounded() -> None:
+    out = decode(json.dumps({"power_kw": "x" * 100_000}))
+    (dl,) = out.deadletters
+    assert dl.reason == RejectReason.INVALID_READING
+    assert len(dl.detail) < 400

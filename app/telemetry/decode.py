@@ -134,15 +134,38 @@ def _datetime_ns(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 
+_MAX_INPUT_REPR = 200
+
+
+def _input_repr(value: Any) -> str:
+    """repr of an offending input for a dead letter's detail; the raw bytes hold the rest."""
+    try:
+        text = repr(value)
+    except RecursionError:  # deeply nested lists/objects
+        return f"<deeply nested {type(value).__name__}>"
+    if len(text) > _MAX_INPUT_REPR:
+        return text[:_MAX_INPUT_REPR] + "…"
+    return text
+
+
+def _element_bytes(item: Any, payload: bytes) -> bytes:
+    """One array element re-serialised as its dead letter's raw bytes (whole payload if not)."""
+    try:
+        return json.dumps(item, ensure_ascii=False).encode()
+    except (RecursionError, ValueError):
+        return payload
+
+
 def _first_error(exc: ValidationError) -> tuple[RejectReason, str]:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "reading"
     kind = err["type"]
+    got = _input_repr(err.get("input"))
     if kind == "finite_number":
         return RejectReason.NON_FINITE, f"{loc}: not a finite number"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-        return RejectReason.OUT_OF_RANGE, f"{loc}: {err['msg']} (got {err.get('input')!r})"
-    return RejectReason.INVALID_READING, f"{loc}: {err['msg']} (got {err.get('input')!r})"
+        return RejectReason.OUT_OF_RANGE, f"{loc}: {err['msg']} (got {got})"
+    return RejectReason.INVALID_READING, f"{loc}: {err['msg']} (got {got})"
 
 
 class TelemetryDecoder:
@@ -205,6 +228,14 @@ class TelemetryDecoder:
             return reject(
                 RejectReason.INVALID_JSON, f"not UTF-8 JSON: {exc}", park=park_id, device=device_id
             )
+        except RecursionError:
+            # ~1,000 nested brackets exhaust json's recursion: bad input, not a collector crash
+            return reject(
+                RejectReason.INVALID_JSON,
+                "not usable JSON: nested too deeply",
+                park=park_id,
+                device=device_id,
+            )
 
         if isinstance(doc, dict):
             items: list[Any] = [doc]
@@ -238,7 +269,7 @@ class TelemetryDecoder:
         for index, item in enumerate(items):
             where = "" if single else f"element {index} of {len(items)}: "
             # for one element of an array, keep that element (re-serialised) as the raw bytes
-            raw = payload if single else json.dumps(item, ensure_ascii=False).encode()
+            raw = payload if single else _element_bytes(item, payload)
             result = self._reading(park_id, device_id, item, now_ns, max_ts_ns, out)
             if isinstance(result, Reading):
                 out.readings.append(result)
@@ -273,9 +304,13 @@ class TelemetryDecoder:
                 and not isinstance(value, bool)
                 and _EXTRA_NAME.match(name)
             ):
-                if not math.isfinite(value):
+                try:
+                    number = float(value)
+                except OverflowError:  # a JSON integer beyond float range
+                    return RejectReason.OUT_OF_RANGE, f"{name}: integer beyond ±{MAX_ABS_VALUE:g}"
+                if not math.isfinite(number):
                     return RejectReason.NON_FINITE, f"{name}: not a finite number"
-                values[name] = float(value)
+                values[name] = number
             else:
                 out.ignored_fields += 1
         for name, value in values.items():
