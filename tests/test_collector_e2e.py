@@ -334,7 +334,14 @@ async def test_metrics_endpoint_serves_collector_counters(
         await publish_all(
             mosquitto.url, [(topic("m0"), meter_reading(0)), (topic("m0"), b"{broken")]
         )
-        await wait_for(lambda: service.metrics.messages._value.get() >= 2, what="messages")
+        # counted once durable: wait on the counters asserted below, not on arrival
+        await wait_for(
+            lambda: (
+                service.metrics.readings._value.get() >= 1
+                and service.metrics.rejected.labels("invalid_json")._value.get() >= 1
+            ),
+            what="both messages made durable",
+        )
         async with httpx.AsyncClient() as client:
             body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
     finally:
