@@ -98,7 +98,10 @@ async def list_offsets(
 @router.get("/api/v1/audit", summary="The tamper-evident audit log (hash chain)")
 async def audit(
     *,
-    after_seq: int = Query(0, ge=0, description="page: entries with seq greater than this"),
+    # bounded to SQL's BIGINT: a larger integer overflowed the driver (a 500, found by fuzzing)
+    after_seq: int = Query(
+        0, ge=0, le=2**63 - 1, description="page: entries with seq greater than this"
+    ),
     limit: int = Query(1000, ge=1, le=10_000),
     verify: bool = Query(False, description="re-verify the whole chain"),
     svc: SvcDep,

@@ -26,6 +26,14 @@ def _finite(value: float) -> float:
     return value
 
 
+#: Ledger times and dates must fall in [LEDGER_FIRST, LEDGER_END): far-off years are typos, and
+#: a date near year 1 or 9999 is not representable at every park's local midnight.
+LEDGER_FIRST = dt.date(2000, 1, 1)
+LEDGER_END = dt.date(2100, 1, 1)
+#: Largest MWh or tCO2 of one ledger entry (a park emits ~10^5 t a year).
+MAX_AMOUNT = 1e9
+
+
 class _In(BaseModel):
     # Unknown fields are refused so a typo ("valid_form") is an error, not silently dropped.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,12 +44,26 @@ class CertificateIn(_In):
 
     id: str = Field(pattern=ENTRY_ID_PATTERN, description="globally unique identifier")
     kind: CertificateKind
-    mwh: float = Field(gt=0, description="volume in MWh")
+    # capped: two near-float-max entries summed to inf and broke every report (fuzzing)
+    mwh: float = Field(gt=0, le=MAX_AMOUNT, description="volume in MWh")
     valid_from: AwareDatetime = Field(description="RFC 3339 with offset; inclusive")
     valid_to: AwareDatetime = Field(description="RFC 3339 with offset; exclusive")
     source: str = Field(default="", max_length=500)
 
     _mwh_finite = field_validator("mwh")(_finite)
+
+    @field_validator("valid_from", "valid_to")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        # 0001-01-01T00:00:00+14:00 is valid RFC 3339 but overflows in UTC (a 500, found by
+        # fuzzing); and a year-2 certificate would make the balance replay two millennia
+        if not LEDGER_FIRST <= value.date() < LEDGER_END or not (
+            datetime.combine(LEDGER_FIRST, dt.time(), UTC)
+            <= value
+            < datetime.combine(LEDGER_END, dt.time(), UTC)
+        ):
+            raise ValueError(f"must be from {LEDGER_FIRST} to before {LEDGER_END} (UTC)")
+        return value
 
     @model_validator(mode="after")
     def _period(self) -> CertificateIn:
@@ -55,9 +77,18 @@ class OffsetIn(_In):
 
     id: str = Field(pattern=ENTRY_ID_PATTERN, description="globally unique identifier")
     kind: str = Field(pattern=OFFSET_KIND_PATTERN, description="e.g. ccer, sink")
-    tco2: float = Field(gt=0, description="tonnes CO2 offset")
+    tco2: float = Field(gt=0, le=MAX_AMOUNT, description="tonnes CO2 offset")
     date: dt.date = Field(description="day the offset counts on (park local)")
     source: str = Field(default="", max_length=500)
+
+    @field_validator("date")
+    @classmethod
+    def _plausible_date(cls, value: dt.date) -> dt.date:
+        # 0001-01-01 at a park east of UTC has no UTC midnight: the balance raised (found by
+        # fuzzing the API), and every later balance of the park was a 500
+        if not LEDGER_FIRST <= value < LEDGER_END:
+            raise ValueError(f"must be from {LEDGER_FIRST} to before {LEDGER_END}")
+        return value
 
     _tco2_finite = field_validator("tco2")(_finite)
 
