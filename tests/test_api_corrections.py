@@ -203,3 +203,18 @@ async def test_correction_stored_by_another_process_is_picked_up(api: Api) -> No
     day = await balance(api, "1d")
     # −30 over 10:00–12:00 = −15 per hour: 10:00 → 15, 11:00 → max(0, −15) = 0; day 115
     assert day["total"]["grid_import_kwh"] == pytest.approx(115.0)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        # found by tests/test_fuzz_api.py: valid RFC 3339 that overflows in UTC was a 500
+        {"start": "0001-01-01T01:00:00+03:04", "end": "0001-01-01T02:00:00Z"},
+        {"end": "9999-12-31T23:00:00-12:00"},
+        {"amount": 1e308},  # two of them would sum to inf in every balance
+    ],
+)
+async def test_implausible_corrections_are_422(api: Api, over: dict[str, Any]) -> None:
+    r = await api.client.post(URL, json=correction(**over), headers=api.auth("admin"))
+    assert r.status_code == 422, r.text
+    assert (await api.get(URL)).json()["items"] == []

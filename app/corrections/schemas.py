@@ -13,6 +13,12 @@ from app.corrections.models import Correction, CorrectionKind
 
 #: Same id form as certificates and offsets.
 CORRECTION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+#: Windows must lie in [2000-01-01, 2100-01-01) UTC, like ledger entries: 0001-01-01T01:00+03:04
+#: is valid RFC 3339 but overflows in UTC (a 500, found by fuzzing the API).
+WINDOW_FIRST = datetime(2000, 1, 1, tzinfo=UTC)
+WINDOW_END = datetime(2100, 1, 1, tzinfo=UTC)
+#: Largest |amount|, as for telemetry values: beyond it, two entries could sum to inf.
+MAX_ABS_AMOUNT = 1e12
 
 
 class CorrectionIn(BaseModel):
@@ -35,6 +41,21 @@ class CorrectionIn(BaseModel):
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
+        if abs(value) > MAX_ABS_AMOUNT:
+            raise ValueError(f"must be within ±{MAX_ABS_AMOUNT:g}")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        # the date check first: comparing a year-1 time with a UTC one can itself overflow
+        if not (
+            WINDOW_FIRST.date() <= value.date() < WINDOW_END.date()
+            and WINDOW_FIRST <= value < WINDOW_END
+        ):
+            raise ValueError(
+                f"must be from {WINDOW_FIRST.date()} to before {WINDOW_END.date()} UTC"
+            )
         return value
 
     @model_validator(mode="after")
