@@ -23,6 +23,8 @@ from app.balance.service import BalanceService
 from app.config import Settings
 from app.corrections.routes import router as corrections_router
 from app.evaluation.routes import router as evaluation_router
+from app.factors.routes import router as factors_router
+from app.factors.stored import StoredFactorSets
 from app.http.metrics import ApiMetrics, MetricsMiddleware
 from app.http.options import ApiOptions
 from app.http.services import Services
@@ -91,7 +93,11 @@ def create_app(
     opts = options or ApiOptions.from_settings(settings)
     metrics = ApiMetrics()
     cache = cache or IntervalCache(storage, recent_ttl_s=opts.live_refresh_s)
-    balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets)
+    # user factor sets from the ledger store, next to the built-ins (SPEC §5)
+    factor_sets = StoredFactorSets(ledgers)
+    balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets, factor_sets=factor_sets)
+    if live._factor_sets is None:  # /live resolves a park's set the same way
+        live._factor_sets = factor_sets
     svc = Services(
         settings=settings,
         registry=registry,
@@ -166,6 +172,7 @@ def create_app(
     app.include_router(web_router)
     app.include_router(corrections_router)
     app.include_router(keys_router)
+    app.include_router(factors_router)
     return app
 
 

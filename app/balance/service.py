@@ -201,7 +201,10 @@ class BalanceService:
     ) -> BalanceResult:
         """Balance of `park` over [start, end) in `every` buckets (SPEC §6)."""
         ev = self.check(start, end, every)
-        fs = get_factor_set(park.factor_set, self.factor_sets)
+        try:
+            fs = get_factor_set(park.factor_set, self.factor_sets)
+        except ValueError as exc:  # a park configured with a set nobody defined: say so
+            raise BalanceRequestError(f"park {park.id!r}: {exc}") from None
         snap = await self._ledgers(park.id)
         await self._refresh_corrections(park.id)
         start_ns, end_ns = to_ns(start), to_ns(end)

@@ -69,7 +69,10 @@ async def evaluation(
     window_end = min(year_end, now)
     if window_end <= year_start:
         raise HTTPException(422, f"year {year} has not started in the park's time zone")
-    fs = get_factor_set(p.factor_set, svc.balance.factor_sets)
+    try:
+        fs = get_factor_set(p.factor_set, svc.balance.factor_sets)
+    except ValueError as exc:  # a park configured with a set nobody defined
+        raise HTTPException(422, f"park {p.id!r}: {exc}") from None
     try:
         result = await svc.balance.balance(p, year_start, window_end, "1mo")
     except BalanceRequestError as exc:

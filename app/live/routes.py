@@ -6,13 +6,23 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.accounting import get_factor_set
 from app.auth.deps import Viewer
-from app.http.services import SvcDep, park_or_404
+from app.http.services import Services, SvcDep, park_or_404
 
 router = APIRouter(prefix="/api/v1/parks/{park}", tags=["live"])
+
+
+def _known_park(svc: Services, park: str) -> None:
+    """404 for an unknown park; 422 (not a 500 while rendering) for an undefined factor set."""
+    p = park_or_404(svc, park)
+    try:
+        get_factor_set(p.factor_set, svc.balance.factor_sets)
+    except ValueError as exc:
+        raise HTTPException(422, f"park {p.id!r}: {exc}") from None
 
 
 @router.get(
@@ -28,7 +38,7 @@ async def live(
     _: Viewer,
     detail: bool = Query(False, description="add each device's latest values"),
 ) -> Response:
-    park_or_404(svc, park)
+    _known_park(svc, park)
     body = await svc.live.document_json_async(park, detail=detail)
     return Response(body, media_type="application/json")
 
@@ -42,7 +52,7 @@ async def live_stream(
     _: Viewer,
     detail: bool = Query(False, description="add each device's latest values"),
 ) -> EventSourceResponse:
-    park_or_404(svc, park)
+    _known_park(svc, park)
     poll_s = svc.options.sse_poll_s
     heartbeat_s = svc.options.sse_heartbeat_s
 
