@@ -65,6 +65,7 @@ _PARK_RE = re.compile(ID_PATTERN)
 _DOC_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _DOC_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _M = TypeVar("_M", bound=BaseModel)
+_RevocableRow = TypeVar("_RevocableRow", CertificateRow, OffsetRow, CorrectionRow)
 
 
 def default_url(data_dir: str | Path) -> str:
@@ -246,24 +247,8 @@ class LedgerStore:
         park: str | None = None,
     ) -> CertificateRecord:
         """Soft-revoke: kept (and its id stays taken) but no longer applied."""
-        with self._write() as session:
-            row = session.get(CertificateRow, cert_id)
-            if row is None or (park is not None and row.park != park):
-                raise NotFoundError(f"no certificate {cert_id!r}")
-            if row.revoked_at is not None:
-                raise AlreadyRevokedError(f"certificate {cert_id!r} is already revoked")
-            row.revoked_at = _now()
-            row.revoked_by = _check_actor(actor)
-            row.revoke_reason = reason
-            session.flush()
-            self._append_audit(
-                session,
-                actor,
-                "certificate.revoke",
-                f"park/{row.park}/certificate/{cert_id}",
-                {"park": row.park, "id": cert_id, "reason": reason},
-            )
-            return CertificateRecord.model_validate(row)
+        row = self._revoke(CertificateRow, "certificate", cert_id, actor, reason, park)
+        return CertificateRecord.model_validate(row)
 
     # -- offsets ------------------------------------------------------------------------
 
@@ -326,24 +311,9 @@ class LedgerStore:
         *,
         park: str | None = None,
     ) -> OffsetRecord:
-        with self._write() as session:
-            row = session.get(OffsetRow, offset_id)
-            if row is None or (park is not None and row.park != park):
-                raise NotFoundError(f"no offset {offset_id!r}")
-            if row.revoked_at is not None:
-                raise AlreadyRevokedError(f"offset {offset_id!r} is already revoked")
-            row.revoked_at = _now()
-            row.revoked_by = _check_actor(actor)
-            row.revoke_reason = reason
-            session.flush()
-            self._append_audit(
-                session,
-                actor,
-                "offset.revoke",
-                f"park/{row.park}/offset/{offset_id}",
-                {"park": row.park, "id": offset_id, "reason": reason},
-            )
-            return OffsetRecord.model_validate(row)
+        """Soft-revoke: kept (and its id stays taken) but no longer applied."""
+        row = self._revoke(OffsetRow, "offset", offset_id, actor, reason, park)
+        return OffsetRecord.model_validate(row)
 
     # -- manual corrections -------------------------------------------------------------
 
@@ -416,12 +386,27 @@ class LedgerStore:
         park: str | None = None,
     ) -> CorrectionRecord:
         """Soft-revoke: kept (and its id stays taken) but no longer applied."""
+        row = self._revoke(CorrectionRow, "correction", corr_id, actor, reason, park)
+        return CorrectionRecord.model_validate(row)
+
+    # -- shared by the ledgers (certificates, offsets, corrections) ----------------------
+
+    def _revoke(
+        self,
+        row_type: type[_RevocableRow],
+        kind: str,
+        entry_id: str,
+        actor: str,
+        reason: str,
+        park: str | None,
+    ) -> _RevocableRow:
+        """Soft-revoke one ledger entry and audit it in the same transaction."""
         with self._write() as session:
-            row = session.get(CorrectionRow, corr_id)
+            row = session.get(row_type, entry_id)
             if row is None or (park is not None and row.park != park):
-                raise NotFoundError(f"no correction {corr_id!r}")
+                raise NotFoundError(f"no {kind} {entry_id!r}")
             if row.revoked_at is not None:
-                raise AlreadyRevokedError(f"correction {corr_id!r} is already revoked")
+                raise AlreadyRevokedError(f"{kind} {entry_id!r} is already revoked")
             row.revoked_at = _now()
             row.revoked_by = _check_actor(actor)
             row.revoke_reason = reason
@@ -429,11 +414,11 @@ class LedgerStore:
             self._append_audit(
                 session,
                 actor,
-                "correction.revoke",
-                f"park/{row.park}/correction/{corr_id}",
-                {"park": row.park, "id": corr_id, "reason": reason},
+                f"{kind}.revoke",
+                f"park/{row.park}/{kind}/{entry_id}",
+                {"park": row.park, "id": entry_id, "reason": reason},
             )
-            return CorrectionRecord.model_validate(row)
+            return row  # sessions don't expire on commit: readable after the block
 
     # -- API keys -----------------------------------------------------------------------
 
