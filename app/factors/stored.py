@@ -6,12 +6,9 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 
-from sqlalchemy import select
-
 from app.accounting.factors import FactorSet
 from app.factors.codec import set_from_json
 from app.ledgers import FACTOR_SET_KIND, LedgerStore
-from app.ledgers.orm import DocumentRow
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +24,7 @@ class StoredFactorSets(Mapping[str, FactorSet]):
         self._versions: dict[str, int] = {}
 
     def names(self) -> list[str]:
-        # the store has no "list documents of a kind" call yet; read the table directly
-        stmt = select(DocumentRow.name).where(DocumentRow.kind == FACTOR_SET_KIND).distinct()
-        with self.ledgers._read() as session:
-            return sorted(session.scalars(stmt))
+        return self.ledgers.list_document_names(FACTOR_SET_KIND)
 
     def _load(self) -> dict[str, FactorSet]:
         sets: dict[str, FactorSet] = {}

@@ -563,10 +563,12 @@ class LedgerStore:
         *,
         comment: str = "",
         expected_version: int | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> DocumentVersion:
         """Store a new version (previous ones are kept). With `expected_version` (the
         version the caller read, 0 for "must not exist yet"), a concurrent change raises
-        VersionConflictError instead of being overwritten."""
+        VersionConflictError instead of being overwritten. `details` (e.g. what changed)
+        are added to the audit entry."""
         if not _DOC_KIND_RE.match(kind):
             raise ValueError(f"invalid document kind {kind!r}")
         if not _DOC_NAME_RE.match(name):
@@ -605,6 +607,7 @@ class LedgerStore:
                     "version": row.version,
                     "body_sha256": hashlib.sha256(text_body.encode("utf-8")).hexdigest(),
                     "comment": row.comment,
+                    **(details or {}),
                 },
             )
             return _doc(row)
@@ -621,6 +624,20 @@ class LedgerStore:
         with self._read() as session:
             row = session.scalar(stmt)
             return None if row is None else _doc(row)
+
+    def latest_document_version(self, kind: str, name: str) -> int:
+        """The newest version number (0 when none): one cheap query, for polling."""
+        stmt = select(func.max(DocumentRow.version)).where(
+            DocumentRow.kind == kind, DocumentRow.name == name
+        )
+        with self._read() as session:
+            return session.scalar(stmt) or 0
+
+    def list_document_names(self, kind: str) -> list[str]:
+        """Names of every stored document of `kind`, sorted."""
+        stmt = select(DocumentRow.name).where(DocumentRow.kind == kind).distinct()
+        with self._read() as session:
+            return sorted(session.scalars(stmt))
 
     def list_document_versions(self, kind: str, name: str) -> list[DocumentVersion]:
         stmt = (
