@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     spool_max_mb: float = Field(default=1024.0, gt=0)
     max_future_s: float = Field(default=300.0, ge=0)
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of the ledger store")
+    registry_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often collect/api look for registry edits (file or other processes)",
+    )
     bootstrap_admin_key: SecretStr | None = None
     anonymous_read: bool = Field(default=False, description="read endpoints without an API key")
     log_level: str = "INFO"

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -33,9 +32,10 @@ from app.ledgers.routes import router as ledgers_router
 from app.live.routes import router as live_router
 from app.live.state import LiveState
 from app.quality.routes import router as quality_router
-from app.registry import load_registry
+from app.registry.holder import RegistryChange, RegistryHolder
 from app.registry.models import Park, Registry
 from app.registry.routes import router as registry_router
+from app.registry.stored import RegistryWatcher
 from app.storage.base import Storage, StorageRejected, StorageUnavailable
 from app.telemetry.routes import router as telemetry_router
 from app.web import router as web_router
@@ -74,23 +74,36 @@ async def _today_loop(svc: Services) -> None:
         await asyncio.sleep(svc.options.live_refresh_s)
 
 
+def registry_changed(svc: Services, change: RegistryChange) -> None:
+    """Apply a registry switch to the API's in-memory state: the live view re-plans its
+    parks, and cached balances of touched parks are dropped (a device's role may differ)."""
+    svc.live.set_registry(change.new, change.diff.stale_devices(change.old))
+    for park_id in change.diff.touched_parks():
+        svc.balance.invalidate(park_id)
+
+
 def create_app(
     settings: Settings,
     *,
-    registry: Registry,
+    registry: Registry | RegistryHolder,
     storage: Storage,
     ledgers: LedgerStore,
     live: LiveState,
     options: ApiOptions | None = None,
     cache: IntervalCache | None = None,
     refresh_today_in_background: bool = True,
+    registry_watcher: RegistryWatcher | None = None,
 ) -> FastAPI:
     """The API over injected services. The caller owns (and closes) storage and ledgers.
 
     `live` is fed by the caller (`live.apply(readings)`); today's balance behind /live is
-    refreshed every `options.live_refresh_s` while the app runs (lifespan task).
+    refreshed every `options.live_refresh_s` while the app runs (lifespan task). Pass a
+    `RegistryHolder` to share registry edits with other components of the process (the
+    collector in `lingtan up`), and a `registry_watcher` on it to pick up edits made by other
+    processes and of the registry file while the app runs.
     """
     opts = options or ApiOptions.from_settings(settings)
+    holder = registry if isinstance(registry, RegistryHolder) else RegistryHolder(registry)
     metrics = ApiMetrics()
     cache = cache or IntervalCache(storage, recent_ttl_s=opts.live_refresh_s)
     # user factor sets from the ledger store, next to the built-ins (SPEC §5)
@@ -100,7 +113,7 @@ def create_app(
         live._factor_sets = factor_sets
     svc = Services(
         settings=settings,
-        registry=registry,
+        registry_holder=holder,
         storage=storage,
         ledgers=ledgers,
         live=live,
@@ -108,12 +121,15 @@ def create_app(
         options=opts,
         metrics=metrics,
     )
+    holder.subscribe(lambda change: registry_changed(svc, change))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(live.render_loop())]
         if refresh_today_in_background:
             tasks.append(asyncio.create_task(_today_loop(svc)))
+        if registry_watcher is not None:
+            tasks.append(asyncio.create_task(registry_watcher.run()))
         try:
             yield
         finally:
@@ -154,7 +170,7 @@ def create_app(
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
-        for park in registry.parks:
+        for park in svc.registry.parks:
             n = sum(1 for d in park.devices if live.device(park.id, d.id) is not None)
             metrics.live_devices.labels(park.id).set(n)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -193,53 +209,3 @@ def balance_invalidator(app: FastAPI) -> Callable[[str, int, int], None]:
 def live_state(app: FastAPI) -> LiveState:
     svc: Services = app.state.services
     return svc.live
-
-
-async def serve(
-    settings: Settings,
-    *,
-    live: LiveState | None = None,
-    registry: Registry | None = None,
-    options: ApiOptions | None = None,
-    on_app: Callable[[FastAPI], None] | None = None,
-) -> None:
-    """Run the API with uvicorn until cancelled (`lingtan api`).
-
-    Opens storage (`open_storage`) and the ledger store (`settings.ledger_url`), applies
-    `LINGTAN_BOOTSTRAP_ADMIN_KEY`, and closes both at exit. Pass `live` (built on the same
-    registry) to feed it from an MQTT subscriber; `on_app(app)` is called before serving, e.g.
-    to grab `balance_invalidator(app)`.
-    """
-    import uvicorn
-
-    from app.storage.factory import open_storage
-
-    registry = registry or load_registry(settings.parks)
-    opts = options or ApiOptions.from_settings(settings)
-    live = live or LiveState(registry, stale_after_s=opts.stale_after_s)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ledgers = LedgerStore(settings.ledger_url)
-    storage = await open_storage(settings)
-    try:
-        if settings.bootstrap_admin_key is not None:
-            ledgers.bootstrap_admin(settings.bootstrap_admin_key.get_secret_value())
-        app = create_app(
-            settings, registry=registry, storage=storage, ledgers=ledgers, live=live, options=opts
-        )
-        if on_app is not None:
-            on_app(app)
-        freeze_startup_heap()
-        config = uvicorn.Config(
-            app,
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
-        t0 = time.monotonic()
-        log.info("API on http://%s:%d", settings.api_host, settings.api_port)
-        await uvicorn.Server(config).serve()
-        log.info("API stopped after %.0f s", time.monotonic() - t0)
-    finally:
-        await storage.close()
-        ledgers.close()

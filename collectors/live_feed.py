@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from app.registry import Registry
+from app.registry.holder import RegistryHolder
 from app.telemetry.decode import TOPIC_FILTER, TelemetryDecoder
 from app.telemetry.models import Reading
 from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
@@ -19,13 +19,15 @@ from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
 
 def live_subscriber(
     mqtt_url: str,
-    registry: Registry,
+    registry: RegistryHolder,
     apply: Callable[[Iterable[Reading]], object],
     *,
     mqtt_version: int = MQTTv50,
 ) -> tuple[GmqttSubscriber, Callable[[str, bytes], object]]:
-    """A clean-session subscriber and its handler; run with `await sub.run(handler)`."""
-    decoder = TelemetryDecoder(registry)
+    """A clean-session subscriber and its handler; run with `await sub.run(handler)`.
+    It decodes against the registry in force (it follows the holder's edits)."""
+    decoder = TelemetryDecoder(registry.registry)
+    registry.subscribe(lambda change: setattr(decoder, "registry", change.new))
     sub = GmqttSubscriber(
         MqttEndpoint.parse(mqtt_url),
         TOPIC_FILTER,

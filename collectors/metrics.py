@@ -53,6 +53,11 @@ class CollectorMetrics:
         self.mqtt_connected = Gauge(
             "lingtan_collector_mqtt_connected", "1 while connected to the broker", registry=r
         )
+        self.registry_version = Gauge(
+            "lingtan_collector_registry_version",
+            "stored version of the park registry in force (0: the file, not stored)",
+            registry=r,
+        )
         self.write_latency = Histogram(
             "lingtan_collector_write_seconds",
             "time to make a batch durable (written or spooled)",

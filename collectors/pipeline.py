@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from app.intervals import IntervalEngine, compute_window, interval_start_ns
@@ -101,9 +101,36 @@ class Collector:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: an edited registry waiting for the next flush, with the devices to forget
+        self._next_registry: tuple[Registry, set[tuple[str, str]]] | None = None
 
     def _new_engine(self) -> IntervalEngine:
-        return IntervalEngine(self.registry.park, history_window_s=HISTORY_LOOKBACK_S)
+        # looked up through self, so the engine follows registry edits
+        return IntervalEngine(
+            lambda park: self.registry.park(park), history_window_s=HISTORY_LOOKBACK_S
+        )
+
+    def set_registry(self, registry: Registry, stale: Iterable[tuple[str, str]] = ()) -> None:
+        """Switch to an edited registry. Messages are decoded against it from now on; the
+        interval engine switches before the next batch (never in the middle of one) and
+        forgets the `stale` devices (edited or removed), which then restart from their
+        stored history like after a restart."""
+        self.decoder.registry = registry
+        forget = set(stale)
+        if self._next_registry is not None:
+            forget |= self._next_registry[1]
+        self._next_registry = (registry, forget)
+        self._has_items.set()  # apply it soon even when no telemetry arrives
+
+    def _apply_registry(self) -> None:
+        if self._next_registry is None:
+            return
+        registry, forget = self._next_registry
+        self._next_registry = None
+        self.registry = registry
+        self.soc.registry = registry
+        for park, device in forget:
+            self.engine.forget(park, device)
 
     # -- MQTT side ---------------------------------------------------------------------
 
@@ -150,6 +177,7 @@ class Collector:
                 return
 
     async def _flush(self, items: list[_Pending]) -> None:
+        self._apply_registry()
         readings: list[Reading] = []
         deadletters: list[DeadLetter] = []
         for item in items:

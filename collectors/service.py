@@ -10,10 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import start_http_server
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
 from app.intervals.models import IntervalEnergy
+from app.ledgers import LedgerStore
 from app.registry import load_registry
+from app.registry.holder import RegistryChange, RegistryHolder
+from app.registry.stored import RegistryWatcher, open_registry
 from app.storage.base import Storage
 from app.storage.factory import open_storage
 from app.storage.spool import DurableWriter
@@ -36,16 +41,49 @@ class CollectorService:
     storage: Storage
     metrics: CollectorMetrics
     _mqtt_task: asyncio.Task[None]
+    #: watching for registry edits, and the ledger store it reads (when this service owns them)
+    _registry_task: asyncio.Task[None] | None = None
+    _ledgers: LedgerStore | None = None
 
     async def stop(self) -> None:
         # stop taking messages, make what was taken durable, then close storage;
         # anything received but not yet acked is redelivered by the broker next time
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registry_task
         await self.subscriber.stop()
         await self.collector.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await self._mqtt_task
         await self.writer.close()
         await self.storage.close()
+        if self._ledgers is not None:
+            self._ledgers.close()
+
+
+def _own_registry(
+    settings: Settings,
+) -> tuple[RegistryHolder, RegistryWatcher | None, LedgerStore | None]:
+    """The collector's registry when it runs alone: the file, superseded by edits stored in
+    the ledger store (`LINGTAN_DB_URL`, shared with `lingtan api` so API edits reach here).
+    Ingest must not depend on that database: unreachable, the file alone is used."""
+    try:
+        ledgers = LedgerStore(settings.ledger_url)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "ledger store %s unreachable (%s): using the registry file; registry edits made"
+            " through the API need a restart of the collector",
+            make_url(settings.ledger_url).render_as_string(hide_password=True),
+            exc,
+        )
+        return RegistryHolder(load_registry(settings.parks)), None, None
+    try:
+        holder, watcher = open_registry(ledgers, settings.parks, settings.registry_poll_s)
+    except BaseException:
+        ledgers.close()
+        raise
+    return holder, watcher, ledgers
 
 
 async def start_collector(
@@ -56,12 +94,21 @@ async def start_collector(
     on_intervals: Callable[[list[IntervalEnergy]], object] | None = None,
     serve_metrics: bool = True,
     mqtt_version: int = MQTTv50,
+    registry: RegistryHolder | None = None,
 ) -> CollectorService:
-    """Start the collector in the running event loop and return a handle."""
+    """Start the collector in the running event loop and return a handle.
+
+    `registry`: a holder shared with the rest of the process (`lingtan up`), which keeps it
+    current; without one the collector reads and watches the registry itself.
+    """
     if not settings.mqtt_url:
         raise ValueError("no broker configured: set LINGTAN_MQTT_URL or pass --mqtt-url")
-    registry = load_registry(settings.parks)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    watcher: RegistryWatcher | None = None
+    ledgers: LedgerStore | None = None
+    if registry is None:
+        registry, watcher, ledgers = _own_registry(settings)
+    holder = registry
     storage = storage or await open_storage(settings)
     metrics = CollectorMetrics()
     writer = DurableWriter(
@@ -77,7 +124,7 @@ async def start_collector(
         mqtt_version=mqtt_version,
     )
     collector = Collector(
-        registry,
+        holder.registry,
         writer,
         storage,
         metrics=metrics,
@@ -90,6 +137,13 @@ async def start_collector(
         on_failure=subscriber.reconnect,
     )
     collector.start()
+    metrics.registry_version.set(holder.version)
+
+    def switch(change: RegistryChange) -> None:
+        collector.set_registry(change.new, change.diff.stale_devices(change.old))
+        metrics.registry_version.set(change.version)
+
+    holder.subscribe(switch)
     if serve_metrics and settings.metrics_port:
         try:
             start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
@@ -100,7 +154,8 @@ async def start_collector(
             ) from exc
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
     task = asyncio.create_task(subscriber.run(collector.handle), name="lingtan-mqtt")
-    return CollectorService(collector, subscriber, writer, storage, metrics, task)
+    watch = asyncio.create_task(watcher.run(), name="lingtan-registry") if watcher else None
+    return CollectorService(collector, subscriber, writer, storage, metrics, task, watch, ledgers)
 
 
 async def run_collect(settings: Settings) -> None:

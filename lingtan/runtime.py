@@ -20,8 +20,10 @@ from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
 from app.ledgers import LedgerStore
 from app.live import LiveState
-from app.main import balance_invalidator, create_app
-from app.registry import Registry, load_registry
+from app.main import balance_invalidator, create_app, freeze_startup_heap
+from app.registry import Registry
+from app.registry.holder import RegistryHolder
+from app.registry.stored import RegistryWatcher, open_registry
 from app.storage.base import Storage
 from app.storage.factory import open_storage
 from collectors.live_feed import live_subscriber
@@ -90,20 +92,25 @@ def _uvicorn(app: object, settings: Settings) -> _Server:
     return _Server(config)
 
 
-def _open_ledgers(settings: Settings) -> LedgerStore:
+def _open_ledgers(settings: Settings) -> tuple[LedgerStore, RegistryHolder, RegistryWatcher]:
+    """The ledger store (bootstrap admin key applied) and the registry kept in it."""
     ledgers = LedgerStore(settings.ledger_url)
-    if settings.bootstrap_admin_key is not None:
-        ledgers.bootstrap_admin(settings.bootstrap_admin_key.get_secret_value())
-    return ledgers
+    try:
+        if settings.bootstrap_admin_key is not None:
+            ledgers.bootstrap_admin(settings.bootstrap_admin_key.get_secret_value())
+        registry, watcher = open_registry(ledgers, settings.parks, settings.registry_poll_s)
+    except BaseException:
+        ledgers.close()
+        raise
+    return ledgers, registry, watcher
 
 
 async def run_api(settings: Settings) -> None:
     """`lingtan api`: the HTTP API, its live view fed from MQTT when a broker is configured."""
-    registry = load_registry(settings.parks)
     options = ApiOptions.from_settings(settings)
-    live = LiveState(registry, stale_after_s=options.stale_after_s)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ledgers = _open_ledgers(settings)
+    ledgers, registry, watcher = _open_ledgers(settings)
+    live = LiveState(registry.registry, stale_after_s=options.stale_after_s)
     storage = await open_storage(settings)
     stop = _stop_event()
     feed: asyncio.Task[None] | None = None
@@ -116,7 +123,9 @@ async def run_api(settings: Settings) -> None:
             ledgers=ledgers,
             live=live,
             options=options,
+            registry_watcher=watcher,
         )
+        freeze_startup_heap()
         if settings.mqtt_url:
             sub, handler = live_subscriber(settings.mqtt_url, registry, live.apply)
             feed = asyncio.create_task(sub.run(handler), name="lingtan-live-feed")  # type: ignore[arg-type]
@@ -178,48 +187,52 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if demo and not settings.parks.exists():
         settings = settings.model_copy(update={"parks": demo_registry_path(settings.data_dir)})
-    registry = load_registry(settings.parks)
+    ledgers, registry, watcher = _open_ledgers(settings)
     stop = _stop_event()
-    async with broker_for(settings.mqtt_url, settings.data_dir) as broker:
-        settings = settings.model_copy(update={"mqtt_url": broker.url})
-        options = ApiOptions.from_settings(settings)
-        local = settings.api_host in {"127.0.0.1", "localhost", "::1"}
-        if local and not options.anonymous_read:
-            # one machine, loopback only: reading needs no key; writes still do
-            options = dataclasses.replace(options, anonymous_read=True)
-        live = LiveState(registry, stale_after_s=options.stale_after_s)
-        ledgers = _open_ledgers(settings)
-        storage: Storage = await open_storage(settings)
-        app = create_app(
-            settings,
-            registry=registry,
-            storage=storage,
-            ledgers=ledgers,
-            live=live,
-            options=options,
-        )
-        service = await start_collector(
-            settings,
-            storage=storage,
-            on_readings=live.apply,
-            on_intervals=_invalidate_hook(app),  # type: ignore[arg-type]
-            mqtt_version=broker.mqtt_version,
-        )
-        demo_task = asyncio.create_task(run_demo(broker, registry)) if demo else None
-        print(
-            f"lingtan up: API and live page on http://{settings.api_host}:{settings.api_port}/"
-            f" (docs /docs) · broker: {broker.describe()} · storage: {_storage_name(settings)}"
-            + (" · demo park simulated" if demo else "")
-            + (" · reading without API key (loopback)" if options.anonymous_read else ""),
-            flush=True,
-        )
-        try:
-            await _serve_until_stopped(_uvicorn(app, settings), stop)
-        finally:
-            if demo_task is not None:
-                demo_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await demo_task
-            await service.stop()  # flushes what was received, then closes storage
-            ledgers.close()
-            log.info("lingtan up stopped cleanly")
+    try:
+        async with broker_for(settings.mqtt_url, settings.data_dir) as broker:
+            settings = settings.model_copy(update={"mqtt_url": broker.url})
+            options = ApiOptions.from_settings(settings)
+            local = settings.api_host in {"127.0.0.1", "localhost", "::1"}
+            if local and not options.anonymous_read:
+                # one machine, loopback only: reading needs no key; writes still do
+                options = dataclasses.replace(options, anonymous_read=True)
+            live = LiveState(registry.registry, stale_after_s=options.stale_after_s)
+            storage: Storage = await open_storage(settings)
+            # one registry for the API and the collector: an edit through the API reaches both
+            app = create_app(
+                settings,
+                registry=registry,
+                storage=storage,
+                ledgers=ledgers,
+                live=live,
+                options=options,
+                registry_watcher=watcher,
+            )
+            service = await start_collector(
+                settings,
+                storage=storage,
+                on_readings=live.apply,
+                on_intervals=_invalidate_hook(app),  # type: ignore[arg-type]
+                mqtt_version=broker.mqtt_version,
+                registry=registry,
+            )
+            demo_task = asyncio.create_task(run_demo(broker, registry.registry)) if demo else None
+            print(
+                f"lingtan up: API and live page on http://{settings.api_host}:{settings.api_port}/"
+                f" (docs /docs) · broker: {broker.describe()} · storage: {_storage_name(settings)}"
+                + (" · demo park simulated" if demo else "")
+                + (" · reading without API key (loopback)" if options.anonymous_read else ""),
+                flush=True,
+            )
+            try:
+                await _serve_until_stopped(_uvicorn(app, settings), stop)
+            finally:
+                if demo_task is not None:
+                    demo_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await demo_task
+                await service.stop()  # flushes what was received, then closes storage
+                log.info("lingtan up stopped cleanly")
+    finally:
+        ledgers.close()

@@ -310,15 +310,15 @@ async def test_storage_down_is_503(
         assert (await api.client.get("/healthz")).json()["storage"] == "unavailable"
 
 
-async def test_serve_end_to_end(fresh_influx_db: InfluxServer, tmp_path: Path) -> None:
-    """`serve` (what `lingtan api` runs): opens storage and ledgers, applies the bootstrap
+async def test_run_api_end_to_end(fresh_influx_db: InfluxServer, tmp_path: Path) -> None:
+    """`run_api` (what `lingtan api` runs): opens storage and ledgers, applies the bootstrap
     admin key, answers over real HTTP, and stops when cancelled."""
     import asyncio
 
     import httpx
 
     from app.config import Settings
-    from app.main import serve
+    from lingtan.runtime import run_api
     from tests.api_support import REGISTRY_YAML
     from tests.fixtures.influx import free_port
 
@@ -332,7 +332,7 @@ async def test_serve_end_to_end(fresh_influx_db: InfluxServer, tmp_path: Path) -
         api_port=port,
         bootstrap_admin_key="bootstrap-key-for-tests-0123456789",  # type: ignore[arg-type]
     )
-    task = asyncio.create_task(serve(settings))
+    task = asyncio.create_task(run_api(settings))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
             for _ in range(200):

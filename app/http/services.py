@@ -13,6 +13,7 @@ from app.http.metrics import ApiMetrics
 from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
 from app.live.state import LiveState
+from app.registry.holder import RegistryHolder
 from app.registry.models import Park, Registry
 from app.storage.base import Storage
 
@@ -22,7 +23,7 @@ class Services:
     """Everything the routers need; stored on `app.state.services`."""
 
     settings: Settings
-    registry: Registry
+    registry_holder: RegistryHolder
     storage: Storage
     ledgers: LedgerStore
     live: LiveState
@@ -30,6 +31,11 @@ class Services:
     options: ApiOptions
     metrics: ApiMetrics
     auth_cache: dict[str, tuple[int, object]] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> Registry:
+        """The registry in force now (edits switch it while the app runs)."""
+        return self.registry_holder.registry
 
 
 def services(request: Request) -> Services:

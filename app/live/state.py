@@ -144,15 +144,37 @@ class LiveState:
         self.min_render_interval_s = min_render_interval_s
         self._wanted: dict[tuple[str, bool], float] = {}
         self._renderer_running = False
-        self._virtual = {p.id: _virtual_park(p) for p in registry.parks}
-        self._plans = {
-            p.id: [(d.id, d.role.value, _kind(d.role)) for d in p.devices] for p in registry.parks
-        }
+        self._plan(registry)
         self.stale_after_ns = int(stale_after_s * _NS_PER_S)
         self.clock = clock
         self._factor_sets = factor_sets
         self._lock = threading.Lock()
         self._parks: dict[str, _ParkLive] = {p.id: _ParkLive() for p in registry.parks}
+
+    def _plan(self, registry: Registry) -> None:
+        self._virtual = {p.id: _virtual_park(p) for p in registry.parks}
+        self._plans = {
+            p.id: [(d.id, d.role.value, _kind(d.role)) for d in p.devices] for p in registry.parks
+        }
+
+    def set_registry(self, registry: Registry, stale: Iterable[tuple[str, str]] = ()) -> None:
+        """Switch to an edited registry. Latest values of devices still present are kept,
+        except those in `stale` (removed or edited devices: their counters may mean
+        something else now); new parks start empty and removed parks are dropped."""
+        with self._lock:
+            self.registry = registry
+            self._plan(registry)
+            parks = {p.id: self._parks.get(p.id) or _ParkLive() for p in registry.parks}
+            for park_id, device_id in stale:
+                pl = parks.get(park_id)
+                if pl is not None:
+                    pl.devices.pop(device_id, None)
+            for pl in parks.values():
+                pl.version += 1  # re-render: the device list or roles may differ
+                pl.cache.clear()
+            self._parks = parks
+            for key in [k for k in self._wanted if k[0] not in parks]:
+                del self._wanted[key]
 
     # --- updates ----------------------------------------------------------------------
 
@@ -274,8 +296,9 @@ class LiveState:
 
     async def _render_async(self, park_id: str, detail: bool) -> bytes:
         park = self.registry.park(park_id)
-        assert park is not None
-        pl = self._parks[park_id]
+        pl = self._parks.get(park_id)
+        if park is None or pl is None:
+            raise KeyError(park_id)
         now = self.clock()
         with self._lock:
             devices = dict(pl.devices)
@@ -304,7 +327,10 @@ class LiveState:
                     if mono - asked > idle_after_s:
                         del self._wanted[(park_id, detail)]
                         continue
-                    pl = self._parks[park_id]
+                    pl = self._parks.get(park_id)
+                    if pl is None:  # removed from the registry meanwhile
+                        self._wanted.pop((park_id, detail), None)
+                        continue
                     hit = pl.cache.get(detail)
                     if hit is None or hit[0] != (pl.version, self.clock() // _NS_PER_S):
                         await self._render_async(park_id, detail)
