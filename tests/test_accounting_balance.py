@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -269,6 +270,25 @@ def test_submeters_are_not_double_counted() -> None:
     assert r.total.submeter_kwh == {"load": 300.0, "heat_pump": 200.0, "ev_charger": 50.0}
     # heat pump heat is not purchased heat
     assert r.total.heat_purchased_kg == 0.0
+
+
+def test_a_device_whose_role_was_edited_counts_once_under_its_registry_role() -> None:
+    park = make_park(GRID, {"id": "w", "role": "wind"})
+    rows = [
+        row(park, "g", 9, energy_import_kwh=100.0, energy_export_kwh=0.0),
+        row(park, "g", 10, energy_import_kwh=100.0, energy_export_kwh=0.0),
+        # hour 9 was stored while "w" was registered as a load sub-meter (a partial value),
+        # and recomputed under the new role after the edit; hour 10 exists only under the old tag
+        replace(row(park, "w", 9, energy_kwh=40.0), role="load"),
+        row(park, "w", 9, energy_kwh=60.0),
+        replace(row(park, "w", 10, energy_kwh=50.0), role="load"),
+    ]
+    for ordered in (rows, rows[::-1]):
+        r = balance(park, ordered, "1d")
+        # 60 (the current row of hour 9) + 50 (hour 10, counted under the registry role)
+        assert r.total.renewable_kwh == pytest.approx(110.0)
+        assert r.total.consumption_kwh == pytest.approx(310.0)
+        assert r.total.submeter_kwh == {}
 
 
 def test_green_direct_and_hydrogen() -> None:

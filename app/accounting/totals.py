@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from app.intervals.models import IntervalEnergy
-from app.registry.models import SUBMETER_ROLES, Park, Role
+from app.registry.models import SUBMETER_ROLES, Device, Park, Role
 
 from .factors import GJ_PER_KWH
 
@@ -109,14 +109,34 @@ def _row_key(row: IntervalEnergy) -> tuple[str, bool, tuple[tuple[str, float], .
     return (row.device, row.estimated, tuple(sorted(row.values.items())))
 
 
+def _one_per_device(
+    rows: list[IntervalEnergy], devices: Mapping[str, Device]
+) -> list[IntervalEnergy]:
+    """One row per registry device of an interval, in (device, row) order.
+
+    After a device's role is edited, an interval recomputed since is stored under the new
+    role tag beside the old row (InfluxDB keys series by tag, so nothing overwrote it): the row
+    under the registry role is the current one. Otherwise the first in row order is kept.
+    """
+    best: dict[str, IntervalEnergy] = {}
+    for ie in sorted(rows, key=_row_key):
+        dev = devices.get(ie.device)
+        if dev is None:
+            continue
+        kept = best.get(ie.device)
+        if kept is None or (kept.role != dev.role.value and ie.role == dev.role.value):
+            best[ie.device] = ie
+    return sorted(best.values(), key=_row_key)
+
+
 def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[IntervalTotals]:
     """Group interval energies by interval and sum them by role, sorted by interval start.
 
     The device's role comes from the registry (`park`), not from the row. Rows of another park
     or of a device not in the registry are skipped. Sub-meters (`load`, `ev_charger`,
-    `electrolyzer`, `heat_pump`) only go to `submeter_kwh`. One row per device and interval is
-    expected; duplicates are added. Rows are summed in (device, row) order so the result does
-    not depend on input order.
+    `electrolyzer`, `heat_pump`) only go to `submeter_kwh`. One row per device and interval
+    counts (`_one_per_device`). Rows are summed in (device, row) order so the result does not
+    depend on input order.
     """
     groups: dict[tuple[int, int], list[IntervalEnergy]] = defaultdict(list)
     for ie in intervals:
@@ -126,8 +146,7 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
     devices = park.device_map
     out: list[IntervalTotals] = []
     for start_ns, end_ns in sorted(groups):
-        rows = groups[(start_ns, end_ns)]
-        rows.sort(key=_row_key)
+        rows = _one_per_device(groups[(start_ns, end_ns)], devices)
         total = IntervalTotals(start_ns, end_ns)
         flags: list[str] = []
         for ie in rows:
