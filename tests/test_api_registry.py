@@ -192,6 +192,9 @@ async def test_removing_a_park_and_reading_every_version(api: Api) -> None:
     old = (await api.get("/api/v1/registry/versions/1", "auditor")).json()
     assert [p["id"] for p in old["parks"]] == ["demo", "berlin"]
     assert (await api.get("/api/v1/registry/versions/9", "auditor")).status_code == 404
+    # found by the API fuzz: a version beyond SQLite's integers was a 500
+    huge = "/api/v1/registry/versions/99999999999999999999"
+    assert (await api.get(huge, "auditor")).status_code == 422
 
 
 async def test_yaml_export_reads_back_as_the_registry_file(api: Api) -> None:

@@ -250,3 +250,57 @@ async def test_lingtan_up_shares_one_registry_between_api_and_collector(
             params={**{k: params[k] for k in ("start", "end")}, "every": "1d"},
         )
         assert balance.json()["total"]["renewable_kwh"] == 30.0
+
+
+async def test_an_edited_device_continues_from_stored_history_without_a_gap(
+    mosquitto: MosquittoServer, fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    """The engine forgets an edited device and reseeds it from storage: intervals across the
+    switch are exact, those rewritten after a role change carry the new role, and the
+    accounting counts each interval once under the registry role."""
+    from app.accounting import interval_totals
+    from app.registry import parse_registry
+    from app.registry.holder import RegistryHolder
+    from app.storage.influx import InfluxStorage
+    from collectors.service import start_collector
+    from tests.ingest_support import make_settings
+
+    influx = fresh_influx_db
+    settings = make_settings(tmp_path, mosquitto.url, influx.url, influx.database)
+    text = PARKS + "      - {id: meter-x, role: load, included_in: grid-main}\n"
+    holder = RegistryHolder(parse_registry(text), version=1)
+    service = await start_collector(settings, serve_metrics=False, registry=holder)
+
+    def meter(minute: int) -> dict[str, float]:
+        return {"ts": T0_S + MINUTE_S * minute, "energy_import_kwh": 100.0 + 2.0 * minute}
+
+    def stored(role: str) -> list[float]:
+        where = f"device='meter-x' AND role='{role}'"
+        q = f"SELECT energy_import_kwh FROM interval_energy WHERE {where}"
+        return [r["energy_import_kwh"] for r in influx.points(q)]
+
+    try:
+        await wait_for(service.subscriber.connected.is_set, what="MQTT connection")
+        await publish_all(mosquitto.url, [(topic("meter-x"), meter(k)) for k in range(23)])
+        # minute 0–15 whole, 15–22 so far
+        await wait_for(lambda: stored("load") == [30.0, 14.0], what="the first intervals")
+        # mid-interval, the meter turns out to be an EV charger
+        new = parse_registry(text.replace("role: load", "role: ev_charger"))
+        holder.replace(new, 2)
+        await publish_all(mosquitto.url, [(topic("meter-x"), meter(k)) for k in range(23, 61)])
+        await wait_for(lambda: stored("ev_charger") == [30.0] * 3, what="the later intervals")
+    finally:
+        await service.stop()
+    # the interval in progress at the switch was recomputed whole from stored readings (not
+    # from the switch on) under the new role tag; the old partial row stays beside it
+    assert stored("load") == [30.0, 14.0]
+    storage = InfluxStorage(influx.url, database=influx.database)
+    try:
+        rows = await storage.intervals("p1", 0, 2**62, "meter-x")
+    finally:
+        await storage.close()
+    park = new.park("p1")
+    assert park is not None
+    totals = interval_totals(rows, park)
+    # every interval once, whole, under the registry role: 4 × 30 kWh
+    assert [t.submeter_kwh for t in totals] == [{"ev_charger": 30.0}] * 4

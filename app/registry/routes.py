@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import yaml
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -43,6 +44,7 @@ class RegistryIn(BaseModel):
     version: int | None = Field(
         None,
         ge=0,
+        le=2**31 - 1,
         description="the version this edit starts from; if the registry has moved on since,"
         " the edit is refused with 412 instead of overwriting the other change",
     )
@@ -326,7 +328,9 @@ async def registry_versions(svc: SvcDep, _: Auditor) -> dict[str, Any]:
 
 
 @router.get("/registry/versions/{version}", summary="One stored registry version, whole")
-async def registry_version(version: int, svc: SvcDep, _: Auditor) -> RegistryDoc:
+async def registry_version(
+    svc: SvcDep, _: Auditor, version: int = PathParam(ge=1, le=2**31 - 1)
+) -> RegistryDoc:
     stored = await run_in_threadpool(RegistryStore(svc.ledgers).get, version)
     if stored is None:
         raise HTTPException(404, f"no registry version {version}")
