@@ -193,6 +193,15 @@ async def test_hand_computed_year(api: Api) -> None:
     again = await api.get("/api/v1/parks/eval/evaluation", params={"year": 2025})
     assert again.json()["hash"] == doc["hash"]
 
+    # provenance: the registry version and the audit log's head, an anchor to verify against
+    seq, head = api.ledgers.audit_head()
+    assert seq > 0
+    assert doc["provenance"] == {
+        "registry_version": 0,
+        "audit_head": {"seq": seq, "hash": head, "anchor": f"{seq}:{head}"},
+    }
+    assert api.ledgers.verify_audit(anchor=(seq, head)) == []
+
 
 async def test_configured_thresholds(api: Api) -> None:
     await write_year(api)
@@ -271,6 +280,7 @@ async def test_xlsx_in_both_languages(api: Api) -> None:
         other = "en" if lang == "zh" else "zh"
         assert not any(names[other][3] in c for c in flat)
         assert doc["hash"] in flat
+        assert doc["provenance"]["audit_head"]["anchor"] in flat
         assert any("cn-2023" in c for c in flat)
         # the indicator rows hold numbers: the market core value, then the location value
         core_rows = [row for row in cells if row[1] and str(row[1]).startswith(names[lang][0])]
@@ -308,6 +318,8 @@ async def test_pdf_in_both_languages(api: Api) -> None:
     ):
         assert name in flat, name
     assert digest in flat.replace(" ", "")
+    seq, head = api.ledgers.audit_head()
+    assert f"{seq}:{head}" in flat.replace(" ", "")
     # the Accept header selects the format too
     zh = await api.get(
         "/api/v1/parks/eval/evaluation",

@@ -17,6 +17,8 @@ _L: dict[str, tuple[str, str]] = {
     "energy": ("综合能耗（tce）", "Energy consumption (tce)"),
     "energy_projected": ("年末预测综合能耗（tce）", "Projected annual energy (tce)"),
     "hash": ("报告哈希（SHA-256）", "Report hash (SHA-256)"),
+    "registry_version": ("园区登记版本", "Park registry version"),
+    "audit_head": ("审计日志锚点（序号:哈希）", "Audit log anchor (seq:hash)"),
     "projection": ("预测方法", "Projection method"),
     "indicators": ("评价指标", "Indicators"),
     "indicator": ("指标", "Indicator"),
@@ -159,3 +161,14 @@ def target_status(ind: dict[str, Any], lang: str) -> str:
 
 def fmt_pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def provenance_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label key, text) of what the report was computed against: registry version and the
+    audit log's head (an anchor for `lingtan audit verify --anchor`)."""
+    prov = doc.get("provenance") or {}
+    head = prov.get("audit_head")
+    return [
+        ("registry_version", str(prov.get("registry_version", "—"))),
+        ("audit_head", head["anchor"] if head else "—"),
+    ]

@@ -23,6 +23,7 @@ from app.evaluation.labels import (
     fmt_value,
     indicator_rows,
     note,
+    provenance_rows,
     t,
     target_status,
     verdict,
@@ -149,6 +150,8 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
     ]
     meta_rows: list[list[Any]] = [[_p(k, base), _p(v, base)] for k, v in meta]
     meta_rows.append([_p(t("hash", lang), base), Paragraph(doc["hash"], mono)])
+    for key, value in provenance_rows(doc):
+        meta_rows.append([_p(t(key, lang), base), Paragraph(str(value), mono)])
     mt = Table(meta_rows, colWidths=[45 * mm, width - 45 * mm])
     mt.setStyle(
         TableStyle(

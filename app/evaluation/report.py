@@ -231,9 +231,15 @@ def build_report(
     year_start: datetime,
     year_end: datetime,
     config: EvaluationConfig = DEFAULT_CONFIG,
+    registry_version: int = 0,
+    audit_head: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """The evaluation report of `park` for `year` from a monthly (`1mo`) balance of the year
-    so far (`result` covers [year_start, min(year_end, now))). JSON-ready, with its hash."""
+    so far (`result` covers [year_start, min(year_end, now))). JSON-ready, with its hash.
+
+    `registry_version` and `audit_head` (seq, hash of the audit log's last entry) go into the
+    report as `provenance`: the head printed in every report is an anchor an auditor can
+    check the log against later (`lingtan audit verify --anchor SEQ:HASH`)."""
     months = [
         _Month(
             label=b.start.strftime("%Y-%m"),
@@ -332,6 +338,10 @@ def build_report(
     heat["fuel_heat_gj"] = w.total("fuel_heat_gj")
 
     window_end = months[-1].end if months else year_start
+    anchor = None
+    if audit_head is not None:
+        seq, head = audit_head
+        anchor = {"seq": seq, "hash": head, "anchor": f"{seq}:{head}"}
     doc: dict[str, Any] = {
         "park": park.id,
         "park_name": park.name,
@@ -372,6 +382,7 @@ def build_report(
             for m in months
         ],
         "warnings": warnings + list(config.notes),
+        "provenance": {"registry_version": registry_version, "audit_head": anchor},
     }
     doc["hash"] = report_hash(doc)
     return doc

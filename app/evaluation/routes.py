@@ -77,6 +77,8 @@ async def evaluation(
         result = await svc.balance.balance(p, year_start, window_end, "1mo")
     except BalanceRequestError as exc:
         raise HTTPException(422, str(exc)) from None
+    registry_version = svc.registry_holder.version
+    head = await run_in_threadpool(svc.ledgers.audit_head)
     doc = await run_in_threadpool(
         build_report,
         result,
@@ -86,6 +88,8 @@ async def evaluation(
         year_start=year_start,
         year_end=year_end,
         config=_config(request),
+        registry_version=registry_version,
+        audit_head=head,
     )
     fmt = _format(format, request.headers.get("accept", ""))
     if fmt == "json":

@@ -14,6 +14,7 @@ from app.evaluation.labels import (
     fmt_target,
     indicator_rows,
     note,
+    provenance_rows,
     t,
     target_status,
     verdict,
@@ -52,6 +53,7 @@ def render_xlsx(doc: dict[str, Any], lang: str) -> bytes:
         ("energy_projected", doc["energy_tce_projected"]),
         ("projection", doc["projection_method"][lang]),
         ("hash", doc["hash"]),
+        *provenance_rows(doc),
     ]
     for key, value in meta:
         ws.append([t(key, lang), value])
