@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.auth.deps import Viewer
+from app.http.openapi import NEEDS_KEY, NOT_FOUND
 from app.http.services import SvcDep, park_or_404
 from app.registry.models import Park
 
-router = APIRouter(prefix="/api/v1", tags=["parks"])
+router = APIRouter(prefix="/api/v1", tags=["parks"], responses=NEEDS_KEY)
 
 
 def park_doc(park: Park) -> dict[str, Any]:
@@ -22,6 +23,6 @@ async def list_parks(svc: SvcDep, _: Viewer) -> dict[str, Any]:
     return {"items": [park_doc(p) for p in svc.registry.parks]}
 
 
-@router.get("/parks/{park}", summary="One park and its devices")
+@router.get("/parks/{park}", summary="One park and its devices", responses=NOT_FOUND)
 async def get_park(park: str, svc: SvcDep, _: Viewer) -> dict[str, Any]:
     return park_doc(park_or_404(svc, park))
