@@ -62,7 +62,8 @@ async def test_every_route_declares_its_auth_and_park_errors(doc: dict[str, Any]
             assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True
         if method != "get":  # every write needs manager or admin
             assert "403" in responses, (method, path)
-        if "{park}" in path:
+        # a PUT of the park itself creates an unknown one instead
+        if "{park}" in path and not (method == "put" and path.endswith("/{park}")):
             assert "404" in responses, (method, path)
         for status in responses:
             if status.startswith(("4", "5")) and status != "422":
