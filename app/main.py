@@ -25,6 +25,7 @@ from app.evaluation.routes import router as evaluation_router
 from app.factors.routes import router as factors_router
 from app.factors.stored import StoredFactorSets
 from app.http.metrics import ApiMetrics, MetricsMiddleware
+from app.http.openapi import PROMETHEUS_TEXT, served_as
 from app.http.options import ApiOptions
 from app.http.services import Services
 from app.ledgers import LedgerStore
@@ -168,7 +169,13 @@ def create_app(
             storage_ok = False
         return {"status": "ok", "storage": "ok" if storage_ok else "unavailable"}
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses=served_as(PROMETHEUS_TEXT),
+    )
     async def prometheus() -> Response:
         for park in svc.registry.parks:
             n = sum(1 for d in park.devices if live.device(park.id, d.id) is not None)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import Principal, require
+from app.http.openapi import CONFLICT, NEEDS_ROLE, NOT_FOUND, UNREADABLE_BODY
 from app.http.services import SvcDep
 from app.ledgers import (
     AlreadyRevokedError,
@@ -20,7 +21,7 @@ from app.ledgers import (
     NotFoundError,
 )
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=NEEDS_ROLE)
 
 Admin = Annotated[Principal, Depends(require(ApiRole.ADMIN))]
 
@@ -29,6 +30,7 @@ Admin = Annotated[Principal, Depends(require(ApiRole.ADMIN))]
     "",
     status_code=201,
     summary="Create an API key; the plaintext `key` is in this response only",
+    responses=UNREADABLE_BODY,
 )
 async def create_key(
     *, body: ApiKeyCreate, response: Response, svc: SvcDep, who: Admin
@@ -45,7 +47,11 @@ async def list_keys(*, include_revoked: bool = False, svc: SvcDep, _: Admin) -> 
     return ApiKeyList(items=items)
 
 
-@router.delete("/{key_id}", summary="Revoke an API key (refused for the last active admin key)")
+@router.delete(
+    "/{key_id}",
+    summary="Revoke an API key (refused for the last active admin key)",
+    responses={**NOT_FOUND, **CONFLICT},
+)
 async def revoke_key(*, key_id: str, svc: SvcDep, who: Admin) -> ApiKeyInfo:
     try:
         info = await run_in_threadpool(svc.ledgers.revoke_key, key_id, who.actor)

@@ -22,10 +22,24 @@ from app.http.export import (
     file_download,
     negotiate,
 )
+from app.http.openapi import (
+    CSV,
+    INVALID,
+    NEEDS_KEY,
+    NOT_FOUND,
+    RANGE_TOO_LARGE,
+    STORAGE,
+    XLSX,
+    served_as,
+)
 from app.http.services import SvcDep, park_or_404
 from app.http.times import parse_range
 
-router = APIRouter(prefix="/api/v1/parks/{park}", tags=["balance"])
+router = APIRouter(
+    prefix="/api/v1/parks/{park}",
+    tags=["balance"],
+    responses={**NEEDS_KEY, **NOT_FOUND, **INVALID, **RANGE_TOO_LARGE, **STORAGE},
+)
 
 #: export columns: `row` is `bucket` or `total` (the last row, spanning the whole window)
 EXPORT_HEADER: tuple[str, ...] = ("row", "start", "end", *BALANCE_FIELDS)
@@ -88,7 +102,7 @@ def _xlsx_file(result: BalanceResult, interval_minutes: int) -> IO[bytes]:
     "/balance",
     summary="Balance per bucket and total over [start, end); CSV or XLSX downloads",
     response_model=None,
-    responses={200: {"content": {"application/json": {}, "text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
+    responses=served_as(CSV, XLSX),
 )
 async def balance(
     *,

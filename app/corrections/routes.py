@@ -9,16 +9,29 @@ from app.accounting.buckets import to_ns
 from app.auth.deps import Manager, Viewer
 from app.corrections.apply import check_correction
 from app.corrections.schemas import CorrectionIn, CorrectionList, CorrectionRecord
+from app.http.openapi import (
+    CONFLICT,
+    INVALID,
+    NEEDS_KEY,
+    NEEDS_ROLE,
+    NOT_FOUND,
+    UNREADABLE_BODY,
+)
 from app.http.services import SvcDep, park_or_404
 from app.ledgers.errors import AlreadyRevokedError, DuplicateIdError, NotFoundError
 
-router = APIRouter(prefix="/api/v1/parks/{park}/corrections", tags=["corrections"])
+router = APIRouter(
+    prefix="/api/v1/parks/{park}/corrections",
+    tags=["corrections"],
+    responses={**NEEDS_KEY, **NOT_FOUND},
+)
 
 
 @router.post(
     "",
     status_code=201,
     summary="Record a manual correction of a device's counter over an aligned window",
+    responses={**NEEDS_ROLE, **CONFLICT, **INVALID, **UNREADABLE_BODY},
 )
 async def add_correction(
     *,
@@ -54,7 +67,11 @@ async def list_corrections(
     return CorrectionList(items=items)
 
 
-@router.delete("/{correction_id}", summary="Revoke a correction (kept, no longer applied)")
+@router.delete(
+    "/{correction_id}",
+    summary="Revoke a correction (kept, no longer applied)",
+    responses={**NEEDS_ROLE, **CONFLICT, **INVALID},
+)
 async def revoke_correction(
     *,
     park: str,

@@ -14,22 +14,25 @@ from app.balance.service import BalanceRequestError
 from app.evaluation.pdf import render_pdf
 from app.evaluation.report import DEFAULT_CONFIG, EvaluationConfig, build_report
 from app.evaluation.xlsx import render_xlsx
+from app.http.openapi import INVALID, NEEDS_KEY, NOT_FOUND, PDF, STORAGE, XLSX, served_as
 from app.http.services import SvcDep, park_or_404
 
-router = APIRouter(prefix="/api/v1/parks/{park}", tags=["evaluation"])
+router = APIRouter(
+    prefix="/api/v1/parks/{park}",
+    tags=["evaluation"],
+    responses={**NEEDS_KEY, **NOT_FOUND, **INVALID, **STORAGE},
+)
 
 MIN_YEAR = 2000
-_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_PDF = "application/pdf"
 
 
 def _format(fmt: str | None, accept: str) -> str:
     if fmt is not None:
         return fmt
     accept = accept.lower()
-    if _XLSX in accept:
+    if XLSX in accept:
         return "xlsx"
-    if _PDF in accept:
+    if PDF in accept:
         return "pdf"
     return "json"
 
@@ -44,6 +47,7 @@ def _config(request: Request) -> EvaluationConfig:
     "/evaluation",
     summary="Zero-carbon park evaluation report for a year (JSON, XLSX or PDF)",
     response_model=None,
+    responses=served_as(XLSX, PDF),
 )
 async def evaluation(
     *,
@@ -101,6 +105,6 @@ async def evaluation(
     }
     if fmt == "xlsx":
         body = await run_in_threadpool(render_xlsx, doc, lang)
-        return Response(body, media_type=_XLSX, headers=headers)
+        return Response(body, media_type=XLSX, headers=headers)
     body = await run_in_threadpool(render_pdf, doc, lang)
-    return Response(body, media_type=_PDF, headers=headers)
+    return Response(body, media_type=PDF, headers=headers)

@@ -13,10 +13,18 @@ from app.accounting.factors import BUILTIN_FACTOR_SETS, FactorSet, get_factor_se
 from app.auth.deps import Principal, Viewer, require
 from app.factors.codec import derive, set_to_json
 from app.factors.stored import StoredFactorSets
+from app.http.openapi import (
+    CONFLICT,
+    INVALID,
+    NEEDS_KEY,
+    NEEDS_ROLE,
+    NOT_FOUND,
+    UNREADABLE_BODY,
+)
 from app.http.services import Services, SvcDep
 from app.ledgers import ApiRole, VersionConflictError
 
-router = APIRouter(prefix="/api/v1/factor-sets", tags=["factor-sets"])
+router = APIRouter(prefix="/api/v1/factor-sets", tags=["factor-sets"], responses=NEEDS_KEY)
 
 Admin = Annotated[Principal, Depends(require(ApiRole.ADMIN))]
 
@@ -113,7 +121,11 @@ async def list_factor_sets(*, svc: SvcDep, _: Viewer) -> dict[str, Any]:
     return {"items": items}
 
 
-@router.get("/{name}", summary="One factor set: every factor's value, unit, source and year")
+@router.get(
+    "/{name}",
+    summary="One factor set: every factor's value, unit, source and year",
+    responses=NOT_FOUND,
+)
 async def read_factor_set(*, name: str, svc: SvcDep, _: Viewer) -> dict[str, Any]:
     stored = stored_sets(svc)
     user = await run_in_threadpool(stored.loaded)
@@ -133,6 +145,7 @@ async def read_factor_set(*, name: str, svc: SvcDep, _: Viewer) -> dict[str, Any
     "",
     status_code=201,
     summary="Add a user factor set derived from a built-in or stored one (admin, audited)",
+    responses={**NEEDS_ROLE, **CONFLICT, **INVALID, **UNREADABLE_BODY},
 )
 async def create_factor_set(*, body: FactorSetCreate, svc: SvcDep, who: Admin) -> dict[str, Any]:
     stored = stored_sets(svc)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import Auditor, Manager, Viewer
+from app.http.openapi import CONFLICT, NEEDS_KEY, NEEDS_ROLE, NOT_FOUND, UNREADABLE_BODY
 from app.http.services import SvcDep, park_or_404
 from app.ledgers.errors import DuplicateIdError
 from app.ledgers.schemas import (
@@ -20,13 +21,16 @@ from app.ledgers.schemas import (
     OffsetRecord,
 )
 
-router = APIRouter(tags=["ledgers"])
+router = APIRouter(tags=["ledgers"], responses=NEEDS_KEY)
+
+_ADD = {**NEEDS_ROLE, **NOT_FOUND, **CONFLICT, **UNREADABLE_BODY}
 
 
 @router.post(
     "/api/v1/parks/{park}/certificates",
     status_code=201,
     summary="Record a green certificate batch (GEC, 1 = 1 MWh) or green-power trade",
+    responses=_ADD,
 )
 async def add_certificate(
     *,
@@ -44,7 +48,11 @@ async def add_certificate(
     return rec
 
 
-@router.get("/api/v1/parks/{park}/certificates", summary="A park's certificates and trades")
+@router.get(
+    "/api/v1/parks/{park}/certificates",
+    summary="A park's certificates and trades",
+    responses=NOT_FOUND,
+)
 async def list_certificates(
     *,
     park: str,
@@ -63,6 +71,7 @@ async def list_certificates(
     "/api/v1/parks/{park}/offsets",
     status_code=201,
     summary="Record a carbon offset (CCER, sink, ...) in tCO2",
+    responses=_ADD,
 )
 async def add_offset(
     *,
@@ -80,7 +89,7 @@ async def add_offset(
     return rec
 
 
-@router.get("/api/v1/parks/{park}/offsets", summary="A park's carbon offsets")
+@router.get("/api/v1/parks/{park}/offsets", summary="A park's carbon offsets", responses=NOT_FOUND)
 async def list_offsets(
     *,
     park: str,
@@ -95,7 +104,9 @@ async def list_offsets(
     return OffsetList(items=items)
 
 
-@router.get("/api/v1/audit", summary="The tamper-evident audit log (hash chain)")
+@router.get(
+    "/api/v1/audit", summary="The tamper-evident audit log (hash chain)", responses=NEEDS_ROLE
+)
 async def audit(
     *,
     # bounded to SQL's BIGINT: a larger integer overflowed the driver (a 500, found by fuzzing)

@@ -11,9 +11,15 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.accounting import get_factor_set
 from app.auth.deps import Viewer
+from app.http.openapi import INVALID, NEEDS_KEY, NOT_FOUND, SSE, served_as
 from app.http.services import Services, SvcDep, park_or_404
 
-router = APIRouter(prefix="/api/v1/parks/{park}", tags=["live"])
+router = APIRouter(
+    prefix="/api/v1/parks/{park}",
+    tags=["live"],
+    # every route checks the park and its factor set first (`_known_park`)
+    responses={**NEEDS_KEY, **NOT_FOUND, **INVALID},
+)
 
 
 def _known_park(svc: Services, park: str) -> None:
@@ -43,7 +49,14 @@ async def live(
     return Response(body, media_type="application/json")
 
 
-@router.get("/live/stream", summary="The /live document pushed as Server-Sent Events")
+@router.get(
+    "/live/stream",
+    summary="The /live document pushed as Server-Sent Events",
+    # `Response` (no media type of its own): the 200 is the event stream only, while the
+    # error bodies stay JSON
+    response_class=Response,
+    responses=served_as(SSE),
+)
 async def live_stream(
     *,
     park: str,

@@ -8,13 +8,18 @@ from fastapi import APIRouter, HTTPException, Query
 
 from app.accounting.buckets import EVERY_VALUES, Every, bucket_edges, to_ns
 from app.auth.deps import Viewer
+from app.http.openapi import INVALID, NEEDS_KEY, NOT_FOUND, RANGE_TOO_LARGE, STORAGE
 from app.http.services import SvcDep, park_or_404
 from app.http.times import ns_to_rfc3339, parse_range
 from app.quality.report import QualityAccumulator, QualityCounts, QualityReport
 from app.registry.models import Park
 from app.storage.base import Storage
 
-router = APIRouter(prefix="/api/v1/parks/{park}", tags=["quality"])
+router = APIRouter(
+    prefix="/api/v1/parks/{park}",
+    tags=["quality"],
+    responses={**NEEDS_KEY, **NOT_FOUND, **INVALID, **RANGE_TOO_LARGE, **STORAGE},
+)
 
 #: Interval energies per storage query (all devices of the park together): bounded memory
 #: and response time whatever the window.

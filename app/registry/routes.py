@@ -14,13 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import Auditor, Manager, Principal, Viewer
+from app.http.openapi import (
+    CONFLICT,
+    INVALID,
+    NEEDS_KEY,
+    NEEDS_ROLE,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    UNREADABLE_BODY,
+)
 from app.http.services import Services, SvcDep, park_or_404
 from app.ledgers import ApiRole, VersionConflictError
 from app.registry.diff import ALIGNMENT_FIELDS, RegistryDiff, diff_registries
 from app.registry.models import ID_PATTERN, Device, Park, Registry
 from app.registry.stored import RegistryStore, StoredRegistry
 
-router = APIRouter(prefix="/api/v1", tags=["parks"])
+router = APIRouter(prefix="/api/v1", tags=["parks"], responses=NEEDS_KEY)
 
 YAML_MEDIA = "application/yaml"
 _COMMENT = Query("", max_length=500, description="why: kept with the version and in the audit log")
@@ -181,7 +190,7 @@ async def list_parks(svc: SvcDep, _: Viewer) -> dict[str, Any]:
     return {"items": [park_doc(p) for p in svc.registry.parks]}
 
 
-@router.get("/parks/{park}", summary="One park and its devices")
+@router.get("/parks/{park}", summary="One park and its devices", responses=NOT_FOUND)
 async def get_park(park: str, svc: SvcDep, _: Viewer) -> dict[str, Any]:
     return park_doc(park_or_404(svc, park))
 
@@ -207,7 +216,16 @@ async def get_registry(request: Request, svc: SvcDep, _: Viewer) -> Any:
     return doc
 
 
-@router.put("/registry", summary="Replace the whole registry (a new audited version)")
+#: every edit goes through `_edit`: 403 for force=true below admin, 409 for a realignment
+#: without force or a concurrent edit, 422 for a registry that does not validate
+_EDIT = {**NEEDS_ROLE, **CONFLICT, **INVALID}
+
+
+@router.put(
+    "/registry",
+    summary="Replace the whole registry (a new audited version)",
+    responses={**_EDIT, **PRECONDITION_FAILED, **UNREADABLE_BODY},
+)
 async def put_registry(
     body: RegistryIn,
     svc: SvcDep,
@@ -226,7 +244,7 @@ async def put_registry(
 @router.put(
     "/parks/{park}",
     summary="Add a park or replace one (a new audited registry version)",
-    responses={201: {"description": "park added"}},
+    responses={201: {"description": "park added"}, **_EDIT, **UNREADABLE_BODY},
 )
 async def put_park(
     park: str,
@@ -251,7 +269,11 @@ async def put_park(
     return RegistryVersion.model_validate(out)
 
 
-@router.delete("/parks/{park}", summary="Remove a park (its stored data stays; a new version)")
+@router.delete(
+    "/parks/{park}",
+    summary="Remove a park (its stored data stays; a new version)",
+    responses={**_EDIT, **NOT_FOUND},
+)
 async def delete_park(
     park: str, svc: SvcDep, who: Manager, comment: str = _COMMENT
 ) -> RegistryVersion:
@@ -267,7 +289,7 @@ async def delete_park(
 @router.put(
     "/parks/{park}/devices/{device}",
     summary="Add a device to a park or replace one (a new audited registry version)",
-    responses={201: {"description": "device added"}},
+    responses={201: {"description": "device added"}, **_EDIT, **NOT_FOUND, **UNREADABLE_BODY},
 )
 async def put_device(
     park: str,
@@ -303,6 +325,7 @@ async def put_device(
 @router.delete(
     "/parks/{park}/devices/{device}",
     summary="Remove a device (its stored data stays; its telemetry is dead-lettered from now)",
+    responses={**_EDIT, **NOT_FOUND},
 )
 async def delete_device(
     park: str, device: str, svc: SvcDep, who: Manager, comment: str = _COMMENT
@@ -321,13 +344,21 @@ async def delete_device(
     return RegistryVersion.model_validate(out)
 
 
-@router.get("/registry/versions", summary="Every stored registry version and what it changed")
+@router.get(
+    "/registry/versions",
+    summary="Every stored registry version and what it changed",
+    responses=NEEDS_ROLE,
+)
 async def registry_versions(svc: SvcDep, _: Auditor) -> dict[str, Any]:
     history = await run_in_threadpool(RegistryStore(svc.ledgers).history)
     return {"items": [_version(s, s.version, d) for s, d in reversed(history)]}
 
 
-@router.get("/registry/versions/{version}", summary="One stored registry version, whole")
+@router.get(
+    "/registry/versions/{version}",
+    summary="One stored registry version, whole",
+    responses={**NEEDS_ROLE, **NOT_FOUND},
+)
 async def registry_version(
     svc: SvcDep, _: Auditor, version: int = PathParam(ge=1, le=2**31 - 1)
 ) -> RegistryDoc:

@@ -22,13 +22,23 @@ from app.http.export import (
     file_download,
     negotiate,
 )
+from app.http.openapi import (
+    CSV,
+    INVALID,
+    NEEDS_KEY,
+    NOT_FOUND,
+    RANGE_TOO_LARGE,
+    STORAGE,
+    XLSX,
+    served_as,
+)
 from app.http.services import SvcDep, park_or_404
 from app.http.times import ns_to_rfc3339, parse_range, parse_time, to_ns
 from app.ledgers import ApiRole
 from app.registry.models import COUNTER_QUANTITIES, INSTANT_QUANTITIES, Park
 from app.telemetry.models import DeadLetter, Reading
 
-router = APIRouter(tags=["telemetry"])
+router = APIRouter(tags=["telemetry"], responses={**NEEDS_KEY, **INVALID, **STORAGE})
 
 _NS_PER_S = 1_000_000_000
 #: fixed CSV value columns (streamed, so the header cannot depend on the data); anything
@@ -99,7 +109,7 @@ async def _xlsx_response(
 @router.get(
     "/api/v1/parks/{park}/readings",
     summary="Raw readings as received; CSV (Accept: text/csv) or XLSX downloads",
-    responses={200: {"content": {"application/json": {}, "text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
+    responses={**NOT_FOUND, **RANGE_TOO_LARGE, **served_as(CSV, XLSX)},
 )
 async def readings(
     *,
