@@ -272,19 +272,48 @@ class GmqttSubscriber:
             log.warning("gmqtt internals changed: QoS 1 messages take the slow path")
             return
         acker: PubackSender | None = None
+        v5 = False
+
+        def current_acker() -> PubackSender:
+            nonlocal acker, v5
+            conn = handler._connection
+            if acker is None or acker.connection is not conn:
+                version = conn._protocol.proto_ver
+                acker, v5 = PubackSender(handler, conn, version), version >= MQTTv50
+            return acker
 
         # replaces MqttPackageHandler._handle_qos_1_publish_packet (gmqtt has parsed topic,
         # id and properties by now) for this client only
         def on_qos1(mid: int, payload: bytes, topic: str | bytes, _props: Any) -> None:
-            nonlocal acker
-            conn = handler._connection
-            if acker is None or acker.connection is not conn:
-                acker = PubackSender(handler, conn, conn._protocol.proto_ver)
             if not isinstance(topic, str):
                 topic = topic.decode("utf-8", "replace")
-            sink.submit(topic, payload, acker, mid)
+            sink.submit(topic, payload, current_acker(), mid)
+
+        gmqtt_publish = handler._handle_publish_packet
+
+        # and _handle_publish_packet for the plain case: QoS 1, UTF-8 topic, no properties
+        # (gmqtt builds format strings, a properties dict and a debug line for each message)
+        def on_publish(cmd: int, raw: bytes) -> None:
+            if cmd & 0x06 != 0x02:  # QoS 0 or 2
+                return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
+            acker = current_acker()
+            end = 2 + int.from_bytes(raw[:2], "big")
+            start = end + 2
+            if v5:
+                if raw[start : start + 1] != b"\x00":  # properties (a topic alias, ...)
+                    return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
+                start += 1
+            if end == 2 or len(raw) < start:
+                return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
+            try:
+                topic = raw[2:end].decode("utf-8")
+            except UnicodeDecodeError:
+                return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
+            sink.submit(topic, raw[start:], acker, int.from_bytes(raw[end : end + 2], "big"))
+            return None
 
         handler._handle_qos_1_publish_packet = on_qos1
+        handler._handle_publish_packet = on_publish
 
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

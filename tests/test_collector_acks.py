@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from gmqtt.mqtt.package import CommandWithMidPacket
 
 from app.registry import parse_registry
 from app.storage.base import WriteBatch
-from collectors.mqtt import MQTTv50, MQTTv311, PubackSender
+from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50, MQTTv311, PubackSender
 from collectors.pipeline import Collector
 from tests.ingest_support import PARKS_YAML, T0_NS, T0_S, topic
 
@@ -140,3 +141,51 @@ def test_puback_sender_drops_acks_of_a_connection_that_is_gone() -> None:
     handler._connection = old
     sender.ack([2])
     assert old.sent == [] and new.sent == []
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, bytes, int]] = []
+        self.handled: list[tuple[str, bytes]] = []
+
+    def submit(self, topic: str, payload: bytes, acker: PubackSender, mid: int) -> None:
+        self.submitted.append((topic, payload, mid))
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        self.handled.append((topic, payload))
+
+
+def publish_packet(
+    topic: str, payload: bytes, mid: int, props: bytes | None, qos: int = 1
+) -> bytes:
+    """The variable header + payload of a PUBLISH (what gmqtt's handler is given)."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name
+    if qos:
+        body += mid.to_bytes(2, "big")
+    if props is not None:  # MQTT 5: property length, then properties
+        body += bytes([len(props)]) + props
+    return body + payload
+
+
+@pytest.mark.parametrize("version", [MQTTv50, MQTTv311])
+async def test_publish_packets_reach_the_sink_with_their_ids(version: int) -> None:
+    sub = GmqttSubscriber(MqttEndpoint(), "lingtan/v1/+/+/telemetry", "t")
+    sink = RecordingSink()
+    client = sub._make_client(sink.handle, asyncio.Event())  # as run_batched does
+    sub._submit_qos1(client, sink)
+    conn = FakeConnection()
+    conn._protocol = SimpleNamespace(proto_ver=version)  # type: ignore[attr-defined]
+    handler = client._package_handler
+    handler._connection = conn
+    handler._connection_state.protocol_version = version
+    v5 = version == MQTTv50
+    t = topic("m0")
+    # the plain case (parsed here), one with a property (parsed by gmqtt), then QoS 0
+    handler._handle_packet(0x32, publish_packet(t, b'{"a":1}', 513, b"" if v5 else None))
+    if v5:
+        handler._handle_packet(0x32, publish_packet(t, b"[]", 7, b"\x01\x01"))  # format indicator
+    handler._handle_packet(0x30, publish_packet(t, b"{}", 0, b"" if v5 else None, qos=0))
+    await asyncio.sleep(0.01)  # gmqtt runs the QoS 0 handler in a task
+    assert sink.submitted == [(t, b'{"a":1}', 513), *([(t, b"[]", 7)] if v5 else [])]
+    assert sink.handled == [(t, b"{}")]
