@@ -1,9 +1,10 @@
 """Ingest pipeline: decode each message, batch, derive interval energies, make durable, ack.
 
-A message's handler returns (and so the MQTT layer sends its PUBACK) only after the batch
-holding its readings, interval energies and dead letters has been written to storage or
-committed to the on-disk spool. Batches are flushed one at a time, in arrival order, so a
-later recomputation of an interval always overwrites an earlier one.
+A message is acknowledged (its handler returns, or its PUBACK is sent with the rest of its
+batch) only after the batch holding its readings, interval energies and dead letters has
+been written to storage or committed to the on-disk spool. Batches are flushed one at a
+time, in arrival order, so a later recomputation of an interval always overwrites an
+earlier one.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.intervals import IntervalEngine, compute_window, interval_start_ns
 from app.intervals.models import IntervalEnergy
 from app.registry.models import Registry
 from app.storage.base import Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
-from app.telemetry.decode import Decoded, DecodeLimits, TelemetryDecoder
+from app.telemetry.decode import DecodeLimits, TelemetryDecoder
 from app.telemetry.models import DeadLetter, Reading
 from collectors.metrics import CollectorMetrics
 from collectors.soc import SocTracker
@@ -45,16 +47,23 @@ def _overwrite(first: list[IntervalEnergy], then: list[IntervalEnergy]) -> list[
     return list(key.values())
 
 
-@dataclass(slots=True)
-class _Pending:
-    decoded: Decoded
-    done: asyncio.Future[None]
+class Acker(Protocol):
+    """Acknowledges messages by id, in the order given (e.g. MQTT PUBACKs of one connection)."""
+
+    def ack(self, mids: Sequence[int]) -> None: ...
 
 
 @dataclass(slots=True)
 class _Queue:
-    items: list[_Pending] = field(default_factory=list)
-    size: int = 0
+    """Messages taken since the last flush: their content, and who waits for it to be durable."""
+
+    readings: list[Reading] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    messages: int = 0
+    #: `handle` callers, resolved when the batch is durable
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    #: `submit`ted message ids in arrival order, grouped by consecutive acker
+    acks: list[tuple[Acker, list[int]]] = field(default_factory=list)
 
 
 class Collector:
@@ -136,20 +145,39 @@ class Collector:
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """MQTT message handler: returns once the message's content is durable."""
+        queue = self._take(topic, payload)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.waiters.append(done)
+        await done
+
+    def submit(self, topic: str, payload: bytes, acker: Acker, mid: int) -> None:
+        """Take a message now; `acker.ack` gets its id once the message's content is durable.
+
+        The cheap way in for a QoS 1 stream: no future or task per message, and one ack call
+        per batch. If the batch cannot be made durable, the id is never acked.
+        """
+        acks = self._take(topic, payload).acks
+        if acks and acks[-1][0] is acker:
+            acks[-1][1].append(mid)
+        else:
+            acks.append((acker, [mid]))
+
+    def _take(self, topic: str, payload: bytes) -> _Queue:
         decoded = self.decoder.decode(topic, payload, self.clock_ns())
         self.metrics.messages.inc()
         if decoded.ignored_fields:
             self.metrics.ignored_fields.inc(decoded.ignored_fields)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.items.append(_Pending(decoded, done))
-        self._queue.size += len(decoded.readings) + len(decoded.deadletters)
+        queue = self._queue
+        queue.readings += decoded.readings
+        queue.deadletters += decoded.deadletters
+        queue.messages += 1
         self._has_items.set()
         if (
-            self._queue.size >= self.batch_max_items
-            or len(self._queue.items) >= self.max_unacked_messages
+            len(queue.readings) + len(queue.deadletters) >= self.batch_max_items
+            or queue.messages >= self.max_unacked_messages
         ):
             self._full.set()
-        await done
+        return queue
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -172,21 +200,16 @@ class Collector:
             queue, self._queue = self._queue, _Queue()
             self._has_items.clear()
             self._full.clear()
-            await self._flush(queue.items)
-            if self._stopping and not self._queue.items:
+            await self._flush(queue)
+            if self._stopping and not self._queue.messages:
                 return
 
-    async def _flush(self, items: list[_Pending]) -> None:
+    async def _flush(self, queue: _Queue) -> None:
         self._apply_registry()
-        readings: list[Reading] = []
-        deadletters: list[DeadLetter] = []
-        for item in items:
-            readings.extend(item.decoded.readings)
-            deadletters.extend(item.decoded.deadletters)
+        readings = queue.readings
+        deadletters = queue.deadletters
         if not readings and not deadletters and not self._repair_due():
-            for item in items:
-                if not item.done.done():
-                    item.done.set_result(None)
+            self._acknowledge(queue)
             return
         try:
             recomputed = await self._prepare(readings)
@@ -205,9 +228,9 @@ class Collector:
             # saw these readings; forget its state so the redelivery recomputes the intervals.
             log.exception("batch of %d readings could not be made durable", len(readings))
             self.engine = self._new_engine()
-            for item in items:
-                if not item.done.done():
-                    item.done.set_exception(exc)
+            for waiter in queue.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
             if self.on_failure is not None:
                 self.on_failure()  # e.g. reconnect, so the broker redelivers what was not acked
             return
@@ -218,9 +241,16 @@ class Collector:
             self.on_readings(readings)
         if self.on_intervals and intervals:
             self.on_intervals(intervals)
-        for item in items:
-            if not item.done.done():
-                item.done.set_result(None)
+        self._acknowledge(queue)
+
+    @staticmethod
+    def _acknowledge(queue: _Queue) -> None:
+        """The batch is durable: ack its messages (in arrival order) and wake its waiters."""
+        for acker, mids in queue.acks:
+            acker.ack(mids)
+        for waiter in queue.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _count(
         self,

@@ -153,7 +153,7 @@ async def start_collector(
                 f" ({exc.strerror}); choose another --metrics-port or 0 to turn them off"
             ) from exc
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
-    task = asyncio.create_task(subscriber.run(collector.handle), name="lingtan-mqtt")
+    task = asyncio.create_task(subscriber.run_batched(collector), name="lingtan-mqtt")
     watch = asyncio.create_task(watcher.run(), name="lingtan-registry") if watcher else None
     return CollectorService(collector, subscriber, writer, storage, metrics, task, watch, ledgers)
 
