@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.registry import parse_registry
+from app.storage.schema import reading_line
 from app.telemetry.decode import TelemetryDecoder, parse_topic, parse_ts
 from app.telemetry.models import RejectReason
 
@@ -66,6 +67,22 @@ def test_reset_flag_and_unknown_numeric_fields_kept() -> None:
     assert r.reset is True
     assert r.values == {"energy_import_kwh": 0.5, "cos_phi": 0.97}
     assert out.ignored_fields == 1  # "fw" is not a number: counted, not stored
+
+
+def test_unknown_field_name_ending_in_a_newline_is_not_kept() -> None:
+    # "$" also matches before a final newline: such a name was kept, and then no batch holding
+    # it could be written (line protocol cannot carry it), so the collector retried forever
+    out = decode('{"ts": 1795000000, "power_kw": 1, "ab\\n": 2, "cd\\r": 3}')
+    (r,) = out.readings
+    assert r.values == {"power_kw": 1.0}
+    assert out.ignored_fields == 2
+    assert "\n" not in reading_line(r)  # and the reading is writable
+
+
+def test_ids_with_a_trailing_newline_are_not_valid_ids() -> None:
+    assert parse_topic("lingtan/v1/p1\n/grid-main/telemetry") is None
+    assert parse_topic("lingtan/v1/p1/grid-main\n/telemetry") is None
+    assert parse_topic("lingtan/v1/p1/grid-main/telemetry") == ("p1", "grid-main")
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ def run_keys_revoke(args: argparse.Namespace) -> int:
 
 def parse_anchor(text: str) -> tuple[int, str]:
     """`SEQ:HASH` (as printed by `lingtan audit head`) → (seq, hash)."""
-    m = _ANCHOR_RE.match(text.strip().lower())
+    m = _ANCHOR_RE.fullmatch(text.strip().lower())
     if m is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not SEQ:HASH (e.g. 42:<64 hex digits>, from `lingtan audit head`)"

@@ -78,7 +78,7 @@ def _now() -> datetime:
 
 
 def _check_park(park: str) -> str:
-    if not isinstance(park, str) or not _PARK_RE.match(park):
+    if not isinstance(park, str) or not _PARK_RE.fullmatch(park):
         raise ValueError(f"invalid park id {park!r}")
     return park
 
@@ -569,9 +569,9 @@ class LedgerStore:
         version the caller read, 0 for "must not exist yet"), a concurrent change raises
         VersionConflictError instead of being overwritten. `details` (e.g. what changed)
         are added to the audit entry."""
-        if not _DOC_KIND_RE.match(kind):
+        if not _DOC_KIND_RE.fullmatch(kind):
             raise ValueError(f"invalid document kind {kind!r}")
-        if not _DOC_NAME_RE.match(name):
+        if not _DOC_NAME_RE.fullmatch(name):
             raise ValueError(f"invalid document name {name!r}")
         text_body = canonical_json(dict(body))
         with self._write() as session:

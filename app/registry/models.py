@@ -227,4 +227,4 @@ class Registry(BaseModel):
 
 
 def valid_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))

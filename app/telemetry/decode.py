@@ -22,7 +22,7 @@ MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 #: Largest absolute value accepted for any quantity; beyond this it is a glitch, not a reading.
 MAX_ABS_VALUE = 1e12
 #: Extra (unknown) field names we keep: same shape as the contract's `<quantity>_<unit>`.
-_EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # used with fullmatch: "$" allows a final "\n"
 #: Names that would collide with storage tags or our own bookkeeping fields.
 RESERVED_NAMES = frozenset(
     {
@@ -381,7 +381,7 @@ class TelemetryDecoder:
                 reset = value
             elif name in RESERVED_NAMES:
                 continue
-            elif _EXTRA_NAME.match(name) is None:
+            elif _EXTRA_NAME.fullmatch(name) is None:
                 # pydantic itself rejects some odd keys (lone surrogates): not our call
                 return None
             elif kind is float or kind is int:
@@ -436,7 +436,7 @@ class TelemetryDecoder:
             if (
                 isinstance(value, (int, float))
                 and not isinstance(value, bool)
-                and _EXTRA_NAME.match(name)
+                and _EXTRA_NAME.fullmatch(name)
             ):
                 try:
                     number = float(value)
