@@ -124,6 +124,9 @@ async def test_a_stale_whole_registry_edit_is_refused_not_merged(api: Api) -> No
         ("delete", "/api/v1/parks/demo/devices/nope", None, 404, "nope"),
         ("delete", "/api/v1/parks/nope", None, 404, "nope"),
         ("put", "/api/v1/parks/demo", {"timezone": "Mars/Olympus"}, 422, "time zone"),
+        # found by the API fuzz: the tz database's directories and over-long keys were 500s
+        ("put", "/api/v1/parks/demo", {"timezone": "Asia"}, 422, "time zone"),
+        ("put", "/api/v1/parks/demo", {"timezone": "A" * 300}, 422, "time zone"),
         (
             "put",
             "/api/v1/registry",

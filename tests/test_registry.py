@@ -40,6 +40,7 @@ BAD_CASES = [
         "included_in 'ghost'",
     ),
     ("parks:\n  - id: a\n    timezone: Mars/Olympus\n", 3, "unknown time zone 'Mars/Olympus'"),
+    ("parks:\n  - id: a\n    timezone: Asia\n", 3, "unknown time zone 'Asia'"),
     ("parks:\n  - id: a\n  - id: a\n", 3, "duplicate park id 'a'"),
     ("parks:\n  - id: a\n    devices:\n      - {id: g, role: heat_fuel}\n", 4, "needs 'fuel'"),
     ("parks:\n  - id: 'bad id'\n", 2, "id"),
