@@ -189,3 +189,19 @@ async def test_sse_with_rate_limited_renders_still_delivers_the_change(api: Api)
         # but it must carry the change (and come well before the 30 s heartbeat)
         doc = json.loads((await asyncio.wait_for(next_event(lines), 3))["data"])
         assert doc["renewable_kw"] == pytest.approx(40.0)
+
+
+async def test_sse_ends_with_an_event_when_the_park_leaves_the_registry(api: Api) -> None:
+    async with (
+        served(api) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        client.stream("GET", "/api/v1/parks/store/live/stream", headers=api.auth("viewer")) as resp,
+    ):
+        lines = resp.aiter_lines()
+        assert (await asyncio.wait_for(next_event(lines), 5))["event"] == "live"
+        r = await client.delete("/api/v1/parks/store", headers=api.auth("manager"))
+        assert r.status_code == 200, r.text
+        last = await asyncio.wait_for(next_event(lines), 5)
+        assert last["event"] == "removed" and "left the registry" in last["data"]
+        with pytest.raises(AssertionError, match="stream ended"):
+            await asyncio.wait_for(next_event(lines), 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -77,7 +78,12 @@ async def live_stream(
             version = svc.live.version(park)
             now = time.monotonic()
             if version != sent_version or now - sent_at >= heartbeat_s:
-                body = await svc.live.document_json_async(park, detail=detail)
+                try:
+                    body = await svc.live.document_json_async(park, detail=detail)
+                except KeyError:  # the park was removed from the registry meanwhile
+                    detail_json = json.dumps({"detail": f"park {park!r} left the registry"})
+                    yield ServerSentEvent(data=detail_json, event="removed")
+                    return
                 # Renders are rate-limited: the cached document may predate `version`; send
                 # only what is new (the next poll picks up the fresh render).
                 rendered = svc.live.rendered_version(park, detail=detail)
