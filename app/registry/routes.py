@@ -133,7 +133,7 @@ async def _edit(
     comment: str,
     force: bool,
     expected_version: int | None = None,
-) -> tuple[dict[str, Any], RegistryDiff]:
+) -> RegistryVersion:
     """Apply `change` to the registry in force, store it as the next version and switch."""
     await _current(svc)
     holder = svc.registry_holder
@@ -154,7 +154,7 @@ async def _edit(
         if not who.role.allows(ApiRole.ADMIN):
             raise HTTPException(403, "force=true needs the admin role")
     if not diff:  # nothing to store: answer with the version in force
-        return _version(await _current(svc), base_version, diff), diff
+        return RegistryVersion.model_validate(_version(await _current(svc), base_version, diff))
     store = RegistryStore(svc.ledgers)
     expected = base_version if expected_version is None else expected_version
     try:
@@ -166,7 +166,7 @@ async def _edit(
             raise HTTPException(412, f"{exc}: read the registry again and redo the edit") from None
         raise HTTPException(409, f"the registry changed meanwhile ({exc}); try again") from None
     holder.replace(stored.registry, stored.version, stored.file_sha256)
-    return _version(stored, stored.version, diff), diff
+    return RegistryVersion.model_validate(_version(stored, stored.version, diff))
 
 
 def _problems(exc: ValidationError) -> str:
@@ -183,6 +183,17 @@ def _with_park(registry: Registry, park: Park) -> Registry:
     if registry.park(park.id) is None:
         parks.append(park)
     return Registry.model_validate({"parks": [park_doc(p) for p in parks]})
+
+
+def _with_devices(
+    registry: Registry, park_id: str, edit: Callable[[list[Device]], list[Device]]
+) -> Registry:
+    """`registry` with the device list of `park_id` edited (404 if the park is gone)."""
+    park = registry.park(park_id)
+    if park is None:
+        raise HTTPException(404, f"unknown park {park_id!r}")
+    devices = tuple(edit(list(park.devices)))
+    return _with_park(registry, park.model_copy(update={"devices": devices}))
 
 
 @router.get("/parks", summary="The parks and their devices")
@@ -235,10 +246,9 @@ async def put_registry(
     def change(_: Registry) -> Registry:
         return Registry.model_validate({"parks": [park_doc(p) for p in body.parks]})
 
-    out, _ = await _edit(
+    return await _edit(
         svc, who, change, comment=body.comment, force=force, expected_version=body.version
     )
-    return RegistryVersion.model_validate(out)
 
 
 @router.put(
@@ -263,10 +273,10 @@ async def put_park(
         new = Park.model_validate({**body.model_dump(mode="json", exclude_none=True), "id": park})
         return _with_park(registry, new)
 
-    out, _ = await _edit(svc, who, change, comment=comment, force=force)
+    out = await _edit(svc, who, change, comment=comment, force=force)
     if not existed:
         response.status_code = 201
-    return RegistryVersion.model_validate(out)
+    return out
 
 
 @router.delete(
@@ -282,8 +292,7 @@ async def delete_park(
     def change(registry: Registry) -> Registry:
         return Registry(parks=tuple(p for p in registry.parks if p.id != park))
 
-    out, _ = await _edit(svc, who, change, comment=comment, force=False)
-    return RegistryVersion.model_validate(out)
+    return await _edit(svc, who, change, comment=comment, force=False)
 
 
 @router.put(
@@ -305,21 +314,21 @@ async def put_device(
     existed = park_or_404(svc, park).device(device) is not None
 
     def change(registry: Registry) -> Registry:
-        current = registry.park(park)
-        if current is None:
-            raise HTTPException(404, f"unknown park {park!r}")
         new = Device.model_validate(
             {**body.model_dump(mode="json", exclude_none=True), "id": device}
         )
-        devices = [new if d.id == device else d for d in current.devices]
-        if current.device(device) is None:
-            devices.append(new)
-        return _with_park(registry, current.model_copy(update={"devices": tuple(devices)}))
 
-    out, _ = await _edit(svc, who, change, comment=comment, force=False)
+        def put(devices: list[Device]) -> list[Device]:
+            if any(d.id == device for d in devices):
+                return [new if d.id == device else d for d in devices]
+            return [*devices, new]
+
+        return _with_devices(registry, park, put)
+
+    out = await _edit(svc, who, change, comment=comment, force=False)
     if not existed:
         response.status_code = 201
-    return RegistryVersion.model_validate(out)
+    return out
 
 
 @router.delete(
@@ -334,14 +343,9 @@ async def delete_device(
         raise HTTPException(404, f"unknown device {device!r} in park {park!r}")
 
     def change(registry: Registry) -> Registry:
-        current = registry.park(park)
-        if current is None:
-            raise HTTPException(404, f"unknown park {park!r}")
-        devices = tuple(d for d in current.devices if d.id != device)
-        return _with_park(registry, current.model_copy(update={"devices": devices}))
+        return _with_devices(registry, park, lambda ds: [d for d in ds if d.id != device])
 
-    out, _ = await _edit(svc, who, change, comment=comment, force=False)
-    return RegistryVersion.model_validate(out)
+    return await _edit(svc, who, change, comment=comment, force=False)
 
 
 @router.get(
