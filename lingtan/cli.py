@@ -25,6 +25,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parks", type=Path, help="park registry YAML (LINGTAN_PARKS)")
     p.add_argument("--data-dir", type=Path, help="spool and embedded store (LINGTAN_DATA_DIR)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (LINGTAN_LOG_LEVEL)")
+    p.add_argument(
+        "--db-url",
+        help="ledger store (keys, ledgers, audit log, registry versions), SQLAlchemy URL"
+        " (LINGTAN_DB_URL; default SQLite in the data dir). Give collect and api the same one:"
+        " registry edits made through the API reach the collector through it",
+    )
+    p.add_argument(
+        "--registry-poll-s",
+        type=float,
+        help="how often to look for registry edits (LINGTAN_REGISTRY_POLL_S, default 5)",
+    )
 
 
 def _influx(p: argparse.ArgumentParser) -> None:

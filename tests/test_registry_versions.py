@@ -291,3 +291,18 @@ async def test_watcher_follows_other_processes_and_the_file(
     finally:
         mine.close()
         other.close()
+
+
+def test_collect_api_and_up_take_the_ledger_and_poll_flags(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from lingtan.cli import _settings, build_parser
+
+    monkeypatch.chdir(tmp_path)  # no .env / lingtan.toml of the repo
+    for command in ("collect", "api", "up"):
+        args = build_parser().parse_args(
+            [command, "--db-url", "sqlite:///shared.db", "--registry-poll-s", "0.5"]
+        )
+        settings = _settings(args)
+        assert settings.ledger_url == "sqlite:///shared.db"
+        assert settings.registry_poll_s == 0.5
