@@ -76,7 +76,7 @@ async def test_adding_a_device_is_audited_and_in_force_at_once(api: Api) -> None
     # the same again changes nothing and stores nothing
     r = await put(api, "/api/v1/parks/demo/devices/wind-1", {"role": "wind", "max_kw": 500})
     assert r.status_code == 200 and r.json() == {**r.json(), "version": 1, "changes": {}}
-    assert api.ledgers.latest_document_version("registry", "parks") == 1
+    assert api.ledgers.latest_registry_version() == 1
 
 
 async def test_only_managers_and_admins_edit(api: Api) -> None:
@@ -144,7 +144,7 @@ async def test_bad_edits_are_clear_errors_and_change_nothing(
     assert r.status_code == status, r.text
     assert needle in r.text
     assert api.svc.registry is before
-    assert api.ledgers.latest_document_version("registry", "parks") == 0
+    assert api.ledgers.latest_registry_version() == 0
 
 
 async def test_changing_a_parks_time_zone_needs_an_admin_and_force(api: Api) -> None:

@@ -666,6 +666,12 @@ class LedgerStore:
     def get_registry(self, version: int | None = None) -> DocumentVersion | None:
         return self.get_document(REGISTRY_KIND, REGISTRY_DOC_NAME, version)
 
+    def registry_versions(self) -> list[DocumentVersion]:
+        return self.list_document_versions(REGISTRY_KIND, REGISTRY_DOC_NAME)
+
+    def latest_registry_version(self) -> int:
+        return self.latest_document_version(REGISTRY_KIND, REGISTRY_DOC_NAME)
+
     # -- audit log ----------------------------------------------------------------------
 
     def record_audit(

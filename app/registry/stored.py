@@ -91,7 +91,7 @@ class RegistryStore:
         """Every version, oldest first, each with what it changed against the one before."""
         out: list[tuple[StoredRegistry, RegistryDiff]] = []
         previous = Registry()
-        for doc in self.ledgers.list_document_versions("registry", "parks"):
+        for doc in self.ledgers.registry_versions():
             stored = _stored(doc)
             out.append((stored, diff_registries(previous, stored.registry)))
             previous = stored.registry
@@ -192,7 +192,7 @@ class RegistryStore:
         Raises RegistryError (bad file) or SQLAlchemyError (ledger down) for the caller to log.
         """
         newer: StoredRegistry | None = None
-        if self.ledgers.latest_document_version("registry", "parks") > version:
+        if self.ledgers.latest_registry_version() > version:
             newer = self.latest()
         sha = newer.file_sha256 if newer is not None else file_sha256
         file = self._file()
