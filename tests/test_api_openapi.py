@@ -54,9 +54,16 @@ def assert_declared(doc: dict[str, Any], path: str, method: str, r: httpx.Respon
 
 
 async def test_every_route_declares_its_auth_and_park_errors(doc: dict[str, Any]) -> None:
+    assert doc["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key: `lingtan keys create`, or LINGTAN_BOOTSTRAP_ADMIN_KEY",
+    }
     for path, method, op in operations(doc):
         responses = op["responses"]
         if path not in OPEN:
+            # the Bearer scheme is declared, so /docs has an Authorize button
+            assert op["security"] == [{"apiKey": []}], (method, path)
             assert "401" in responses, (method, path)
             assert error_schema(op, "401") == {"$ref": ERROR_REF}
             assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True

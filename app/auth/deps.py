@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from app.http.services import Services, SvcDep
@@ -16,6 +17,14 @@ from app.ledgers import ApiKeyInfo, ApiRole
 
 _NS_PER_S = 1_000_000_000
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lingtan"'}
+#: Declares the Bearer scheme in the OpenAPI document (the Authorize button of /docs). It never
+#: rejects anything itself (`auto_error=False`): `_bearer` parses the header, so a malformed
+#: one gets our own clear 401 rather than FastAPI's 403.
+API_KEY_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="an API key: `lingtan keys create`, or LINGTAN_BOOTSTRAP_ADMIN_KEY",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,11 @@ async def _lookup(svc: Services, key: str) -> ApiKeyInfo | None:
 def require(role: ApiRole) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the caller must hold `role` or above."""
 
-    async def dependency(request: Request, svc: SvcDep) -> Principal:
+    async def dependency(
+        request: Request,
+        svc: SvcDep,
+        _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY_SCHEME)],
+    ) -> Principal:
         key = _bearer(request)
         if key is None:
             if role is ApiRole.VIEWER and svc.options.anonymous_read:
