@@ -6,7 +6,7 @@ import gzip as gzip_lib
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 
 from app.intervals.models import IntervalEnergy
 from app.storage import schema
-from app.storage.base import StorageRejected, StorageUnavailable, WriteBatch
+from app.storage.base import FAR_NS, History, StorageRejected, StorageUnavailable, WriteBatch
 from app.storage.lineprotocol import LineProtocolError
 from app.telemetry.models import DeadLetter, Reading
 
@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_LINES = 5000
 _QUERY_CHUNK_ROWS = 10000
+# A batched read sends its `;`-separated statements in POST bodies of at most this many
+# statements / bytes: far below influxd's 10 MB form limit and common proxy body limits, and
+# each request still replaces hundreds of round trips.
+_STATEMENTS_PER_QUERY = 500
+_QUERY_BODY_BYTES = 256 * 1024
 # Auth failures, a missing database, throttling: the data is fine, the server (or its
 # configuration) is not — keep it in the spool until someone fixes that, never quarantine it.
 _RETRY_LATER_STATUSES = frozenset({401, 403, 404, 408, 425, 429})
@@ -87,6 +92,20 @@ def _raise_for_status(resp: httpx.Response) -> None:
     # 400 includes influx 1.x's "partial write" (the good points were written): the rest will
     # fail identically on every retry.
     raise StorageRejected(msg)
+
+
+def _statement_chunks(statements: Sequence[str]) -> Iterator[list[str]]:
+    """`statements` in order, cut into request-sized lists (never empty, at least one each)."""
+    chunk: list[str] = []
+    size = 0
+    for st in statements:
+        if chunk and (len(chunk) >= _STATEMENTS_PER_QUERY or size + len(st) > _QUERY_BODY_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(st)
+        size += len(st) + 1
+    if chunk:
+        yield chunk
 
 
 class InfluxStorage:
@@ -196,9 +215,20 @@ class InfluxStorage:
         Uses chunked responses so results larger than a server's `max-row-limit` come back
         whole. A missing database reads as empty.
         """
+        return await self._query(q, post=False)
+
+    async def query_many(self, statements: Sequence[str]) -> list[Series]:
+        """Run InfluxQL read statements, many `;`-separated ones per POSTed request; all
+        series of all their results, in statement order. Rows carry no statement number:
+        select the tags that tell the answers apart (`SELECT *` returns them as columns)."""
+        out: list[Series] = []
+        for chunk in _statement_chunks(statements):
+            out.extend(await self._query(";".join(chunk), post=True))
+        return out
+
+    async def _query(self, q: str, *, post: bool) -> list[Series]:
         params = {
             "db": self.database,
-            "q": q,
             "epoch": "ns",
             "chunked": "true",
             "chunk_size": str(_QUERY_CHUNK_ROWS),
@@ -207,7 +237,11 @@ class InfluxStorage:
             params["rp"] = self.retention_policy
         out: list[Series] = []
         try:
-            resp = await self._client.get("/query", params=params)
+            if post:
+                # in the form body: a long statement list would overflow a URL
+                resp = await self._client.post("/query", params=params, data={"q": q})
+            else:
+                resp = await self._client.get("/query", params={**params, "q": q})
         except httpx.TransportError as e:
             raise StorageUnavailable(f"query to {self.url} failed: {e!r}") from e
         _raise_for_status(resp)
@@ -215,20 +249,26 @@ class InfluxStorage:
             # Chunked answers are JSON documents one after another (1.x: one per line), but do
             # not split on lines: str.splitlines-style splitting would also cut at U+0085 and
             # U+2028, which influx leaves unescaped inside strings (field names...).
+            no_db = False
             for doc in _iter_json_docs(resp.content.decode("utf-8")):
-                self._collect(doc, out)
+                no_db = self._collect(doc, out, no_db)
         except ValueError as e:
             raise StorageUnavailable(f"unexpected /query answer from {self.url}: {e}") from e
         return out
 
     @staticmethod
-    def _collect(doc: dict[str, Any], out: list[Series]) -> None:
+    def _collect(doc: dict[str, Any], out: list[Series], no_db: bool) -> bool:
+        """Add the series of one answer document to `out`; True once the database was found
+        missing (influxd then answers the statements after the first "not executed")."""
         if "error" in doc:
             raise StorageRejected(f"query failed: {doc['error']}")
         for res in doc.get("results", []):
             err = res.get("error")
             if err:
                 if str(err).startswith("database not found"):
+                    no_db = True
+                    continue
+                if no_db and err == "not executed":
                     continue
                 raise StorageRejected(f"query failed: {err}")
             for s in res.get("series", []):
@@ -240,6 +280,7 @@ class InfluxStorage:
                         tags=dict(s.get("tags") or {}),
                     )
                 )
+        return no_db
 
     @staticmethod
     def _where(conds: list[str], start_ns: int | None, end_ns: int | None) -> str:
@@ -300,6 +341,16 @@ class InfluxStorage:
             out.extend(schema.deadletters_from_rows(s.columns, s.values))
         return out[:limit]
 
+    def _device_readings_q(
+        self, park: str, device: str, start_ns: int | None, end_ns: int, *, last: bool = False
+    ) -> str:
+        """One device's readings in [start_ns, end_ns) oldest first, or only the latest."""
+        where = self._where(
+            [self._tag_eq("park", park), self._tag_eq("device", device)], start_ns, end_ns
+        )
+        order = "ORDER BY time DESC LIMIT 1" if last else "ORDER BY time ASC"
+        return f'SELECT * FROM "{schema.READING}"{where} {order}'
+
     async def last_readings(
         self, park: str, device: str, before_ns: int, limit: int
     ) -> list[Reading]:
@@ -310,6 +361,35 @@ class InfluxStorage:
         for s in await self.query(q):
             out.extend(schema.readings_from_rows(s.columns, s.values))
         out.sort(key=lambda r: r.ts_ns)
+        return out
+
+    async def histories(
+        self, park: str, first_ns: Mapping[str, int], align: Callable[[int], int]
+    ) -> dict[str, History]:
+        # Two rounds of one statement per device and question, sent many to a request: the
+        # per-device bounds differ, and InfluxQL can neither OR time ranges nor join.
+        preds = await self._readings_by_device(
+            [self._device_readings_q(park, d, None, ts, last=True) for d, ts in first_ns.items()]
+        )
+        starts = {d: align(preds[d][-1].ts_ns) for d in first_ns if d in preds}
+        statements: list[str] = []
+        for device, start_ns in starts.items():
+            statements.append(self._device_readings_q(park, device, None, start_ns, last=True))
+            statements.append(self._device_readings_q(park, device, start_ns, FAR_NS))
+        found = await self._readings_by_device(statements) if statements else {}
+        return {
+            d: (starts[d], found.get(d, [])) if d in starts else (align(ts), [])
+            for d, ts in first_ns.items()
+        }
+
+    async def _readings_by_device(self, statements: Sequence[str]) -> dict[str, list[Reading]]:
+        """The readings `statements` select, per device, oldest first."""
+        out: dict[str, list[Reading]] = {}
+        for s in await self.query_many(statements):
+            for r in schema.readings_from_rows(s.columns, s.values):
+                out.setdefault(r.device, []).append(r)
+        for rs in out.values():
+            rs.sort(key=lambda r: r.ts_ns)
         return out
 
     async def close(self) -> None:
