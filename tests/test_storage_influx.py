@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from app.intervals.models import IntervalEnergy
@@ -110,5 +111,54 @@ async def test_missing_database_means_retry_later_for_writes_and_empty_reads(
         with pytest.raises(StorageUnavailable, match="404"):
             await s.write(WriteBatch(readings=[Reading("p", "d", T0, {"x": 1.0})]))
         assert await s.readings("p", 0, T0 + 1) == []
+    finally:
+        await s.close()
+
+
+def _align(ts_ns: int) -> int:
+    return ts_ns - ts_ns % (15 * MIN)
+
+
+async def test_histories_take_a_few_requests_for_many_devices(storage: InfluxStorage) -> None:
+    n = 1_200
+    t0 = _align(T0)  # all three readings in one interval
+    await storage.write(
+        WriteBatch(
+            readings=[
+                Reading("p", f"m{i}", t0 + k * MIN, {"energy_kwh": float(k)})
+                for i in range(n)
+                for k in range(3)
+            ]
+        )
+    )
+    requests: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        requests.append(request)
+
+    storage._client.event_hooks["request"].append(count)
+    got = await storage.histories("p", {f"m{i}": t0 + 10 * MIN for i in range(n)}, _align)
+    assert len(got) == n and all(len(rs) == 3 for _, rs in got.values())
+    # 1,200 statements to find the predecessors, 2,400 to load from their interval's start:
+    # 500 a request, POSTed
+    assert len(requests) == 3 + 5
+    assert {r.method for r in requests} == {"POST"}
+
+
+async def test_histories_on_a_missing_database_are_empty_and_unreachable_is_unavailable(
+    influx_server: InfluxServer,
+) -> None:
+    s = InfluxStorage(influx_server.url, "does_not_exist_db")
+    try:
+        assert await s.histories("p", {"d": T0, "e": T0}, _align) == {
+            "d": (_align(T0), []),
+            "e": (_align(T0), []),
+        }
+    finally:
+        await s.close()
+    s = InfluxStorage(f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    try:
+        with pytest.raises(StorageUnavailable):
+            await s.histories("p", {"d": T0}, _align)
     finally:
         await s.close()
