@@ -27,6 +27,12 @@ _QUERY_CHUNK_ROWS = 10000
 # each request still replaces hundreds of round trips.
 _STATEMENTS_PER_QUERY = 500
 _QUERY_BODY_BYTES = 256 * 1024
+# Devices one statement of a batched read selects by a regex alternation: measured on influxd
+# 1.6 with 2,000 devices, 500 a statement is fastest, and an OR of `"device" = '...'` terms
+# is 4-10x slower than the regex from 100 terms up. The regex is only built from ids of the
+# MQTT alphabet (SPEC §2), which need no escaping beyond `.`; other ids get a statement each.
+_DEVICES_PER_STATEMENT = 500
+_REGEX_SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 # Auth failures, a missing database, throttling: the data is fine, the server (or its
 # configuration) is not — keep it in the spool until someone fixes that, never quarantine it.
 _RETRY_LATER_STATUSES = frozenset({401, 403, 404, 408, 425, 429})
@@ -341,15 +347,43 @@ class InfluxStorage:
             out.extend(schema.deadletters_from_rows(s.columns, s.values))
         return out[:limit]
 
-    def _device_readings_q(
-        self, park: str, device: str, start_ns: int | None, end_ns: int, *, last: bool = False
+    def _devices_readings_q(
+        self,
+        park: str,
+        devices: Sequence[str],
+        start_ns: int | None,
+        end_ns: int,
+        *,
+        last: bool = False,
     ) -> str:
-        """One device's readings in [start_ns, end_ns) oldest first, or only the latest."""
-        where = self._where(
-            [self._tag_eq("park", park), self._tag_eq("device", device)], start_ns, end_ns
-        )
+        """Readings of `devices` (one, or several from `_device_groups`) in [start_ns, end_ns),
+        a series per device, time-ordered; or only the latest of each (InfluxQL applies LIMIT
+        per series)."""
+        if len(devices) == 1:
+            device = self._tag_eq("device", devices[0])
+        else:
+            alternatives = "|".join(d.replace(".", "\\.") for d in devices)
+            device = f'"device" =~ /^(?:{alternatives})$/'
+        where = self._where([self._tag_eq("park", park), device], start_ns, end_ns)
         order = "ORDER BY time DESC LIMIT 1" if last else "ORDER BY time ASC"
-        return f'SELECT * FROM "{schema.READING}"{where} {order}'
+        return f'SELECT * FROM "{schema.READING}"{where} GROUP BY "device" {order}'
+
+    @staticmethod
+    def _device_groups(devices: Sequence[str]) -> list[list[str]]:
+        """`devices` in order, cut into groups one statement can select by regex."""
+        groups: list[list[str]] = []
+        group: list[str] = []
+        for d in devices:
+            if not _REGEX_SAFE_ID.fullmatch(d):
+                groups.append([d])
+                continue
+            if len(group) == _DEVICES_PER_STATEMENT:
+                groups.append(group)
+                group = []
+            group.append(d)
+        if group:
+            groups.append(group)
+        return groups
 
     async def last_readings(
         self, park: str, device: str, before_ns: int, limit: int
@@ -366,28 +400,62 @@ class InfluxStorage:
     async def histories(
         self, park: str, first_ns: Mapping[str, int], align: Callable[[int], int]
     ) -> dict[str, History]:
-        # Two rounds of one statement per device and question, sent many to a request: the
-        # per-device bounds differ, and InfluxQL can neither OR time ranges nor join.
-        preds = await self._readings_by_device(
-            [self._device_readings_q(park, d, None, ts, last=True) for d, ts in first_ns.items()]
-        )
-        starts = {d: align(preds[d][-1].ts_ns) for d in first_ns if d in preds}
-        statements: list[str] = []
+        preds = await self._predecessors(park, first_ns)
+        starts = {d: align(preds[d].ts_ns) for d in first_ns if d in preds}
+        # After a restart most predecessors share an interval or two: each such set of
+        # devices is loaded by two statements per group, LIMIT 1 per series finding the
+        # reading before the interval.
+        by_start: dict[int, list[str]] = {}
         for device, start_ns in starts.items():
-            statements.append(self._device_readings_q(park, device, None, start_ns, last=True))
-            statements.append(self._device_readings_q(park, device, start_ns, FAR_NS))
+            by_start.setdefault(start_ns, []).append(device)
+        statements: list[str] = []
+        for start_ns, devices in by_start.items():
+            for group in self._device_groups(devices):
+                statements.append(self._devices_readings_q(park, group, None, start_ns, last=True))
+                statements.append(self._devices_readings_q(park, group, start_ns, FAR_NS))
         found = await self._readings_by_device(statements) if statements else {}
         return {
             d: (starts[d], found.get(d, [])) if d in starts else (align(ts), [])
             for d, ts in first_ns.items()
         }
 
+    async def _predecessors(self, park: str, first_ns: Mapping[str, int]) -> dict[str, Reading]:
+        """Each device's latest reading before its `first_ns`, for those that have one."""
+        # InfluxQL can neither OR time ranges nor join, so a group of devices is asked for
+        # the latest reading before the group's latest bound. That is a device's answer
+        # when it lies before the device's own bound, and no reading there means none before
+        # it; only devices with stored readings in between (late data, a redelivered batch)
+        # need a statement of their own. Sorting by bound keeps those few.
+        ordered = sorted(first_ns, key=lambda d: first_ns[d])
+        groups = self._device_groups(ordered)
+        latest = await self._readings_by_device(
+            [
+                self._devices_readings_q(park, g, None, max(first_ns[d] for d in g), last=True)
+                for g in groups
+            ]
+        )
+        preds: dict[str, Reading] = {}
+        retry: list[str] = []
+        for device, ts in first_ns.items():
+            found = latest.get(device)
+            if found and found[-1].ts_ns < ts:
+                preds[device] = found[-1]
+            elif found:
+                retry.append(device)
+        if retry:
+            again = await self._readings_by_device(
+                [self._devices_readings_q(park, [d], None, first_ns[d], last=True) for d in retry]
+            )
+            preds.update((d, rs[-1]) for d, rs in again.items())
+        return preds
+
     async def _readings_by_device(self, statements: Sequence[str]) -> dict[str, list[Reading]]:
-        """The readings `statements` select, per device, oldest first."""
+        """The readings `statements` (grouped by device) select, per device, oldest first."""
         out: dict[str, list[Reading]] = {}
         for s in await self.query_many(statements):
-            for r in schema.readings_from_rows(s.columns, s.values):
-                out.setdefault(r.device, []).append(r)
+            rows = schema.readings_from_rows(s.columns, s.values, s.tags)
+            if rows:
+                out.setdefault(rows[0].device, []).extend(rows)
         for rs in out.values():
             rs.sort(key=lambda r: r.ts_ns)
         return out
