@@ -20,7 +20,7 @@ from typing import Protocol
 from app.intervals import IntervalEngine, compute_window, interval_start_ns
 from app.intervals.models import IntervalEnergy
 from app.registry.models import Registry
-from app.storage.base import Storage, StorageUnavailable, WriteBatch
+from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
 from app.telemetry.decode import DecodeLimits, TelemetryDecoder
 from app.telemetry.models import DeadLetter, Reading
@@ -35,8 +35,6 @@ HISTORY_LOOKBACK_S = 2 * 86_400
 HISTORY_RETRY_S = 5.0
 #: How often to retry deferred repairs while no telemetry arrives.
 REPAIR_POLL_S = 2.0
-#: "Until the end of time" for range queries (year 2262, the int64 ns limit).
-FAR_NS = 2**63 - 1
 
 
 def _overwrite(first: list[IntervalEnergy], then: list[IntervalEnergy]) -> list[IntervalEnergy]:
@@ -302,32 +300,38 @@ class Collector:
             self._defer(unknown, late, readings)
             return []
         keys = list({**unknown, **late})
+        by_park: dict[str, dict[str, int]] = {}
+        for key in keys:
+            by_park.setdefault(key[0], {})[key[1]] = unknown.get(key, late.get(key, 0))
+        # one batched lookup per park; a batch may span many parks, so bound those in flight
         sem = asyncio.Semaphore(16)
         history = self.history
 
-        async def one(key: tuple[str, str]) -> tuple[int, list[Reading]]:
+        async def one(park_id: str, first_ns: dict[str, int]) -> dict[str, History]:
             async with sem:
-                ts = unknown.get(key, late.get(key, 0))
-                return await self._stored_history(history, key, ts)
+                return await self._stored_histories(history, park_id, first_ns)
 
-        results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+        results = await asyncio.gather(
+            *(one(p, first) for p, first in by_park.items()), return_exceptions=True
+        )
         if any(isinstance(r, StorageUnavailable) for r in results):
             self._history_failed()
             self.metrics.history_misses.inc(len(keys))
             log.warning("storage unavailable: %d devices' history deferred", len(keys))
             self._defer(unknown, late, readings)
             return []
-        for outcome in results:
+        stored_by_park: dict[str, dict[str, History]] = {}
+        for park_id, outcome in zip(by_park, results, strict=True):
             if isinstance(outcome, BaseException):
                 raise outcome
+            stored_by_park[park_id] = outcome
         recomputed: list[IntervalEnergy] = []
         batch_by_device: dict[tuple[str, str], list[Reading]] = {}
         for r in readings:
             if (r.park, r.device) in late:
                 batch_by_device.setdefault((r.park, r.device), []).append(r)
-        for key, result in zip(keys, results, strict=True):
-            assert not isinstance(result, BaseException)
-            start_ns, stored = result
+        for key in keys:
+            start_ns, stored = stored_by_park[key[0]][key[1]]
             self.soc.add(stored)
             if key in unknown:
                 if stored:
@@ -344,25 +348,16 @@ class Collector:
             self.metrics.recomputed.inc(len(window))
         return recomputed
 
-    async def _stored_history(
-        self, history: Storage, key: tuple[str, str], ts_ns: int
-    ) -> tuple[int, list[Reading]]:
-        """Stored readings that determine every interval from the one before `ts_ns` onward.
-
-        That is the last reading before the interval holding the predecessor of `ts_ns`, and
-        every reading from that interval's start on (docs/intervals.md, "restart").
-        """
-        park_id, device = key
+    async def _stored_histories(
+        self, history: Storage, park_id: str, first_ns: dict[str, int]
+    ) -> dict[str, History]:
+        """Per device, the stored readings that determine every interval from the one before
+        its `first_ns` onward (docs/intervals.md, "restart"): all devices of a park in a few
+        store requests, since a restart meets every device of every park at once."""
         park = self.registry.park(park_id)
         if park is None:
-            return ts_ns, []
-        pred = await history.last_readings(park_id, device, ts_ns, 1)
-        if not pred:
-            return interval_start_ns(ts_ns, park), []
-        start_ns = interval_start_ns(pred[-1].ts_ns, park)
-        before = await history.last_readings(park_id, device, start_ns, 1)
-        rest = await history.readings(park_id, start_ns, FAR_NS, device)
-        return start_ns, [*before, *rest]
+            return {device: (ts, []) for device, ts in first_ns.items()}
+        return await history.histories(park_id, first_ns, lambda ts: interval_start_ns(ts, park))
 
     def _repair_due(self) -> bool:
         return bool(self._deferred) and self.writer.spool_depth == 0 and self._history_up()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import httpx
 
 from app.registry import parse_registry
 from app.storage.influx import InfluxStorage
 from app.storage.spool import DurableWriter
 from collectors.pipeline import Collector
 from tests.fixtures.influx import InfluxServer
-from tests.ingest_support import PARKS_YAML, T0_NS, T0_S, topic, wait_for
+from tests.ingest_support import N_METERS, PARKS_YAML, T0_NS, T0_S, topic, wait_for
 
 REGISTRY = parse_registry(PARKS_YAML)
 MIN = 60
@@ -109,3 +111,46 @@ async def test_restart_seeds_history_back_to_the_interval_start(
     # 2 kWh a minute: 30 kWh per quarter hour, including [0, 15) split across the restart
     got = intervals(influx)
     assert got[0] == (30.0, False) and got[15] == (30.0, False)
+
+
+class _Acks:
+    def __init__(self) -> None:
+        self.mids: list[int] = []
+
+    def ack(self, mids: Sequence[int]) -> None:
+        self.mids.extend(mids)
+
+
+async def test_a_restarts_first_batch_loads_every_devices_history_in_a_few_requests(
+    fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    influx = fresh_influx_db
+    spool = tmp_path / "spool.sqlite"
+    meters = [f"m{i}" for i in range(N_METERS)]
+    async with collector(influx, spool) as c:
+        for minute in range(0, 12):
+            for m in meters:
+                await send(c, minute, 2.0 * minute, device=m)
+    async with collector(influx, spool) as c:  # restart: every meter is unknown to the engine
+        assert isinstance(c.history, InfluxStorage)
+        queries: list[httpx.Request] = []
+
+        async def record(request: httpx.Request) -> None:
+            if request.url.path == "/query":
+                queries.append(request)
+
+        c.history._client.event_hooks["request"].append(record)
+        acks = _Acks()
+        for mid, m in enumerate(meters):  # taken together: one batch
+            body = {"ts": T0_S + 12 * MIN, "energy_import_kwh": 24.0}
+            c.submit(topic(m), json.dumps(body).encode(), acks, mid)
+        await wait_for(lambda: len(acks.mids) == N_METERS, what="the batch acked")
+        # 2 requests for 40 devices (the per-device path took 3 each: 120)
+        assert len(queries) == 2
+        for minute in range(13, 31):
+            for m in meters:
+                await send(c, minute, 2.0 * minute, device=m)
+    # 2 kWh a minute: 30 kWh per quarter hour, including [0, 15) split across the restart
+    for m in meters:
+        got = intervals(influx, m)
+        assert got[0] == (30.0, False) and got[15] == (30.0, False)

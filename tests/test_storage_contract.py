@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from app.intervals.models import IntervalEnergy
 from app.storage import DurableWriter, Storage, StorageRejected, WriteBatch
+from app.storage.base import histories_one_by_one
 from app.storage.lineprotocol import representable_name
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
@@ -310,3 +311,130 @@ async def test_durable_writer_quarantines_only_the_bad_point(
     assert len(q) == 1 and q[0].batch is not None and len(q[0].batch) == 1
     assert [(r.device, r.ts_ns) for r in q[0].batch.readings] == [("good", T0 + 99 * MIN)]
     assert "non-finite" in q[0].error
+
+
+# --- histories: what a restarted collector loads, batched ------------------------------
+
+
+def _align(ts_ns: int) -> int:
+    """15-min intervals aligned to UTC (the park's alignment is the caller's business)."""
+    return ts_ns - ts_ns % Q
+
+
+S0 = _align(T0) + Q  # an interval boundary after T0
+
+
+def _r(park: str, device: str, ts_ns: int, kwh: float) -> Reading:
+    return Reading(park, device, ts_ns, {"energy_import_kwh": kwh})
+
+
+async def test_histories_load_each_device_from_its_predecessors_interval(
+    storage_backend: Storage,
+) -> None:
+    storage = storage_backend
+    odd = "o'brien\\x\"y"  # beyond the MQTT id alphabet, but the store accepts it
+    stored = {
+        "restart": [S0 - 20 * MIN, S0 - 2 * MIN, S0 + MIN, S0 + 4 * MIN],
+        # the predecessor exactly on an interval boundary opens that interval
+        "on-boundary": [S0 - Q - 3 * MIN, S0 - 5 * MIN, S0],
+        # late: stored readings after the first one asked about come back too
+        "late.1": [S0 - Q - MIN, S0 - Q + 2 * MIN, S0 - Q + 7 * MIN, S0 + MIN, S0 + 8 * MIN],
+        "no_before": [S0 + 2 * MIN, S0 + 6 * MIN],
+        # only a reading exactly at the first time, and later ones: no predecessor
+        "at-first": [S0 + 5 * MIN, S0 + 9 * MIN],
+        "later-only": [S0 + 10 * MIN],
+        odd: [S0 - MIN, S0 + 3 * MIN],
+    }
+    readings = [_r("p", d, ts, float(i)) for d, tss in stored.items() for i, ts in enumerate(tss)]
+    # the same ids in other parks must not leak in
+    readings += [_r("p.2", "restart", S0 + 5 * MIN, 99.0), _r("p-3", "no_before", S0 - MIN, 7.0)]
+    readings += [_r("p", "restart-x", S0 + 5 * MIN, 5.0)]  # a prefix is not a match
+    await storage.write(WriteBatch(readings=readings))
+
+    def at(device: str, *idx: int, park: str = "p") -> list[Reading]:
+        return [_r(park, device, stored[device][i], float(i)) for i in idx]
+
+    first = {
+        "restart": S0 + 6 * MIN,
+        "on-boundary": S0 + 3 * MIN,
+        "late.1": S0 - Q + 5 * MIN,
+        "no_before": S0 + 9 * MIN,
+        "at-first": S0 + 5 * MIN,
+        "later-only": S0 + 5 * MIN,
+        "never-seen": S0 + 5 * MIN,
+        odd: S0 + 4 * MIN,
+    }
+    got = await storage.histories("p", first, _align)
+    assert got == {
+        "restart": (S0, at("restart", 1, 2, 3)),
+        "on-boundary": (S0, at("on-boundary", 1, 2)),
+        "late.1": (S0 - Q, at("late.1", 0, 1, 2, 3, 4)),
+        "no_before": (S0, at("no_before", 0, 1)),
+        "at-first": (S0, []),
+        "later-only": (S0, []),
+        "never-seen": (S0, []),
+        odd: (S0, at(odd, 0, 1)),
+    }
+    assert list(got) == list(first)
+    assert got == await histories_one_by_one(storage, "p", first, _align)
+    # several parks: each asked on its own, none sees another's readings
+    assert await storage.histories("p.2", {"restart": S0 + 6 * MIN}, _align) == {
+        "restart": (S0, [_r("p.2", "restart", S0 + 5 * MIN, 99.0)])
+    }
+    assert await storage.histories("p-3", {"no_before": S0 + 9 * MIN}, _align) == {
+        "no_before": (S0 - Q, [_r("p-3", "no_before", S0 - MIN, 7.0)])
+    }
+    assert await storage.histories("nowhere", first, _align) == {
+        d: (_align(ts), []) for d, ts in first.items()
+    }
+    assert await storage.histories("p", {}, _align) == {}
+
+
+async def test_histories_of_many_devices_match_the_one_by_one_path(
+    storage_backend: Storage,
+) -> None:
+    # more devices than one batched request carries (influx: 500 statements)
+    n = 1_234
+    readings = []
+    first: dict[str, int] = {}
+    for i in range(n):
+        device = f"m{i}"
+        if i % 7:  # every 7th device has no history
+            readings += [_r("big", device, S0 - Q + (i % 13) * MIN, 1.0)]
+            readings += [_r("big", device, S0 + (i % 11) * MIN, 2.0)]
+        first[device] = S0 + (i % 17) * MIN
+    await storage_backend.write(WriteBatch(readings=readings))
+    got = await storage_backend.histories("big", first, _align)
+    assert got == await histories_one_by_one(storage_backend, "big", first, _align)
+    assert sum(1 for _, rs in got.values() if rs) > n // 2
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    series=st.dictionaries(
+        st.sampled_from(["a", "b.1", "c-2", "d_3"]),
+        st.lists(st.integers(min_value=0, max_value=12), max_size=8, unique=True),
+        max_size=4,
+    ),
+    first=st.dictionaries(
+        st.sampled_from(["a", "b.1", "c-2", "d_3", "e"]), st.integers(0, 13), max_size=5
+    ),
+)
+async def test_histories_equal_the_one_by_one_path_on_any_data(
+    storage_backend: Storage, series: dict[str, list[int]], first: dict[str, int]
+) -> None:
+    # times in 5-minute steps, so readings fall on, just after and between boundaries
+    park = f"prop-{uuid.uuid4().hex}"
+    step = 5 * MIN
+    await storage_backend.write(
+        WriteBatch(
+            readings=[_r(park, d, S0 + k * step, float(k)) for d, ks in series.items() for k in ks]
+        )
+    )
+    asked = {d: S0 + k * step for d, k in first.items()}
+    got = await storage_backend.histories(park, asked, _align)
+    assert got == await histories_one_by_one(storage_backend, park, asked, _align)

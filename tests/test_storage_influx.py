@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from app.intervals.models import IntervalEnergy
@@ -112,3 +113,82 @@ async def test_missing_database_means_retry_later_for_writes_and_empty_reads(
         assert await s.readings("p", 0, T0 + 1) == []
     finally:
         await s.close()
+
+
+def _align(ts_ns: int) -> int:
+    return ts_ns - ts_ns % (15 * MIN)
+
+
+async def test_histories_take_a_few_requests_for_many_devices(storage: InfluxStorage) -> None:
+    n = 1_200
+    t0 = _align(T0)  # all three readings in one interval
+    await storage.write(
+        WriteBatch(
+            readings=[
+                Reading("p", f"m{i}", t0 + k * MIN, {"energy_kwh": float(k)})
+                for i in range(n)
+                for k in range(3)
+            ]
+        )
+    )
+    requests: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        requests.append(request)
+
+    storage._client.event_hooks["request"].append(count)
+    got = await storage.histories("p", {f"m{i}": t0 + 10 * MIN for i in range(n)}, _align)
+    assert len(got) == n and all(len(rs) == 3 for _, rs in got.values())
+    # one request finds the predecessors (a statement per 500 devices), one loads from
+    # their interval's start (two statements per 500 devices)
+    assert len(requests) == 2
+    assert {r.method for r in requests} == {"POST"}
+
+
+async def test_histories_on_a_missing_database_are_empty_and_unreachable_is_unavailable(
+    influx_server: InfluxServer,
+) -> None:
+    s = InfluxStorage(influx_server.url, "does_not_exist_db")
+    try:
+        assert await s.histories("p", {"d": T0, "e": T0}, _align) == {
+            "d": (_align(T0), []),
+            "e": (_align(T0), []),
+        }
+    finally:
+        await s.close()
+    s = InfluxStorage(f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    try:
+        with pytest.raises(StorageUnavailable):
+            await s.histories("p", {"d": T0}, _align)
+    finally:
+        await s.close()
+
+
+async def test_a_group_of_devices_selects_exactly_those_devices(storage: InfluxStorage) -> None:
+    stored = ["a.b", "a-b", "aXb", "a.b.c", "xa.b", "m1", "m10"]
+    await storage.write(
+        WriteBatch(readings=[Reading("p", d, T0, {"energy_kwh": 1.0}) for d in stored])
+    )
+    q = storage._devices_readings_q("p", ["a.b", "m1", "nothing"], None, T0 + 1, last=True)
+    assert sorted(s.tags["device"] for s in await storage.query_many([q])) == ["a.b", "m1"]
+
+
+async def test_query_many_sends_long_statement_lists_in_several_requests(
+    storage: InfluxStorage,
+) -> None:
+    n = 1_201
+    await storage.write(
+        WriteBatch(readings=[Reading("p", f"d{i}", T0 + i, {"energy_kwh": 1.0}) for i in range(n)])
+    )
+    requests: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        requests.append(request)
+
+    storage._client.event_hooks["request"].append(count)
+    got = await storage.query_many(
+        [f'SELECT * FROM "reading" WHERE "device" = \'d{i}\'' for i in range(n)]
+    )
+    assert [s.values[0][0] for s in got] == [T0 + i for i in range(n)]  # in statement order
+    assert len(requests) == 3  # 500 statements a request
+    assert await storage.query_many([]) == []

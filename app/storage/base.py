@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -12,6 +13,12 @@ from app.intervals.models import IntervalEnergy
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
 _JSON_VERSION = 1
+
+#: "Until the end of time" for range queries (year 2262, the int64 ns limit).
+FAR_NS = 2**63 - 1
+
+#: A device's stored history from `start_ns` on: `(start_ns, readings oldest first)`.
+History = tuple[int, list[Reading]]
 
 
 class StorageError(Exception):
@@ -182,4 +189,46 @@ class Storage(Protocol):
         """The latest `limit` readings strictly before `before_ns`, returned oldest-first."""
         ...
 
+    async def histories(
+        self, park: str, first_ns: Mapping[str, int], align: Callable[[int], int]
+    ) -> dict[str, History]:
+        """For each device of `park` in `first_ns`, what a restarted interval engine needs
+        (docs/intervals.md, "restart"): let `p` be its latest reading before
+        `first_ns[device]` and `S = align(p.ts_ns)` (the start of p's interval); the
+        answer is `(S, [latest reading before S, every reading from S on])`, oldest first,
+        or `(align(first_ns[device]), [])` when it has no reading before that.
+
+        Same answer as `histories_one_by_one`, in a few store requests for the whole
+        mapping instead of three per device (a restart meets every device of a park).
+        """
+        ...
+
     async def close(self) -> None: ...
+
+
+async def histories_one_by_one(
+    storage: Storage,
+    park: str,
+    first_ns: Mapping[str, int],
+    align: Callable[[int], int],
+    *,
+    concurrency: int = 16,
+) -> dict[str, History]:
+    """`Storage.histories` spelled out with three single-device queries per device, up to
+    `concurrency` devices at a time: the reference the batched implementations are tested
+    against and the benchmark's baseline (it was the collector's own path)."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(device: str, ts_ns: int) -> History:
+        async with sem:
+            pred = await storage.last_readings(park, device, ts_ns, 1)
+            if not pred:
+                return align(ts_ns), []
+            start_ns = align(pred[-1].ts_ns)
+            before = await storage.last_readings(park, device, start_ns, 1)
+            rest = await storage.readings(park, start_ns, FAR_NS, device)
+            return start_ns, [*before, *rest]
+
+    devices = list(first_ns)
+    found = await asyncio.gather(*(one(d, first_ns[d]) for d in devices))
+    return dict(zip(devices, found, strict=True))

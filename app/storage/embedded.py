@@ -34,7 +34,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +43,7 @@ from typing import Any, Literal, TypeVar
 
 from app.intervals.models import IntervalEnergy
 from app.storage import schema
-from app.storage.base import StorageRejected, StorageUnavailable, WriteBatch
+from app.storage.base import History, StorageRejected, StorageUnavailable, WriteBatch
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,28 @@ ON CONFLICT (park_key, reason, received_ns) DO UPDATE SET
     detail = excluded.detail,
     raw = excluded.raw
 """
+
+# Per-device bounds arrive as one JSON object {device: ns} (`json_each`): one statement for any
+# number of devices, no bound-parameter limit. CROSS JOIN keeps the request list as the outer
+# loop, so each device costs one primary-key seek (plus its range), never a table scan.
+_REQUESTS = "WITH req(device, bound) AS (SELECT key, value FROM json_each(?2))"
+_LAST_BEFORE = (
+    "(SELECT l.ts_ns FROM reading l WHERE l.park = ?1 AND l.device = req.device"
+    " AND l.ts_ns < req.bound ORDER BY l.ts_ns DESC LIMIT 1)"
+)
+_READING_COLS = "r.park, r.device, r.ts_ns, r.vals, r.reset, r.collector"
+# the latest reading before each device's bound
+_LAST_READINGS_MANY = (
+    f"{_REQUESTS} SELECT {_READING_COLS} FROM req CROSS JOIN reading r"
+    f" WHERE r.park = ?1 AND r.device = req.device AND r.ts_ns = {_LAST_BEFORE}"
+)
+# per device: the latest reading before its bound and every reading from the bound on (no
+# ORDER BY: rows come per device in key order already, and a sort would need a temp b-tree)
+_READINGS_FROM_LAST_BEFORE = (
+    f"{_REQUESTS} SELECT {_READING_COLS} FROM req CROSS JOIN reading r"
+    f" WHERE r.park = ?1 AND r.device = req.device"
+    f" AND r.ts_ns >= coalesce({_LAST_BEFORE}, req.bound)"
+)
 
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 # `parse_int`: a value written as an int (or `-0`) still reads back as a float.
@@ -504,6 +526,30 @@ class EmbeddedStorage:
             self._rexec, self._readings_sync, sql, (park, device, before_ns, max(0, limit))
         )
         out.reverse()
+        return out
+
+    async def histories(
+        self, park: str, first_ns: Mapping[str, int], align: Callable[[int], int]
+    ) -> dict[str, History]:
+        preds = await self._readings_by_device(_LAST_READINGS_MANY, park, first_ns)
+        starts = {d: align(preds[d][-1].ts_ns) for d in first_ns if d in preds}
+        found = await self._readings_by_device(_READINGS_FROM_LAST_BEFORE, park, starts)
+        return {
+            d: (starts[d], found.get(d, [])) if d in starts else (align(ts), [])
+            for d, ts in first_ns.items()
+        }
+
+    async def _readings_by_device(
+        self, sql: str, park: str, bounds: Mapping[str, int]
+    ) -> dict[str, list[Reading]]:
+        if not bounds:
+            return {}
+        args = (park, json.dumps(dict(bounds)))
+        out: dict[str, list[Reading]] = {}
+        for r in await self._run(self._rexec, self._readings_sync, sql, args):
+            out.setdefault(r.device, []).append(r)
+        for rs in out.values():
+            rs.sort(key=lambda r: r.ts_ns)
         return out
 
     def _readings_sync(self, sql: str, args: tuple[Any, ...]) -> list[Reading]:

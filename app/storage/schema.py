@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from app.intervals.models import IntervalEnergy
@@ -177,7 +177,12 @@ def _index(columns: Sequence[str]) -> dict[str, int]:
     return {c: i for i, c in enumerate(columns)}
 
 
-def readings_from_rows(columns: Sequence[str], rows: Sequence[Row]) -> list[Reading]:
+def readings_from_rows(
+    columns: Sequence[str], rows: Sequence[Row], tags: Mapping[str, str] | None = None
+) -> list[Reading]:
+    """Readings of result rows; `tags` are the series' (GROUP BY) tags, not in the columns."""
+    park_tag = tags.get("park", "") if tags else ""
+    device_tag = tags.get("device", "") if tags else ""
     idx = _index(columns)
     ti, pi, di = idx["time"], idx.get("park"), idx.get("device")
     ri, si = idx.get("reset"), idx.get("ts_source")
@@ -187,8 +192,8 @@ def readings_from_rows(columns: Sequence[str], rows: Sequence[Row]) -> list[Read
         values = {name: float(row[i]) for i, name in value_cols if row[i] is not None}
         out.append(
             Reading(
-                park=(row[pi] if pi is not None else None) or "",
-                device=(row[di] if di is not None else None) or "",
+                park=(row[pi] if pi is not None else None) or park_tag,
+                device=(row[di] if di is not None else None) or device_tag,
                 ts_ns=int(row[ti]),
                 values=values,
                 reset=bool(row[ri]) if ri is not None and row[ri] is not None else False,
