@@ -69,6 +69,13 @@ def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
         )
 
 
+async def serving(api: httpx.AsyncClient) -> bool:
+    try:
+        return (await api.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def metric(port: int, name: str) -> float | None:
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
@@ -121,14 +128,7 @@ async def test_edits_through_the_api_and_the_file_reach_the_running_collector(
     )
 
     async with httpx.AsyncClient(base_url=base, headers=admin, timeout=5) as api:
-
-        async def api_up() -> bool:
-            try:
-                return (await api.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(api_up, what="API up")
+        await wait_for(lambda: serving(api), what="API up")
         # the file was imported once, whichever process started first
         doc = (await api.get("/api/v1/registry")).json()
         assert (doc["version"], doc["source"]) == (1, "file")
@@ -222,14 +222,7 @@ async def test_lingtan_up_shares_one_registry_between_api_and_collector(
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=5
     ) as api:
-
-        async def api_up() -> bool:
-            try:
-                return (await api.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(api_up, what="lingtan up serving")
+        await wait_for(lambda: serving(api), what="lingtan up serving")
         r = await api.put("/api/v1/parks/p1/devices/pv-new", json={"role": "pv"})
         assert r.status_code == 201, r.text
         # no polling involved: the collector in the same process switched with the API
