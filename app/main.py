@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -77,10 +77,8 @@ async def _today_loop(svc: Services) -> None:
 
 def registry_changed(svc: Services, change: RegistryChange) -> None:
     """Apply a registry switch to the API's in-memory state: the live view re-plans its
-    parks, and cached balances of touched parks are dropped (a device's role may differ)."""
+    parks. (Cached balances follow by themselves: they are kept per registry entry.)"""
     svc.live.set_registry(change.new, change.diff.stale_devices(change.old))
-    for park_id in change.diff.touched_parks():
-        svc.balance.invalidate(park_id)
 
 
 def create_app(
@@ -106,7 +104,7 @@ def create_app(
     opts = options or ApiOptions.from_settings(settings)
     holder = registry if isinstance(registry, RegistryHolder) else RegistryHolder(registry)
     metrics = ApiMetrics()
-    cache = cache or IntervalCache(storage, recent_ttl_s=opts.live_refresh_s)
+    cache = cache or IntervalCache(storage)
     # user factor sets from the ledger store, next to the built-ins (SPEC §5)
     factor_sets = StoredFactorSets(ledgers)
     balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets, factor_sets=factor_sets)
@@ -205,12 +203,6 @@ def freeze_startup_heap() -> None:
     collection stalls the event loop for 50–150 ms every so often (measured: /live p99)."""
     gc.collect()
     gc.freeze()
-
-
-def balance_invalidator(app: FastAPI) -> Callable[[str, int, int], None]:
-    """The hook the composition root calls after writing intervals of (park, start, end)."""
-    svc: Services = app.state.services
-    return svc.balance.invalidate
 
 
 def live_state(app: FastAPI) -> LiveState:

@@ -17,10 +17,9 @@ import uvicorn
 
 from app.config import Settings
 from app.http.options import ApiOptions
-from app.intervals.models import IntervalEnergy
 from app.ledgers import LedgerStore
 from app.live import LiveState
-from app.main import balance_invalidator, create_app, freeze_startup_heap
+from app.main import create_app, freeze_startup_heap
 from app.registry import Registry
 from app.registry.holder import RegistryHolder
 from app.registry.stored import RegistryWatcher, open_registry
@@ -147,20 +146,6 @@ async def run_api(settings: Settings) -> None:
         ledgers.close()
 
 
-def _invalidate_hook(app: object) -> object:
-    invalidate = balance_invalidator(app)  # type: ignore[arg-type]
-
-    def on_intervals(intervals: list[IntervalEnergy]) -> None:
-        spans: dict[str, tuple[int, int]] = {}
-        for i in intervals:
-            lo, hi = spans.get(i.park, (i.start_ns, i.end_ns))
-            spans[i.park] = (min(lo, i.start_ns), max(hi, i.end_ns))
-        for park, (lo, hi) in spans.items():
-            invalidate(park, lo, hi)
-
-    return on_intervals
-
-
 async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float = 6.0) -> None:
     """Simulate every park: the last hours at once (so charts have data), then in real time."""
     from simulator import simulate_parks
@@ -213,7 +198,6 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 settings,
                 storage=storage,
                 on_readings=live.apply,
-                on_intervals=_invalidate_hook(app),  # type: ignore[arg-type]
                 mqtt_version=broker.mqtt_version,
                 registry=registry,
             )

@@ -65,7 +65,6 @@ The day is published in two parts so `/live` can be checked twice: after the 21:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -78,10 +77,9 @@ from app.accounting.buckets import to_ns
 from app.config import Settings
 from app.http.options import ApiOptions
 from app.http.services import Services
-from app.intervals.models import IntervalEnergy
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
-from app.main import balance_invalidator, create_app, refresh_today
+from app.main import create_app, refresh_today
 from app.registry import load_registry
 from app.storage.influx import InfluxStorage
 from collectors.service import start_collector
@@ -234,16 +232,6 @@ def messages(first_k: int, last_k: int, discharge_kw: float) -> list[tuple[str, 
     return out
 
 
-def invalidate_hook(invalidate: Callable[[str, int, int], None]) -> Callable[..., None]:
-    """As `lingtan up` wires it: every written interval drops the cached days it touches."""
-
-    def on_intervals(intervals: list[IntervalEnergy]) -> None:
-        for i in intervals:
-            invalidate(i.park, i.start_ns, i.end_ns)
-
-    return on_intervals
-
-
 def test_scripted_counters_are_what_the_table_says() -> None:
     # guards the script itself: the grid meter's day deltas are the hand totals above
     grid = readings_of("grid-main")
@@ -312,7 +300,6 @@ async def test_scripted_day_balance_and_live(
         settings,
         serve_metrics=False,
         on_readings=live.apply,
-        on_intervals=invalidate_hook(balance_invalidator(app)),
     )
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://t")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 
@@ -26,27 +26,34 @@ def sums_of(bf: BalanceFields) -> Sums:
     return s
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ChainDay:
-    """One settled local day: its balance, computed from the chain state at its midnight."""
+    """One local day: its balance, computed from the chain state at its midnight, and the
+    identity of the stored data it was computed from (`StoredInputs.day_key`)."""
 
     day: date
     start_ns: int
     end_ns: int
+    key: Hashable
     result: BalanceResult
 
 
 @dataclass(slots=True)
 class Chain:
-    """Settled days of one park and factor set, contiguous from `epoch`.
+    """Days of one park and factor set, contiguous from `epoch`.
 
     The state at a midnight (storage content and green shares, certificate kWh used so far)
     is the end state of the previous day, so every day is computed exactly once from the
-    epoch whatever window a request asks for: answers do not depend on the window.
+    epoch whatever window a request asks for: answers do not depend on the window. The owner
+    truncates the chain at the first day whose inputs changed; readers take `snapshot()`.
     """
 
     epoch: date
     days: list[ChainDay] = field(default_factory=list)
+
+    def snapshot(self) -> Chain:
+        """A copy that later truncation or extension of this chain leaves alone."""
+        return Chain(self.epoch, list(self.days))
 
     @property
     def end_day(self) -> date:

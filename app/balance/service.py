@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
@@ -26,8 +27,9 @@ from app.accounting import (
 from app.accounting.buckets import Every, bucket_edges
 from app.accounting.result import Sums
 from app.accounting.storage import StorageDeviceState
-from app.balance.cache import IntervalCache, day_start_ns, local_day
+from app.balance.cache import IntervalCache, StoredInputs, day_start_ns, local_day
 from app.balance.chain import Chain, ChainDay, sums_of
+from app.corrections import Correction
 from app.http.times import to_ns
 from app.ledgers import LedgerStore
 from app.registry.models import Park
@@ -44,8 +46,36 @@ class BalanceRequestError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LedgerSnapshot:
+    """A park's active ledger rows as read at one moment."""
+
     certificates: tuple[Certificate, ...]
     offsets: tuple[Offset, ...]
+    corrections: tuple[Correction, ...] = ()
+
+
+def ledger_change_start_ns(old: LedgerSnapshot, new: LedgerSnapshot, park: Park) -> int | None:
+    """Earliest instant whose balance a change from `old` to `new` certificates or offsets
+    can move (None: none can). Allocation runs forward in time, so a certificate changes
+    nothing before its `valid_from`; an offset counts at its date's local midnight.
+    Corrections are part of each day's `StoredInputs.day_key` instead."""
+    starts = [
+        to_ns(c.valid_from) for c in set(old.certificates).symmetric_difference(new.certificates)
+    ]
+    starts += [
+        day_start_ns(o.date, park) for o in set(old.offsets).symmetric_difference(new.offsets)
+    ]
+    return min(starts) if starts else None
+
+
+@dataclass(slots=True)
+class _ParkChain:
+    """One park and factor set's chain, with what it was computed against."""
+
+    chain: Chain
+    park: Park
+    factor_set: FactorSet
+    ledgers: LedgerSnapshot
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(slots=True)
@@ -89,13 +119,21 @@ def _ns_dt(ns: int, park: Park) -> datetime:
 class BalanceService:
     """Answers `/balance` and today's live balance for any park of the registry.
 
-    From `epoch` on (default 2025-01-01, park local), every settled day is computed once, in
-    order, from the state the previous day ended with (`Chain`): storage provenance and
+    Every answer is the one a fresh recomputation from what is stored would give
+    (docs/accounting.md, "How answers stay exact"). At the start of each request the service
+    reads the ledger database's audit head (every ledger change appends to it: certificates,
+    offsets, corrections, factor sets) and the store's change markers (every write of
+    intervals, by any process, records a fresh token for the days it touches); cached days
+    are served only while those are unchanged.
+
+    From `epoch` on (default 2025-01-01, park local), every day up to today is computed once,
+    in order, from the state the previous day ended with (`Chain`): storage provenance and
     certificate use are then exact and independent of the requested window, and daily or
-    monthly answers are sums of cached days. Windows (or parts) that are not settled yet are
-    computed directly from the chain state at their day's midnight. Before the epoch, the
-    window is replayed from the earliest `valid_from` of the certificates overlapping it and
-    storage starts empty `storage_warmup` before it.
+    monthly answers are sums of chained days. One computation per park and factor set runs
+    at a time (concurrent requests wait for it, then share it). Windows (or parts) past
+    today are computed directly from the chain state at their day's midnight. Before the
+    epoch, the window is replayed from the earliest `valid_from` of the certificates
+    overlapping it and storage starts empty `storage_warmup` before it.
     """
 
     def __init__(
@@ -107,7 +145,6 @@ class BalanceService:
         epoch: date = DEFAULT_EPOCH,
         storage_warmup: timedelta = timedelta(days=1),
         max_buckets: int = 40_000,
-        ledger_ttl_s: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.cache = cache
@@ -116,70 +153,42 @@ class BalanceService:
         self.epoch = epoch
         self.storage_warmup_ns = int(storage_warmup.total_seconds() * _NS_PER_S)
         self.max_buckets = max_buckets
-        self.ledger_ttl_ns = int(ledger_ttl_s * _NS_PER_S)
         self.clock = clock
-        self._ledger_cache: dict[str, tuple[int, int, LedgerSnapshot]] = {}
-        self._ledger_gen: dict[str, int] = {}
-        self._chains: dict[tuple[str, str], Chain] = {}
-        if cache.corrections_for is None:
-            cache.corrections_for = ledgers.corrections_for
+        self._ledger_cache: dict[str, tuple[tuple[int, str], LedgerSnapshot]] = {}
+        self._factor_head: tuple[int, str] | None = None
+        self._chains: dict[tuple[str, str], _ParkChain] = {}
+        self.computed_days = 0  # days computed into chains (for metrics and tests)
 
-    # --- invalidation -------------------------------------------------------------------
-
-    def invalidate(self, park: str, start_ns: int | None = None, end_ns: int | None = None) -> None:
-        """New or corrected interval data for `park` in [start_ns, end_ns): drop cached days
-        (and every chained day from the first one touched, as their start state may change)."""
-        self.cache.invalidate(park, start_ns, end_ns)
-        for (pid, _), chain in self._chains.items():
-            if pid != park:
-                continue
-            if start_ns is None or not chain.days:
-                chain.days.clear()
-                continue
-            for cd in chain.days:
-                if cd.end_ns > start_ns:
-                    chain.truncate(cd.day)
-                    break
-
-    def ledgers_changed(self, park: str) -> None:
-        """A certificate or offset of `park` was added or revoked: recompute its chain."""
-        self._ledger_gen[park] = self._ledger_gen.get(park, 0) + 1
-        self._ledger_cache.pop(park, None)
-        for (pid, _), chain in self._chains.items():
-            if pid == park:
-                chain.days.clear()
-
-    async def corrections_changed(self, park: str) -> None:
-        """Reload `park`'s manual corrections now (one was added or revoked) and drop the
-        cached and chained days their windows touch."""
-        await self._refresh_corrections(park, force=True)
-
-    async def _refresh_corrections(self, park: str, *, force: bool = False) -> None:
-        # Also catches changes made by another process, within the cache's TTL.
-        for lo, hi in await self.cache.refresh_corrections(park, force=force):
-            self.invalidate(park, lo, hi)
+    # --- inputs -------------------------------------------------------------------------
 
     async def _ledgers(self, park: str) -> LedgerSnapshot:
-        now = self.clock()
-        gen = self._ledger_gen.get(park, 0)
+        """The park's ledger rows, reloaded whenever the audit head moved (any process)."""
+        head = await run_in_threadpool(self.ledgers.audit_head)
+        if head != self._factor_head:
+            invalidate = getattr(self.factor_sets, "invalidate", None)
+            if callable(invalidate):  # user factor sets are ledger documents too
+                invalidate()
+            self._factor_head = head
         hit = self._ledger_cache.get(park)
-        if hit is not None and hit[0] == gen and now - hit[1] < self.ledger_ttl_ns:
-            return hit[2]
+        if hit is not None and hit[0] == head:
+            return hit[1]
 
         def load() -> LedgerSnapshot:
             return LedgerSnapshot(
-                tuple(self.ledgers.certificates_for(park)), tuple(self.ledgers.offsets_for(park))
+                tuple(self.ledgers.certificates_for(park)),
+                tuple(self.ledgers.offsets_for(park)),
+                tuple(self.ledgers.corrections_for(park)),
             )
 
+        # Loaded after the head was read: at least as new as it (a later change moves the
+        # head again, and the next request reloads).
         snap = await run_in_threadpool(load)
-        if gen != self._ledger_gen.get(park, 0):
-            return snap  # changed while loading: use it, but don't keep it
-        if hit is not None and hit[2] != snap:
-            # Changed behind our back (another process, a revocation): chained days are stale.
-            self.ledgers_changed(park)
-            gen = self._ledger_gen[park]
-        self._ledger_cache[park] = (gen, now, snap)
+        self._ledger_cache[park] = (head, snap)
         return snap
+
+    async def _inputs(self, park: Park) -> tuple[LedgerSnapshot, StoredInputs]:
+        snap = await self._ledgers(park.id)
+        return snap, await self.cache.inputs(park.id, snap.corrections)
 
     # --- requests -----------------------------------------------------------------------
 
@@ -199,63 +208,110 @@ class BalanceService:
     async def balance(
         self, park: Park, start: datetime, end: datetime, every: str
     ) -> BalanceResult:
-        """Balance of `park` over [start, end) in `every` buckets (SPEC §6)."""
+        """Balance of `park` over [start, end) in `every` buckets (docs/api.md, "Balance")."""
         ev = self.check(start, end, every)
         try:
             fs = get_factor_set(park.factor_set, self.factor_sets)
         except ValueError as exc:  # a park configured with a set nobody defined: say so
             raise BalanceRequestError(f"park {park.id!r}: {exc}") from None
-        snap = await self._ledgers(park.id)
-        await self._refresh_corrections(park.id)
+        snap, inputs = await self._inputs(park)
         start_ns, end_ns = to_ns(start), to_ns(end)
         epoch_ns = day_start_ns(self.epoch, park)
         if start_ns < epoch_ns:
-            return await self._unchained(park, fs, snap, start, end, ev)
-        chain = self._chains.setdefault((park.id, fs.name), Chain(self.epoch))
-        await self._extend(park, fs, snap, chain, end_ns)
+            return await self._unchained(park, fs, snap, inputs, start, end, ev)
+        chain = await self._chain_through(park, fs, snap, inputs, end_ns)
         if ev in ("15m", "1h"):
-            return await self._direct(park, fs, snap, chain, start, end, ev)
-        return await self._assembled(park, fs, snap, chain, start, end, ev)
+            return await self._direct(park, fs, snap, inputs, chain, start, end, ev)
+        return await self._assembled(park, fs, snap, inputs, chain, start, end, ev)
 
     async def _unchained(
         self,
         park: Park,
         fs: FactorSet,
         snap: LedgerSnapshot,
+        inputs: StoredInputs,
         start: datetime,
         end: datetime,
         every: Every,
     ) -> BalanceResult:
         start_ns, end_ns = to_ns(start), to_ns(end)
         lo = certificate_load_start_ns(snap.certificates, start_ns - self.storage_warmup_ns, end_ns)
-        totals = await self.cache.totals(park, lo, end_ns)
+        totals = await self.cache.totals(park, lo, end_ns, inputs)
         return await run_in_threadpool(
             compute_balance, park, totals, snap.certificates, snap.offsets, fs, start, end, every
         )
 
-    async def _extend(
-        self, park: Park, fs: FactorSet, snap: LedgerSnapshot, chain: Chain, end_ns: int
+    async def _chain_through(
+        self, park: Park, fs: FactorSet, snap: LedgerSnapshot, inputs: StoredInputs, end_ns: int
+    ) -> Chain:
+        """The park's chain, valid for `inputs` and extended through the day containing
+        `end_ns` (at most today), as a snapshot the caller may read while others extend it.
+        Single-flight: one caller per park and factor set updates it; the others wait."""
+        key = (park.id, fs.name)
+        pc = self._chains.get(key)
+        if pc is None:
+            pc = self._chains[key] = _ParkChain(Chain(self.epoch), park, fs, snap)
+        async with pc.lock:
+            self._revalidate(pc, park, fs, snap, inputs)
+            await self._extend(pc, park, fs, snap, inputs, end_ns)
+            return pc.chain.snapshot()
+
+    def _revalidate(
+        self,
+        pc: _ParkChain,
+        park: Park,
+        fs: FactorSet,
+        snap: LedgerSnapshot,
+        inputs: StoredInputs,
     ) -> None:
-        """Chain every settled day from the chain's end up to the day containing `end_ns`."""
+        """Drop every chained day from the first one whose inputs changed (later days start
+        from its end state, so they go too)."""
+        chain = pc.chain
+        if not (pc.park is park or pc.park == park) or pc.factor_set != fs:
+            chain.days.clear()
+            pc.park, pc.factor_set = park, fs
+        if pc.ledgers != snap:
+            changed_ns = ledger_change_start_ns(pc.ledgers, snap, park)
+            if changed_ns is not None:
+                chain.truncate(local_day(changed_ns, park))
+            pc.ledgers = snap
+        for i, cd in enumerate(chain.days):
+            if cd.key != inputs.day_key(cd.start_ns, cd.end_ns):
+                del chain.days[i:]
+                break
+
+    async def _extend(
+        self,
+        pc: _ParkChain,
+        park: Park,
+        fs: FactorSet,
+        snap: LedgerSnapshot,
+        inputs: StoredInputs,
+        end_ns: int,
+    ) -> None:
+        """Chain every day from the chain's end up to the day containing `end_ns` (at most
+        today: later days have no data yet and are computed directly)."""
+        chain = pc.chain
         first = chain.end_day
-        last = local_day(end_ns - 1, park)
+        last = min(local_day(end_ns - 1, park), local_day(self.cache.clock(), park))
         if first > last:
             return
         lo_ns = day_start_ns(first, park)
         hi_ns = day_start_ns(last + timedelta(days=1), park)
-        totals = await self.cache.totals(park, lo_ns, hi_ns)
+        totals = await self.cache.totals(park, lo_ns, hi_ns, inputs)
 
-        def run() -> None:
+        def run() -> list[ChainDay]:
+            out: list[ChainDay] = []
+            storage, used = chain.state_at(first)
             k = 0
             day = first
-            while day <= last and self.cache.is_final(park.id, day):
+            while day <= last:
                 d0, d1 = day_start_ns(day, park), day_start_ns(day + timedelta(days=1), park)
                 while k < len(totals) and totals[k].start_ns < d0:
                     k += 1
                 j = k
                 while j < len(totals) and totals[j].start_ns < d1:
                     j += 1
-                storage, used = chain.state_at(day)
                 result = compute_balance(
                     park,
                     totals[k:j],
@@ -268,17 +324,23 @@ class BalanceService:
                     initial_storage=storage,
                     certificates_used_before_kwh=used,
                 )
-                chain.days.append(ChainDay(day, d0, d1, result))
+                out.append(ChainDay(day, d0, d1, inputs.day_key(d0, d1), result))
+                storage, used = result.storage_state, result.certificates_used_kwh
                 k = j
                 day += timedelta(days=1)
+            return out
 
-        await run_in_threadpool(run)
+        # Appended here, on the event loop, under the chain's lock: never twice.
+        new_days = await run_in_threadpool(run)
+        chain.days.extend(new_days)
+        self.computed_days += len(new_days)
 
     async def _direct(
         self,
         park: Park,
         fs: FactorSet,
         snap: LedgerSnapshot,
+        inputs: StoredInputs,
         chain: Chain,
         start: datetime,
         end: datetime,
@@ -288,7 +350,7 @@ class BalanceService:
         day = min(local_day(to_ns(start), park), chain.end_day)
         anchor_ns = day_start_ns(day, park)
         storage, used = chain.state_at(day)
-        totals = await self.cache.totals(park, anchor_ns, to_ns(end))
+        totals = await self.cache.totals(park, anchor_ns, to_ns(end), inputs)
         return await run_in_threadpool(
             _compute, park, totals, snap, fs, start, end, every, storage, used
         )
@@ -298,6 +360,7 @@ class BalanceService:
         park: Park,
         fs: FactorSet,
         snap: LedgerSnapshot,
+        inputs: StoredInputs,
         chain: Chain,
         start: datetime,
         end: datetime,
@@ -334,7 +397,7 @@ class BalanceService:
             if i is not None or day < chain.end_day:
                 seg_end = min(end_ns, day_start_ns(day + timedelta(days=1), park))
             r = await self._direct(
-                park, fs, snap, chain, _ns_dt(cursor, park), _ns_dt(seg_end, park), "1d"
+                park, fs, snap, inputs, chain, _ns_dt(cursor, park), _ns_dt(seg_end, park), "1d"
             )
             if state_at_start is None:
                 state_at_start = dict(r.storage_state_at_start)

@@ -48,7 +48,6 @@ async def add_correction(
         rec = await run_in_threadpool(svc.ledgers.add_correction, park, body, who.actor)
     except DuplicateIdError as exc:
         raise HTTPException(409, str(exc)) from None
-    await svc.balance.corrections_changed(park)
     return rec
 
 
@@ -91,5 +90,4 @@ async def revoke_correction(
         raise HTTPException(404, str(exc)) from None
     except AlreadyRevokedError as exc:
         raise HTTPException(409, str(exc)) from None
-    await svc.balance.corrections_changed(park)
     return rec

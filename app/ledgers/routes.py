@@ -44,7 +44,6 @@ async def add_certificate(
         rec = await run_in_threadpool(svc.ledgers.add_certificate, park, body, who.actor)
     except DuplicateIdError as exc:
         raise HTTPException(409, str(exc)) from None
-    svc.balance.ledgers_changed(park)
     return rec
 
 
@@ -85,7 +84,6 @@ async def add_offset(
         rec = await run_in_threadpool(svc.ledgers.add_offset, park, body, who.actor)
     except DuplicateIdError as exc:
         raise HTTPException(409, str(exc)) from None
-    svc.balance.ledgers_changed(park)
     return rec
 
 

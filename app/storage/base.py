@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +17,12 @@ _JSON_VERSION = 1
 
 #: "Until the end of time" for range queries (year 2262, the int64 ns limit).
 FAR_NS = 2**63 - 1
+
+#: Interval energies summed per role by `Storage.interval_role_sums`.
+ROLE_SUM_FIELDS = ("energy_import_kwh", "energy_export_kwh", "energy_kwh")
+
+#: Change markers are kept per park and UTC day: `start_ns // NS_PER_DAY` of the intervals.
+NS_PER_DAY = 86_400 * 1_000_000_000
 
 #: A device's stored history from `start_ns` on: `(start_ns, readings oldest first)`.
 History = tuple[int, list[Reading]]
@@ -31,6 +38,34 @@ class StorageUnavailable(StorageError):
 
 class StorageRejected(StorageError):
     """The store refused the data itself (4xx, e.g. field type conflict): retrying won't help."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSums:
+    """Interval rows of one role starting at `start_ns`, summed (see `interval_role_sums`)."""
+
+    start_ns: int
+    end_ns: int
+    role: str
+    rows: int
+    estimated: int
+    #: the sums of `ROLE_SUM_FIELDS` (0.0 where absent)
+    sums: dict[str, float]
+
+
+def changed_days(intervals: Iterable[IntervalEnergy]) -> dict[str, set[int]]:
+    """Per park, the UTC days (`start_ns // NS_PER_DAY`) that a write of `intervals` touches:
+    what a store records as change markers beside the data (docs/storage.md, "Change
+    markers")."""
+    out: dict[str, set[int]] = {}
+    for iv in intervals:
+        out.setdefault(iv.park, set()).add(iv.start_ns // NS_PER_DAY)
+    return out
+
+
+def new_change_token() -> int:
+    """A token unique to one write (62 random bits: positive in every store's integer)."""
+    return secrets.randbits(62) | 1
 
 
 @dataclass(slots=True)
@@ -201,6 +236,37 @@ class Storage(Protocol):
         Same answer as `histories_one_by_one`, in a few store requests for the whole
         mapping instead of three per device (a restart meets every device of a park).
         """
+        ...
+
+    async def interval_series(self, park: str) -> set[tuple[str, str]]:
+        """Every (device, role) that intervals of `park` were ever written under."""
+        ...
+
+    async def interval_role_sums(
+        self,
+        park: str,
+        start_ns: int,
+        end_ns: int,
+        roles: Sequence[str],
+        *,
+        interval_ns: int,
+        fields: Sequence[str] = ROLE_SUM_FIELDS,
+    ) -> list[RoleSums]:
+        """Per interval start in [start_ns, end_ns) and stored role (one of `roles`): row
+        count, estimated rows and the sums of `fields` (of `ROLE_SUM_FIELDS`; a store may
+        sum the others too, or report them as 0.0), ordered by start then role.
+        `interval_ns` is the park's interval length (the row's `end_ns` where the store
+        does not keep it). The role is the one stored with each row: check
+        `interval_series` against the registry before trusting it."""
+        ...
+
+    async def interval_changes(self, park: str) -> dict[int, int]:
+        """The change markers of `park`: UTC day (`start_ns // NS_PER_DAY`) → the token of
+        the last write of intervals starting that day (docs/storage.md, "Change markers").
+
+        Every `write` with intervals records a fresh token for each day it touches, once
+        the intervals are readable, so a reader that cached what it read together with the
+        tokens it saw before reading knows exactly which days changed since."""
         ...
 
     async def close(self) -> None: ...

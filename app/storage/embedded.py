@@ -37,13 +37,21 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from app.intervals.models import IntervalEnergy
 from app.storage import schema
-from app.storage.base import History, StorageRejected, StorageUnavailable, WriteBatch
+from app.storage.base import (
+    ROLE_SUM_FIELDS,
+    History,
+    RoleSums,
+    StorageRejected,
+    StorageUnavailable,
+    WriteBatch,
+    changed_days,
+    new_change_token,
+)
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
 log = logging.getLogger(__name__)
@@ -51,7 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
 
-SCHEMA_VERSION = 2  # 2: interval_role_total
+SCHEMA_VERSION = 3  # 2: interval_role_total; 3: interval_change
 _READ_THREADS = 2
 _FETCH_ROWS = 20_000
 
@@ -105,6 +113,15 @@ CREATE TABLE IF NOT EXISTS interval_role_total (
     PRIMARY KEY (park, start_ns, role)
 ) WITHOUT ROWID;
 
+-- change markers (docs/storage.md, "Change markers"): per park and UTC day of interval
+-- starts, the token of the last write that touched it, committed with the intervals
+CREATE TABLE IF NOT EXISTS interval_change (
+    park TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    PRIMARY KEY (park, day)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS deadletter (
     id INTEGER PRIMARY KEY,
     received_ns INTEGER NOT NULL,
@@ -143,7 +160,6 @@ ON CONFLICT (park, start_ns, device) DO UPDATE SET
     estimated = excluded.estimated,
     flags = excluded.flags
 """
-ROLE_SUM_FIELDS = ("energy_import_kwh", "energy_export_kwh", "energy_kwh")
 _ROLLUP_SELECT = """
 SELECT park, start_ns, role, max(end_ns), count(*), sum(estimated),
     total(vals ->> '$.energy_import_kwh'), total(vals ->> '$.energy_export_kwh'),
@@ -293,18 +309,6 @@ def _reason(value: str) -> RejectReason:
         return RejectReason.INVALID_READING
 
 
-@dataclass(frozen=True, slots=True)
-class RoleSums:
-    """Interval rows of one role starting at `start_ns`, summed (see `interval_role_sums`)."""
-
-    start_ns: int
-    end_ns: int
-    role: str
-    rows: int
-    estimated: int
-    sums: dict[str, float]
-
-
 _IMP, _EXP, _GEN = ROLE_SUM_FIELDS
 
 
@@ -451,6 +455,16 @@ class EmbeddedStorage:
                 touched = sorted({(row[0], row[1]) for row in intervals})
                 db.executemany(_ROLLUP_CLEAR, touched)
                 db.executemany(_ROLLUP_FILL, touched)
+                token = new_change_token()
+                db.executemany(
+                    "INSERT INTO interval_change (park, day, token) VALUES (?, ?, ?)"
+                    " ON CONFLICT (park, day) DO UPDATE SET token = excluded.token",
+                    [
+                        (park, day, token)
+                        for park, days in sorted(changed_days(batch.intervals).items())
+                        for day in sorted(days)
+                    ],
+                )
             if deadletters:
                 db.executemany(_UPSERT_DEADLETTER, deadletters)
             db.execute("COMMIT")
@@ -627,7 +641,7 @@ class EmbeddedStorage:
             for ts, topic, park, device, reason, detail, raw in self._reader().execute(sql, args)
         ]
 
-    # --- aggregates (beyond the protocol: the balance's cold-cache fast path) -----------------
+    # --- aggregates and change markers (the balance's read path) --------------------------
 
     async def interval_series(self, park: str) -> set[tuple[str, str]]:
         """Every (device, role) that intervals of `park` were written under (ever)."""
@@ -644,15 +658,15 @@ class EmbeddedStorage:
         start_ns: int,
         end_ns: int,
         roles: Sequence[str] | None = None,
+        *,
+        interval_ns: int = 0,
+        fields: Sequence[str] = ROLE_SUM_FIELDS,
     ) -> list[RoleSums]:
-        """Per interval start in [start_ns, end_ns) and stored role (only `roles` if given):
-        the number of rows, how many are estimated, and the sums of `ROLE_SUM_FIELDS` (0.0
-        when absent), ordered by start then role.
+        """`Storage.interval_role_sums` (all roles when `roles` is None).
 
         Served from a rollup kept exact on every write, so a year of a park comes back as one
-        row per interval and role, whatever the number of devices. The role is the one stored
-        with each row: check `interval_series` against the registry before trusting it (as
-        the InfluxDB path does with its series)."""
+        row per interval and role, whatever the number of devices. `interval_ns` and
+        `fields` are unused: each row keeps its own end, and the rollup sums every field."""
         args: list[Any] = [park, start_ns, end_ns]
         role_filter = ""
         if roles is not None:
@@ -673,5 +687,13 @@ class EmbeddedStorage:
                 RoleSums(s, e, role, n, est, {_IMP: imp, _EXP: exp, _GEN: gen})
                 for s, e, role, n, est, imp, exp, gen in self._reader().execute(sql, tuple(args))
             ]
+
+        return await self._run(self._rexec, run)
+
+    async def interval_changes(self, park: str) -> dict[int, int]:
+        sql = "SELECT day, token FROM interval_change WHERE park = ?"
+
+        def run() -> dict[int, int]:
+            return {int(d): int(t) for d, t in self._reader().execute(sql, (park,))}
 
         return await self._run(self._rexec, run)

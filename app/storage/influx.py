@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip as gzip_lib
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +16,19 @@ import httpx
 
 from app.intervals.models import IntervalEnergy
 from app.storage import schema
-from app.storage.base import FAR_NS, History, StorageRejected, StorageUnavailable, WriteBatch
-from app.storage.lineprotocol import LineProtocolError
+from app.storage.base import (
+    FAR_NS,
+    NS_PER_DAY,
+    ROLE_SUM_FIELDS,
+    History,
+    RoleSums,
+    StorageRejected,
+    StorageUnavailable,
+    WriteBatch,
+    changed_days,
+    new_change_token,
+)
+from app.storage.lineprotocol import LineProtocolError, escape_key
 from app.telemetry.models import DeadLetter, Reading
 
 log = logging.getLogger(__name__)
@@ -114,6 +127,46 @@ def _statement_chunks(statements: Sequence[str]) -> Iterator[list[str]]:
         yield chunk
 
 
+CHANGE = "interval_change"
+
+
+def change_marker_lines(intervals: Sequence[IntervalEnergy]) -> list[str]:
+    """Line protocol of the change markers of one write (docs/storage.md, "Change markers"):
+    one point per park and UTC day, at the day's start, field `w` = a fresh token."""
+    token = new_change_token()
+    return [
+        f"{CHANGE},park={escape_key(park)} w={token}i {day * NS_PER_DAY}"
+        for park, days in sorted(changed_days(intervals).items())
+        for day in sorted(days)
+    ]
+
+
+def _series_tags(key: str) -> dict[str, str]:
+    """Tags of a `SHOW SERIES` key (`measurement,tag=value,...`, line-protocol escaped)."""
+    parts: list[str] = []
+    cur: list[str] = []
+    chars = iter(key)
+    for ch in chars:
+        if ch == "\\":
+            cur.append(next(chars, ""))
+        elif ch == ",":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    out: dict[str, str] = {}
+    for part in parts[1:]:
+        k, _, v = part.partition("=")
+        out[k] = v
+    return out
+
+
+def _num(columns: Sequence[str], row: Sequence[Any], name: str) -> float:
+    v = row[columns.index(name)] if name in columns else None
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else 0.0
+
+
 class InfluxStorage:
     """Storage on InfluxDB via `/write` (line protocol), `/query` (InfluxQL) and `/ping`.
 
@@ -160,6 +213,11 @@ class InfluxStorage:
         except LineProtocolError as e:
             raise StorageRejected(f"unencodable point: {e}") from e
         await self.write_lines(lines)
+        if batch.intervals:
+            # Markers only once the intervals are written (their own request): a reader that
+            # sees a marker can read the data behind it. A failure here fails the write, so
+            # the caller retries (or spools) the whole batch, markers included.
+            await self.write_lines(change_marker_lines(batch.intervals))
 
     async def write_lines(self, lines: Sequence[str]) -> None:
         """POST line protocol in chunks of `chunk_lines` (in order)."""
@@ -468,3 +526,82 @@ class InfluxStorage:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # --- aggregates and change markers (the balance's read path) --------------------------
+
+    async def interval_series(self, park: str) -> set[tuple[str, str]]:
+        q = f'SHOW SERIES FROM "{schema.INTERVAL}" WHERE {self._tag_eq("park", park)}'
+        out: set[tuple[str, str]] = set()
+        for s in await self.query(q):
+            for row in s.values:
+                tags = _series_tags(str(row[0]))
+                out.add((tags.get("device", ""), tags.get("role", "")))
+        return out
+
+    async def interval_role_sums(
+        self,
+        park: str,
+        start_ns: int,
+        end_ns: int,
+        roles: Sequence[str],
+        *,
+        interval_ns: int,
+        fields: Sequence[str] = ROLE_SUM_FIELDS,
+    ) -> list[RoleSums]:
+        """`Storage.interval_role_sums`, summed by influxd (`GROUP BY time, role`).
+
+        Only `fields` are summed (the others read 0.0): influxd 1.x spends its time per
+        series, window and aggregate, so a caller asking per group of roles for just the
+        fields that group has is ~2× faster than one wide query."""
+        if not roles:
+            return []
+        # every local interval boundary of a park lies on this UTC grid (offsets are whole
+        # quarter hours), so windows of this width never straddle two intervals
+        step_min = math.gcd(max(1, interval_ns // 60_000_000_000), 15)
+        alt = "|".join(re.escape(r) for r in sorted(set(roles)))
+        base = (
+            f"{self._tag_eq('park', park)} AND time >= {int(start_ns)} AND time < {int(end_ns)}"
+            f' AND "role" =~ /^({alt})$/'
+        )
+        group = f'GROUP BY time({step_min}m), "role" fill(none)'
+        sums = ", ".join(f"sum({influxql_ident(f)}) AS {influxql_ident(f)}" for f in fields)
+        totals, estimated = await asyncio.gather(
+            self.query(
+                f'SELECT {sums}, count("duration_s") AS "n" FROM "{schema.INTERVAL}"'
+                f" WHERE {base} {group}"
+            ),
+            self.query(
+                f'SELECT count("duration_s") AS "n" FROM "{schema.INTERVAL}"'
+                f' WHERE {base} AND "estimated" = true {group}'
+            ),
+        )
+        est: dict[tuple[int, str], int] = {}
+        for s in estimated:
+            for row in s.values:
+                est[(int(row[0]), s.tags.get("role", ""))] = int(_num(s.columns, row, "n"))
+        out: list[RoleSums] = []
+        for s in totals:
+            role = s.tags.get("role", "")
+            for row in s.values:
+                t = int(row[0])
+                out.append(
+                    RoleSums(
+                        t,
+                        t + interval_ns,
+                        role,
+                        int(_num(s.columns, row, "n")),
+                        est.get((t, role), 0),
+                        {f: _num(s.columns, row, f) for f in ROLE_SUM_FIELDS},
+                    )
+                )
+        out.sort(key=lambda r: (r.start_ns, r.role))
+        return out
+
+    async def interval_changes(self, park: str) -> dict[int, int]:
+        q = f'SELECT "w" FROM "{CHANGE}" WHERE {self._tag_eq("park", park)}'
+        out: dict[int, int] = {}
+        for s in await self.query(q):
+            for row in s.values:
+                if isinstance(row[1], int):
+                    out[int(row[0]) // NS_PER_DAY] = row[1]
+        return out
