@@ -438,3 +438,68 @@ async def test_histories_equal_the_one_by_one_path_on_any_data(
     asked = {d: S0 + k * step for d, k in first.items()}
     got = await storage_backend.histories(park, asked, _align)
     assert got == await histories_one_by_one(storage_backend, park, asked, _align)
+
+
+DAY = 86_400_000_000_000
+
+
+async def test_change_markers_move_for_the_days_a_write_touches(storage_backend: Storage) -> None:
+    storage = storage_backend
+    park = "p-marks"
+    d0 = T0 // DAY  # 2026-11-23 UTC
+    assert await storage.interval_changes(park) == {}
+    # readings and dead letters alone are no change of intervals
+    await storage.write(WriteBatch(readings=[Reading(park, "m", T0, {"energy_kwh": 1.0})]))
+    assert await storage.interval_changes(park) == {}
+    a = IntervalEnergy(park, "pv-1", "pv", T0, T0 + Q, {"energy_kwh": 1.0})
+    b = IntervalEnergy(park, "pv-1", "pv", T0 + DAY, T0 + DAY + Q, {"energy_kwh": 2.0})
+    await storage.write(WriteBatch(intervals=[a, b]))
+    first = await storage.interval_changes(park)
+    assert set(first) == {d0, d0 + 1}
+    # a late row for the first day only: its token moves, the other day's stays
+    late = IntervalEnergy(park, "pv-1", "pv", T0 + Q, T0 + 2 * Q, {"energy_kwh": 3.0})
+    await storage.write(WriteBatch(intervals=[late]))
+    second = await storage.interval_changes(park)
+    assert second[d0] != first[d0] and second[d0 + 1] == first[d0 + 1]
+    # the same rows written again (a spool replay, a redelivery) are a change too
+    await storage.write(WriteBatch(intervals=[late]))
+    assert (await storage.interval_changes(park))[d0] != second[d0]
+    # other parks are not touched
+    other = IntervalEnergy("p-other", "pv-1", "pv", T0, T0 + Q, {"energy_kwh": 1.0})
+    await storage.write(WriteBatch(intervals=[other]))
+    assert (await storage.interval_changes(park)) == await storage.interval_changes(park)
+    assert set(await storage.interval_changes("p-other")) == {d0}
+
+
+async def test_interval_role_sums_and_series(storage_backend: Storage) -> None:
+    storage = storage_backend
+    park = "p-sums"
+    T0 = 1_795_399_200_000_000_000  # 2026-11-23T08:00Z: stored intervals are aligned
+    rows = [
+        IntervalEnergy(
+            park, "g", "grid", T0, T0 + Q, {"energy_import_kwh": 10.0, "energy_export_kwh": 1.0}
+        ),
+        IntervalEnergy(park, "pv-a", "pv", T0, T0 + Q, {"energy_kwh": 4.0}),
+        IntervalEnergy(park, "pv-b", "pv", T0, T0 + Q, {"energy_kwh": 2.5}, estimated=True),
+        IntervalEnergy(park, "pv-a", "pv", T0 + Q, T0 + 2 * Q, {"energy_kwh": 1.0}),
+        IntervalEnergy(park, "b", "storage", T0, T0 + Q, {"energy_charge_kwh": 3.0}),
+    ]
+    await storage.write(WriteBatch(intervals=rows))
+    got = await storage.interval_role_sums(
+        park, T0, T0 + 2 * Q, ["grid", "pv"], interval_ns=Q, fields=("energy_kwh",)
+    )
+    pv = [(r.start_ns, r.end_ns, r.rows, r.estimated, r.sums["energy_kwh"]) for r in got]
+    assert [r.role for r in got] == ["grid", "pv", "pv"]
+    assert pv[1:] == [(T0, T0 + Q, 2, 1, 6.5), (T0 + Q, T0 + 2 * Q, 1, 0, 1.0)]
+    grid = await storage.interval_role_sums(
+        park, T0, T0 + Q, ["grid"], interval_ns=Q, fields=("energy_import_kwh", "energy_export_kwh")
+    )
+    assert [(r.rows, r.sums["energy_import_kwh"], r.sums["energy_export_kwh"]) for r in grid] == [
+        (1, 10.0, 1.0)
+    ]
+    assert await storage.interval_series(park) == {
+        ("g", "grid"),
+        ("pv-a", "pv"),
+        ("pv-b", "pv"),
+        ("b", "storage"),
+    }
