@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.influx",
     "tests.fixtures.sql",
     "tests.fixtures.storage",
+    "tests.process_support",
 ]
