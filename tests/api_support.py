@@ -48,7 +48,7 @@ parks:
     devices:
       - {id: grid-s, role: grid}
       - {id: pv-s, role: pv}
-      - {id: bess, role: storage}
+      - {id: bess, role: storage, capacity_kwh: 200}
 """
 
 HOUR_NS = 3_600_000_000_000

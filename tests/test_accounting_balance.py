@@ -66,6 +66,8 @@ def balance(park: Park, rows: list[IntervalEnergy], every: str = "1h", **kw: Any
 GRID = {"id": "g", "role": "grid"}
 PV = {"id": "pv", "role": "pv"}
 BESS = {"id": "b", "role": "storage"}
+#: a battery whose content is observed (capacity and SoC): losses measured, content tracked
+TRACKED = {"id": "b", "role": "storage", "capacity_kwh": 1000}
 
 
 def test_sunny_day_with_export() -> None:
@@ -128,7 +130,7 @@ def test_night_on_pv_charged_storage_is_green() -> None:
     assert r.storage_state["b"].content_kwh == pytest.approx(0.0)
 
 
-def test_night_on_storage_without_soc_keeps_losses_in_the_battery() -> None:
+def test_storage_without_soc_counts_its_net_charge_when_charged() -> None:
     park = make_park(GRID, PV, BESS)  # no capacity, no SOC: losses cannot be known
     rows = [
         row(park, "pv", 12, energy_kwh=1000.0),
@@ -136,12 +138,40 @@ def test_night_on_storage_without_soc_keeps_losses_in_the_battery() -> None:
         row(park, "b", 21, energy_charge_kwh=0.0, energy_discharge_kwh=360.0),
     ]
     r = balance(park, rows)
-    night = r.buckets[21].fields
-    assert night.consumption_kwh == pytest.approx(360.0)
-    assert night.green_physical_kwh == pytest.approx(360.0)
-    # 400 − 360 = 40 kWh still counted as held (green) by the battery
-    assert r.storage_state["b"] == StorageDeviceState(40.0, 40.0, 40.0)
-    assert r.total.green_physical_kwh == pytest.approx(960.0)  # 1000 − 40 still stored
+    noon, night = r.buckets[12].fields, r.buckets[21].fields
+    # 12:00: loads 600 + the 400 charged, all solar: 1000 consumed, 1000 green
+    assert noon.consumption_kwh == pytest.approx(1000.0)
+    assert noon.green_physical_kwh == pytest.approx(1000.0)
+    # 21:00: the loads' 360 came out of the battery, counted when charged
+    assert night.consumption_kwh == pytest.approx(0.0)
+    assert night.green_physical_kwh == pytest.approx(0.0)
+    # the day is the boundary identity: the 40 kWh of losses are consumption
+    assert r.total.consumption_kwh == pytest.approx(1000.0)
+    assert r.total.boundary_consumption_kwh == pytest.approx(1000.0)
+    assert r.total.green_physical_kwh == pytest.approx(1000.0)
+    assert any("storage b: no state of charge" in w for w in r.warnings)
+
+
+def test_storage_without_soc_exporting_at_night() -> None:
+    park = make_park(GRID, PV, BESS)
+    rows = [
+        row(park, "pv", 12, energy_kwh=500.0),
+        row(park, "b", 12, energy_charge_kwh=500.0, energy_discharge_kwh=0.0),
+        # 20:00: the battery discharges 500, 200 go to the grid, loads take 300
+        row(park, "g", 20, energy_import_kwh=0.0, energy_export_kwh=200.0),
+        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=500.0),
+    ]
+    r = balance(park, rows)
+    # noon: 500 charged counts as consumed (green); night: loads 300 − 500 given back
+    assert r.buckets[12].fields.consumption_kwh == pytest.approx(500.0)
+    assert r.buckets[12].fields.green_physical_kwh == pytest.approx(500.0)
+    night = r.buckets[20].fields
+    assert night.consumption_kwh == pytest.approx(-200.0)
+    assert night.green_physical_kwh == pytest.approx(-200.0)
+    assert night.green_share_physical is None
+    assert r.total.consumption_kwh == pytest.approx(300.0)
+    assert r.total.boundary_consumption_kwh == pytest.approx(300.0)
+    assert r.total.green_physical_kwh == pytest.approx(300.0)
 
 
 def test_grid_charged_battery_is_not_green() -> None:
@@ -167,16 +197,16 @@ def test_grid_charged_battery_is_not_green() -> None:
 
 
 def test_half_green_battery_and_mixed_charging() -> None:
-    park = make_park(GRID, PV, BESS)
+    park = make_park(GRID, PV, TRACKED)
     rows = [
         # 11:00: I 300, PV 300 (no export) → N = 600, green fraction 0.5; battery takes 200
         # → 100 green stored; loads 400 of which 200 green
         row(park, "g", 11, energy_import_kwh=300.0, energy_export_kwh=0.0),
         row(park, "pv", 11, energy_kwh=300.0),
-        row(park, "b", 11, energy_charge_kwh=200.0, energy_discharge_kwh=0.0),
+        row(park, "b", 11, energy_charge_kwh=200.0, energy_discharge_kwh=0.0, soc_pct=20.0),
         # 20:00: discharge 100 at 0.5 → 50 green; import 100 → loads 200, green 50
         row(park, "g", 20, energy_import_kwh=100.0, energy_export_kwh=0.0),
-        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=100.0),
+        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=100.0, soc_pct=10.0),
     ]
     r = balance(park, rows)
     assert r.buckets[11].fields.green_physical_kwh == pytest.approx(200.0)
@@ -187,13 +217,13 @@ def test_half_green_battery_and_mixed_charging() -> None:
 
 
 def test_battery_exporting_at_night_does_not_count_as_consumed_green() -> None:
-    park = make_park(GRID, PV, BESS)
+    park = make_park(GRID, PV, TRACKED)
     rows = [
         row(park, "pv", 12, energy_kwh=500.0),
-        row(park, "b", 12, energy_charge_kwh=500.0, energy_discharge_kwh=0.0),
+        row(park, "b", 12, energy_charge_kwh=500.0, energy_discharge_kwh=0.0, soc_pct=50.0),
         # 20:00: the battery discharges 500, 200 go to the grid, loads take 300
         row(park, "g", 20, energy_import_kwh=0.0, energy_export_kwh=200.0),
-        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=500.0),
+        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=500.0, soc_pct=0.0),
     ]
     r = balance(park, rows)
     night = r.buckets[20].fields
@@ -343,11 +373,11 @@ def test_completeness_counts_measured_non_submeter_device_intervals() -> None:
 
 
 def test_intervals_before_start_warm_up_storage_but_are_not_reported() -> None:
-    park = make_park(GRID, PV, BESS)
+    park = make_park(GRID, PV, TRACKED)
     rows = [
         row(park, "pv", 10, energy_kwh=400.0),
-        row(park, "b", 10, energy_charge_kwh=400.0, energy_discharge_kwh=0.0),
-        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=200.0),
+        row(park, "b", 10, energy_charge_kwh=400.0, energy_discharge_kwh=0.0, soc_pct=40.0),
+        row(park, "b", 20, energy_charge_kwh=0.0, energy_discharge_kwh=200.0, soc_pct=20.0),
     ]
     start, _ = day_window(park)
     r = compute_balance(

@@ -106,6 +106,25 @@ def test_half_hour_zone_hours_follow_the_local_clock() -> None:
     assert [a.hour for a, _ in hrs] == [0, 1, 2] and all(a.minute == 0 for a, _ in hrs)
 
 
+def test_hourly_window_starting_inside_an_hour() -> None:
+    # found by the balance interleaving property: 00:15-00:30 by hour had no bucket at all
+    start = datetime(2026, 10, 24, 0, 15, tzinfo=BERLIN)
+    end = datetime(2026, 10, 24, 0, 30, tzinfo=BERLIN)
+    assert bucket_edges(start, end, "1h", BERLIN) == [(start, end)]
+    later = datetime(2026, 10, 24, 1, 45, tzinfo=BERLIN)
+    assert bucket_edges(start, later, "1h", BERLIN) == [
+        (start, datetime(2026, 10, 24, 1, 0, tzinfo=BERLIN)),
+        (datetime(2026, 10, 24, 1, 0, tzinfo=BERLIN), later),
+    ]
+    nepal = ZoneInfo("Asia/Kathmandu")  # UTC+05:45: local hours start at :15 UTC
+    s2 = datetime(2026, 6, 1, 10, 30, tzinfo=nepal)
+    e2 = datetime(2026, 6, 1, 11, 30, tzinfo=nepal)
+    assert bucket_edges(s2, e2, "1h", nepal) == [
+        (s2, datetime(2026, 6, 1, 11, 0, tzinfo=nepal)),
+        (datetime(2026, 6, 1, 11, 0, tzinfo=nepal), e2),
+    ]
+
+
 def test_bad_input() -> None:
     a = datetime(2026, 1, 1, tzinfo=SHANGHAI)
     with pytest.raises(ValueError, match="every"):

@@ -308,9 +308,25 @@ async def test_stored_solar_carried_across_windows(api: Api) -> None:
         WriteBatch(
             intervals=[
                 iv(park, "pv-s", d1, 60, energy_kwh=100.0),
-                iv(park, "bess", d1, 60, energy_charge_kwh=100.0, energy_discharge_kwh=0.0),
+                iv(
+                    park,
+                    "bess",
+                    d1,
+                    60,
+                    energy_charge_kwh=100.0,
+                    energy_discharge_kwh=0.0,
+                    soc_pct=50.0,
+                ),
                 iv(park, "grid-s", d2, 60, energy_import_kwh=20.0),
-                iv(park, "bess", d2, 60, energy_charge_kwh=0.0, energy_discharge_kwh=80.0),
+                iv(
+                    park,
+                    "bess",
+                    d2,
+                    60,
+                    energy_charge_kwh=0.0,
+                    energy_discharge_kwh=80.0,
+                    soc_pct=10.0,
+                ),
             ]
         )
     )

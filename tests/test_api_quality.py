@@ -251,3 +251,18 @@ def test_missing_ranges_capped() -> None:
     # and build_report agrees with the accumulator fed in one go
     rep = build_report(park, h(8), h(14), INTERVALS, DEADLETTERS)
     assert rep.total.missing_intervals == 11 and rep.total.rejected_readings == 4
+
+
+def test_storage_intervals_without_soc_are_counted() -> None:
+    from app.quality.report import QualityCounts
+
+    q = QualityCounts()
+    q.count_interval(IntervalEnergy("p", "b", "storage", 0, HOUR, {"energy_charge_kwh": 1.0}))
+    q.count_interval(
+        IntervalEnergy(
+            "p", "b", "storage", HOUR, 2 * HOUR, {"energy_charge_kwh": 1.0, "soc_pct": 5}
+        )
+    )
+    q.count_interval(IntervalEnergy("p", "g", "grid", 0, HOUR, {"energy_import_kwh": 1.0}))
+    assert q.storage_without_soc == 1
+    assert q.as_dict()["storage_without_soc"] == 1

@@ -38,6 +38,8 @@ class IntervalBalance:
     unbalanced_kwh: float
     export_green_physical_kwh: float  # green leaving in exports beyond on-site generation
     storage: tuple[StorageStep, ...]
+    #: storage devices active in the interval whose content was not observed (no SoC)
+    unobserved_storage: tuple[str, ...] = ()
 
 
 def step_interval(
@@ -46,14 +48,23 @@ def step_interval(
     capacities: Mapping[str, float | None],
     certified_kwh: float = 0.0,
 ) -> IntervalBalance:
-    """Electricity balance of one interval with storage provenance; updates `state` in place."""
-    nets: list[tuple[str, float, float, StorageDeviceState]] = []
+    """Electricity balance of one interval with storage provenance; updates `state` in place.
+
+    Every storage device keeps its content and green share (well mixed). One whose content
+    is observed in the interval (a capacity and an end-of-interval `soc_pct`) has its
+    losses measured, and they are consumption. One whose content is not observed falls back
+    to the boundary identity (docs/accounting.md §2, "Storage without state of charge"):
+    its net charge counts as consumed when charged, with its green share, and its net
+    discharge is taken off consumption and green again at the share it carries.
+    """
+    nets: list[tuple[str, float, float, StorageDeviceState, bool]] = []
     s_net_total = c_net_total = out_p_total = out_m_total = 0.0
     for dev in sorted(t.storage):
         c, s = t.storage[dev]
         st = state.get(dev, StorageDeviceState())
+        observed = capacities.get(dev) is not None and t.storage_soc_pct.get(dev) is not None
         c_net, s_net, _from, _untr, out_p, out_m = begin_step(c, s, st)
-        nets.append((dev, c, s, st))
+        nets.append((dev, c, s, st, observed))
         c_net_total += c_net
         s_net_total += s_net
         out_p_total += out_p
@@ -69,7 +80,10 @@ def step_interval(
     )
     steps: list[StorageStep] = []
     losses = untracked = loss_p = loss_m = 0.0
-    for dev, c, s, st in nets:
+    consumption = flows.loads
+    green_p, green_m = flows.loads_green_physical, flows.loads_green_market
+    blind: list[str] = []
+    for dev, c, s, st, observed in nets:
         step = finish_step(
             dev,
             c,
@@ -77,30 +91,55 @@ def step_interval(
             st,
             flows.charge_green_physical,
             flows.charge_green_market,
-            capacities.get(dev),
-            t.storage_soc_pct.get(dev),
+            capacities.get(dev) if observed else None,
+            t.storage_soc_pct.get(dev) if observed else None,
         )
         state[dev] = step.after
         steps.append(step)
-        losses += step.losses_kwh
         untracked += step.untracked_kwh
-        loss_p += step.green_losses_physical_kwh
-        loss_m += step.green_losses_market_kwh
+        if observed:
+            losses += step.losses_kwh
+            loss_p += step.green_losses_physical_kwh
+            loss_m += step.green_losses_market_kwh
+        elif c or s:
+            # Content not observed: the net charge is consumed when charged, with its green
+            # share, and what the device gives back later is taken off again (it reached
+            # the loads, or left, counted already): the boundary identity.
+            blind.append(dev)
+            d_in = step.charge_kwh - step.passthrough_kwh
+            d_out = step.discharge_kwh - step.passthrough_kwh
+            consumption += d_in - d_out
+            green_p += step.green_charged_physical_kwh - step.green_discharged_physical_kwh
+            green_m += step.green_charged_market_kwh - step.green_discharged_market_kwh
+    consumption += losses
+    green_p += loss_p
+    green_m += loss_m
+    if blind:
+        # What was counted when charged and what leaves later differ in timing, and the green
+        # share of stored energy that leaves the park is not known for sure: never more green
+        # than consumed, and energy given back beyond what the park consumed is taken off as
+        # if all green (docs/accounting.md §2, "Storage without state of charge").
+        if consumption >= 0.0:
+            green_p = min(max(green_p, 0.0), consumption)
+            green_m = min(max(green_m, 0.0), consumption)
+        else:
+            green_p = green_m = consumption
     boundary = t.grid_import_kwh + t.green_direct_kwh + t.renewable_kwh - t.grid_export_kwh
     return IntervalBalance(
         start_ns=t.start_ns,
         end_ns=t.end_ns,
-        consumption_kwh=flows.loads + losses,
+        consumption_kwh=consumption,
         boundary_consumption_kwh=boundary,
         self_consumed_renewable_kwh=flows.self_consumed_renewable,
-        green_physical_kwh=flows.loads_green_physical + loss_p,
-        green_market_kwh=flows.loads_green_market + loss_m,
+        green_physical_kwh=green_p,
+        green_market_kwh=green_m,
         certificates_applied_kwh=min(certified_kwh, t.grid_import_kwh),
         storage_losses_kwh=losses,
         storage_untracked_kwh=untracked,
         unbalanced_kwh=flows.unbalanced,
         export_green_physical_kwh=flows.export_green_physical,
         storage=tuple(steps),
+        unobserved_storage=tuple(blind),
     )
 
 
@@ -222,6 +261,12 @@ def compute_balance(
         ib = step_interval(t, state, capacities, alloc.applied_kwh.get(t.start_ns, 0.0))
         if t.start_ns < start_ns:
             continue
+        for dev in ib.unobserved_storage:
+            warnings.add(
+                f"storage {dev}: no state of charge (soc_pct with capacity_kwh), so its losses"
+                " are not observed; consumption follows the boundary identity (net charge"
+                " counted when charged)"
+            )
         k = bisect_right(bucket_starts, t.start_ns) - 1
         _add_interval(bucket_sums[k], t, ib, factor_set, ef_grid, warnings)
     if state_at_start is None:

@@ -53,6 +53,9 @@ def _clock_edges(start: datetime, end: datetime, every: str, tz: ZoneInfo) -> li
     # repeated local hour (DST end) two distinct buckets and a skipped one none.
     s_utc = start.astimezone(UTC)
     t = s_utc.replace(minute=s_utc.minute - s_utc.minute % 15, second=0, microsecond=0)
+    # start from the local boundary at or before `start` (a window may start mid-hour)
+    while every != "15m" and t.astimezone(tz).minute != 0:
+        t -= _QUARTER
     edges: list[datetime] = []
     while True:
         local = t.astimezone(tz)

@@ -50,6 +50,9 @@ class QualityCounts:
     implausible: int = 0
     counter_decreases: int = 0
     gaps: int = 0
+    #: storage intervals without a state of charge: their losses are not observed, and the
+    #: balance counts their net charge when charged (docs/accounting.md §2)
+    storage_without_soc: int = 0
     rejected_readings: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -77,6 +80,7 @@ class QualityCounts:
         self.implausible += other.implausible
         self.counter_decreases += other.counter_decreases
         self.gaps += other.gaps
+        self.storage_without_soc += other.storage_without_soc
         self.rejected_readings += other.rejected_readings
         self.rejected_by_reason.update(other.rejected_by_reason)
 
@@ -90,6 +94,8 @@ class QualityCounts:
         self.implausible += "implausible" in flags
         self.counter_decreases += "counter_decrease" in flags
         self.gaps += "gap" in flags
+        if interval.role == "storage" and "soc_pct" not in interval.values:
+            self.storage_without_soc += 1
 
     def count_rejection(self, letter: DeadLetter) -> None:
         self.rejected_readings += 1
@@ -108,6 +114,7 @@ class QualityCounts:
             "implausible": self.implausible,
             "counter_decreases": self.counter_decreases,
             "gaps": self.gaps,
+            "storage_without_soc": self.storage_without_soc,
             "rejected_readings": self.rejected_readings,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
         }
