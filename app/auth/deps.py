@@ -136,12 +136,13 @@ def require(role: ApiRole, *, all_parks: bool = False) -> Callable[..., Awaitabl
                 401, "missing API key: send 'Authorization: Bearer <key>'", headers=_CHALLENGE
             )
         info = await _authenticate(request, svc, key)
+        who = _principal(info)
+        # the park first: outside its parks a key learns nothing about the route
+        _check_scope(request, who, all_parks=all_parks)
         if not info.role.allows(role):
             raise HTTPException(
                 403, f"this needs the {role.value} role or above; the key has {info.role.value}"
             )
-        who = _principal(info)
-        _check_scope(request, who, all_parks=all_parks)
         return who
 
     return dependency
