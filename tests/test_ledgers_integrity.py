@@ -229,3 +229,36 @@ def test_the_store_s_own_changes_pass_the_triggers(sql_url: str) -> None:
         # a revoked row cannot be revived, even with the revocation columns only
         with pytest.raises(DBAPIError, match="append-only"):
             raw(sql_url, "UPDATE ledger_offsets SET revoked_at = NULL WHERE id = 'O1'")
+
+
+def test_a_database_from_before_row_hashes_is_upgraded_then_adopted(
+    sqlite_url: str, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An old database: api_keys without `parks`, rows whose entries carry no row hash."""
+    with LedgerStore(sqlite_url) as store:
+        store.add_offset("a", {"id": "O1", "kind": "ccer", "tco2": 1, "date": "2025-03-01"})
+    legacy = (
+        "DROP TRIGGER api_keys_append_only",
+        "ALTER TABLE api_keys DROP COLUMN parks",
+        "DROP TRIGGER audit_log_no_update",
+        # the entry as the old store wrote it: no details.row (hash fixed below)
+        "UPDATE audit_log SET details = json_remove(details, '$.row')",
+        "INSERT INTO api_keys (id, key_hash, role, label, created_at, created_by) "
+        f"VALUES ('kold', '{'1' * 64}', 'viewer', '', '2025-01-01 00:00:00', 'x')",
+    )
+    raw(sqlite_url, *legacy)
+    with LedgerStore(sqlite_url) as store:  # reopening adds the column back
+        store.create_key("viewer", parks=["a"])
+        problems = [(p.kind, p.table, p.row) for p in store.verify_audit()]
+    assert ("row_unaudited", "api_keys", "kold") in problems
+    assert ("row_unaudited", "ledger_offsets", "O1") in problems
+
+    assert main(["audit", "adopt", "--reason", "baseline", "--db-url", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["ledger_offsets/O1", "api_keys/kold"]
+    with LedgerStore(sqlite_url) as store:
+        # the offset entry itself was edited above, so the chain still says so; the rows pass
+        assert {p.kind for p in store.verify_audit()} == {"edited"}
+        last = store.list_audit()[-1]
+        assert (last.action, last.object) == ("row.adopt", "api_keys/kold")
+        assert last.actor.startswith("cli") and last.details["reason"] == "baseline"

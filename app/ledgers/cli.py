@@ -276,6 +276,15 @@ def run_audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_audit_adopt(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        adopted = store.adopt_unaudited_rows(_actor(), args.reason)
+    for name in adopted:
+        print(name)
+    print(f"adopted {len(adopted)} unaudited row(s) into the audit log", file=sys.stderr)
+    return 0
+
+
 def run_audit_head(args: argparse.Namespace) -> int:
     with _open_store(args, create=False) as store:
         seq, head_hash = store.audit_head()
@@ -435,6 +444,22 @@ def register(subparsers: Any) -> None:
     _checkpoint_args(checkpoint)
     _store_args(checkpoint)
     checkpoint.set_defaults(func=_wrap(run_audit_checkpoint))
+
+    adopt = asub.add_parser(
+        "adopt",
+        help="record rows that have no audit entry (a database from before row hashes)",
+        description=(
+            "Append one audit entry (row.adopt, actor cli:<you>) recording the current content\n"
+            "hash of every ledger row that has no audit entry at all — once, for a database\n"
+            "written before rows were hashed, after checking its figures. Rows that differ\n"
+            "from their entry (row_mismatch) are never adopted. Prints TABLE/ID of each."
+        ),
+        epilog="example:\n  lingtan audit adopt --reason 'baseline after upgrade'\n\n" + STORE_HELP,
+        formatter_class=_FMT,
+    )
+    adopt.add_argument("--reason", required=True, help="why (kept in each entry)")
+    _store_args(adopt)
+    adopt.set_defaults(func=_wrap(run_audit_adopt))
 
     head = asub.add_parser(
         "head",

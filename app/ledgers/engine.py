@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
@@ -146,6 +146,14 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+def _add_missing_columns(conn: Connection) -> None:
+    """Columns added since a table was first created (`create_all` never alters a table):
+    `api_keys.parks` (NULL = every park). Idempotent."""
+    columns = {c["name"] for c in inspect(conn).get_columns(ApiKeyRow.__tablename__)}
+    if "parks" not in columns:
+        conn.exec_driver_sql(f"ALTER TABLE {ApiKeyRow.__tablename__} ADD COLUMN parks TEXT")
+
+
 def create_schema(engine: Engine) -> None:
     """Create missing tables and the append-only triggers (idempotent).
 
@@ -156,10 +164,12 @@ def create_schema(engine: Engine) -> None:
             # Two processes starting together must not race on CREATE TABLE / FUNCTION.
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lingtan_ledger_schema'))"))
             Base.metadata.create_all(conn)
+            _add_missing_columns(conn)
             for stmt in (*_PG_TRIGGERS, *_pg_ledger_triggers()):
                 conn.exec_driver_sql(stmt)
         else:
             Base.metadata.create_all(conn)
+            _add_missing_columns(conn)
             if conn.dialect.name == "sqlite":
                 for stmt in (*_SQLITE_TRIGGERS, *_sqlite_ledger_triggers()):
                     conn.exec_driver_sql(stmt)

@@ -777,6 +777,35 @@ class LedgerStore:
             problems = verify_chain(entries(), anchor, anchors=anchors)
             return problems + compare_rows(refs, self._row_digests(session))
 
+    def adopt_unaudited_rows(self, actor: str = SYSTEM_ACTOR, reason: str = "") -> list[str]:
+        """Record, in one audit entry each (`row.adopt`), the content hash of every ledger
+        row that has no audit entry at all: the one-time step for a database written before
+        rows were hashed (docs/security.md). Rows whose content differs from their entry are
+        never adopted (that is an edit to investigate). Returns `table/id` of each."""
+        _check_actor(actor)
+        adopted: list[str] = []
+        with self._write() as session:
+            refs: RowRefs = {}
+            for seq, text in session.execute(select(AuditRow.seq, AuditRow.details)):
+                collect_row_ref(refs, seq, text)
+            for model in LEDGER_TABLES:
+                for row in session.scalars(select(model)):
+                    rid = row_id(row)
+                    if (model.__tablename__, rid) in refs:
+                        continue
+                    park = getattr(row, "park", None)
+                    obj = (
+                        f"park/{park}/{model.__tablename__}/{rid}"
+                        if park
+                        else f"{model.__tablename__}/{rid}"
+                    )
+                    details: dict[str, Any] = {"reason": reason, "row": row_ref(row)}
+                    if park:
+                        details["park"] = park
+                    self._append_audit(session, actor, "row.adopt", obj, details)
+                    adopted.append(f"{model.__tablename__}/{rid}")
+        return adopted
+
     @staticmethod
     def _row_digests(session: Session) -> Iterator[tuple[str, str, str, str | None]]:
         """(table, row id, content hash, park) of every row of every ledger table."""
