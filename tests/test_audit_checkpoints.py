@@ -23,7 +23,13 @@ from sqlalchemy import create_engine
 from app.config import Settings
 from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
-from app.ledgers.checkpoints import Checkpoint, SigningKey, key_id_of, verify_signature
+from app.ledgers.checkpoints import (
+    Checkpoint,
+    CheckpointFile,
+    SigningKey,
+    key_id_of,
+    verify_signature,
+)
 from app.live.state import LiveState
 from app.main import create_app
 from app.storage.embedded import EmbeddedStorage
@@ -302,3 +308,22 @@ async def test_the_api_signs_the_head_periodically_and_serves_it(tmp_path: Path)
     finally:
         await storage.close()
         ledgers.close()
+
+
+def test_tail_reads_the_last_lines_across_blocks(tmp_path: Path) -> None:
+    key = SigningKey(Ed25519PrivateKey.generate())
+    cps = [key.sign(seq, f"{seq:064x}", _now()) for seq in range(1, 2001)]
+    path = tmp_path / "cp.jsonl"
+    path.write_text(
+        "".join(json.dumps(c.to_json()) + "\n" for c in cps[:1000])
+        + "not a checkpoint\n"
+        + "".join(json.dumps(c.to_json()) + "\n" for c in cps[1000:])
+    )
+    assert path.stat().st_size > 4 * 64 * 1024  # several blocks
+    f = CheckpointFile(path)
+    assert f.latest() == cps[-1]
+    assert f.tail(700) == cps[-700:]
+    assert f.tail(1500) == cps[-1500:]  # across the unreadable line
+    assert f.tail(5000) == cps
+    assert f.read() == (cps, [1001])
+    assert CheckpointFile(tmp_path / "none").tail(3) == []

@@ -35,6 +35,7 @@ KEY_FILENAME = "audit-signing.key"
 CHECKPOINT_FILENAME = "audit-checkpoints.jsonl"
 #: Domain separation: a checkpoint signature can never be mistaken for another signed thing.
 _CONTEXT = b"lingtan audit checkpoint v1\n"
+_TAIL_BLOCK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +200,40 @@ class CheckpointFile:
                 bad.append(n)
         return good, bad
 
+    def tail(self, n: int) -> list[Checkpoint]:
+        """The last `n` readable checkpoints, oldest first, read from the end of the file
+        (it grows by a line a minute while the log changes: never read it whole for this)."""
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            return []
+        with fh:
+            pos = fh.seek(0, os.SEEK_END)
+            buf = b""
+            while True:
+                step = min(_TAIL_BLOCK, pos)
+                pos -= step
+                fh.seek(pos)
+                buf = fh.read(step) + buf
+                lines = buf.split(b"\n")
+                # the first piece is a partial line unless the start of the file was reached
+                complete = lines if pos == 0 else lines[1:]
+                parsed = [cp for cp in map(self._parse_line, complete) if cp is not None]
+                if len(parsed) >= n or pos == 0:
+                    return parsed[-n:]
+
+    @staticmethod
+    def _parse_line(line: bytes) -> Checkpoint | None:
+        if not line.strip():
+            return None
+        try:
+            return Checkpoint.from_json(json.loads(line))
+        except ValueError:
+            return None
+
     def latest(self) -> Checkpoint | None:
-        good, _ = self.read()
-        return good[-1] if good else None
+        last = self.tail(1)
+        return last[-1] if last else None
 
 
 def check_checkpoints(
@@ -246,6 +278,7 @@ class Checkpointer:
         self.file = CheckpointFile(file_path)
         self._clock = clock
         self._key: SigningKey | None = None
+        self._last: tuple[int, str] | None = None  # the head last seen in the file
 
     @property
     def key(self) -> SigningKey:
@@ -260,16 +293,18 @@ class Checkpointer:
         if seq == 0:
             return None
         if not force:
-            last = self.file.latest()
-            if last is not None and (last.seq, last.hash) == (seq, digest):
+            if self._last is None:
+                last = self.file.latest()
+                self._last = None if last is None else (last.seq, last.hash)
+            if self._last == (seq, digest):
                 return None
         cp = self.key.sign(seq, digest, self._clock())
         self.file.append(cp)
+        self._last = (seq, digest)
         return cp
 
     def public_doc(self) -> dict[str, str]:
         return {"key_id": self.key.key_id, "public_key": public_pem(self.key.public)}
 
     def history(self, limit: int) -> list[Checkpoint]:
-        good, _ = self.file.read()
-        return good[-limit:]
+        return self.file.tail(limit)
