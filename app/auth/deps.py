@@ -148,15 +148,6 @@ def require(role: ApiRole, *, all_parks: bool = False) -> Callable[..., Awaitabl
     return dependency
 
 
-async def optional_principal(request: Request, svc: Services) -> Principal | None:
-    """The caller if a key was sent (for responses that show more to higher roles); a bad
-    key is a 401 like anywhere else."""
-    key = _bearer(request, svc)
-    if key is None:
-        return None
-    return _principal(await _authenticate(request, svc, key))
-
-
 #: route-signature shorthands: `who: Manager` requires a manager (or admin) key
 Viewer = Annotated[Principal, Depends(require(ApiRole.VIEWER))]
 Auditor = Annotated[Principal, Depends(require(ApiRole.AUDITOR))]
