@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -53,6 +55,44 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = None
     anonymous_read: bool = Field(default=False, description="read endpoints without an API key")
     log_level: str = "INFO"
+    # -- security controls (docs/security.md) --
+    audit_signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key that signs audit checkpoints (created 0600 on first use); "
+        "default <data_dir>/audit-signing.key. Keep it off the database host's backups.",
+    )
+    audit_checkpoints: Path | None = Field(
+        default=None,
+        description="append-only JSON lines of signed chain heads; "
+        "default <data_dir>/audit-checkpoints.jsonl",
+    )
+    audit_checkpoint_s: float = Field(
+        default=60.0, ge=0, description="the API signs the head this often when it moved; 0 = off"
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="larger request bodies get 413, unread"
+    )
+    auth_fail_limit: int = Field(
+        default=20, ge=1, description="bad API keys per client IP per window before 429"
+    )
+    auth_fail_window_s: float = Field(default=60.0, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (comma-separated); "
+        "empty = no CORS headers at all (closed)",
+    )
+    api_docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json")
+    api_metrics: bool = Field(default=True, description="serve the API's /metrics")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -79,6 +119,14 @@ class Settings(BaseSettings):
     @property
     def ledger_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'lingtan.db'}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_signing_key or self.data_dir / "audit-signing.key"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit_checkpoints or self.data_dir / "audit-checkpoints.jsonl"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,8 +12,10 @@ from datetime import time as dtime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.routes import router as keys_router
 from app.balance.cache import IntervalCache
@@ -24,11 +26,13 @@ from app.corrections.routes import router as corrections_router
 from app.evaluation.routes import router as evaluation_router
 from app.factors.routes import router as factors_router
 from app.factors.stored import StoredFactorSets
+from app.http.limits import BodyLimitMiddleware, FailureLimiter
 from app.http.metrics import ApiMetrics, MetricsMiddleware
 from app.http.openapi import PROMETHEUS_TEXT, served_as
 from app.http.options import ApiOptions
 from app.http.services import Services
 from app.ledgers import LedgerStore
+from app.ledgers.checkpoints import Checkpointer
 from app.ledgers.routes import router as ledgers_router
 from app.live.routes import router as live_router
 from app.live.state import LiveState
@@ -75,6 +79,22 @@ async def _today_loop(svc: Services) -> None:
         await asyncio.sleep(svc.options.live_refresh_s)
 
 
+async def _checkpoint_once(svc: Services) -> None:
+    if svc.checkpointer is None:
+        return
+    try:
+        await run_in_threadpool(svc.checkpointer.checkpoint)
+    except Exception as exc:  # a full disk must not stop the API; the next round retries
+        log.warning("audit checkpoint not written: %s", exc)
+
+
+async def _checkpoint_loop(svc: Services, interval_s: float) -> None:
+    """Sign the audit head into the checkpoint file every `interval_s` when it moved."""
+    while True:
+        await _checkpoint_once(svc)
+        await asyncio.sleep(interval_s)
+
+
 def registry_changed(svc: Services, change: RegistryChange) -> None:
     """Apply a registry switch to the API's in-memory state: the live view re-plans its
     parks. (Cached balances follow by themselves: they are kept per registry entry.)"""
@@ -110,6 +130,9 @@ def create_app(
     balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets, factor_sets=factor_sets)
     if live._factor_sets is None:  # /live resolves a park's set the same way
         live._factor_sets = factor_sets
+    checkpointer = Checkpointer(
+        ledgers.audit_head, settings.audit_key_path, settings.audit_checkpoint_path
+    )
     svc = Services(
         settings=settings,
         registry_holder=holder,
@@ -119,6 +142,8 @@ def create_app(
         balance=balance,
         options=opts,
         metrics=metrics,
+        auth_failures=FailureLimiter(opts.auth_fail_limit, opts.auth_fail_window_s),
+        checkpointer=checkpointer,
     )
     holder.subscribe(lambda change: registry_changed(svc, change))
 
@@ -129,6 +154,8 @@ def create_app(
             tasks.append(asyncio.create_task(_today_loop(svc)))
         if registry_watcher is not None:
             tasks.append(asyncio.create_task(registry_watcher.run()))
+        if opts.audit_checkpoint_s > 0:
+            tasks.append(asyncio.create_task(_checkpoint_loop(svc, opts.audit_checkpoint_s)))
         try:
             yield
         finally:
@@ -137,14 +164,33 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if opts.audit_checkpoint_s > 0:  # the head as this process leaves it
+                await _checkpoint_once(svc)
 
     app = FastAPI(
         title="Lingtan API",
         version="1",
         summary="Energy and carbon monitoring for zero-carbon industrial parks (SPEC §6)",
         lifespan=lifespan,
+        # LINGTAN_API_DOCS (docs/security.md)
+        docs_url="/docs" if opts.docs else None,
+        redoc_url="/redoc" if opts.docs else None,
+        openapi_url="/openapi.json" if opts.docs else None,
     )
     app.state.services = svc
+    # innermost first: the body limit sits right outside the app, CORS (when configured)
+    # outside it so a 413 still carries the CORS headers, metrics outermost to count all
+    app.add_middleware(BodyLimitMiddleware, limit=opts.max_body_bytes)
+    if opts.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(opts.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "If-Match"],
+            expose_headers=["ETag", "Retry-After", "Content-Disposition"],
+            allow_credentials=False,  # keys travel in the Authorization header, not cookies
+            max_age=600,
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(StorageUnavailable)
@@ -167,18 +213,20 @@ def create_app(
             storage_ok = False
         return {"status": "ok", "storage": "ok" if storage_ok else "unavailable"}
 
-    @app.get(
-        "/metrics",
-        tags=["ops"],
-        summary="Prometheus metrics",
-        response_class=Response,
-        responses=served_as(PROMETHEUS_TEXT),
-    )
     async def prometheus() -> Response:
         for park in svc.registry.parks:
             n = sum(1 for d in park.devices if live.device(park.id, d.id) is not None)
             metrics.live_devices.labels(park.id).set(n)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if opts.metrics:  # LINGTAN_API_METRICS (docs/security.md)
+        app.get(
+            "/metrics",
+            tags=["ops"],
+            summary="Prometheus metrics",
+            response_class=Response,
+            responses=served_as(PROMETHEUS_TEXT),
+        )(prometheus)
 
     for router in (
         registry_router,

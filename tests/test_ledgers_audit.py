@@ -56,6 +56,26 @@ def test_clean_chain_links_and_hashes(store: LedgerStore) -> None:
         assert after.prev_hash == before.hash
     # The documented hash, computed independently: sha256(canonical JSON + prev_hash).
     e = entries[0]
+    # ... and the row's content hash it records: every column of the row as stored
+    stored = store.get_offset("O1")
+    row = {
+        "created_at": stored.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_by": "k1",
+        "date": "2025-01-01",
+        "id": "O1",
+        "kind": "ccer",
+        "park": "p",
+        "revoke_reason": None,
+        "revoked_at": None,
+        "revoked_by": None,
+        "source": "",
+        "tco2": 1.0,
+    }
+    row_sha = hashlib.sha256(
+        json.dumps(
+            {"table": "ledger_offsets", "row": row}, sort_keys=True, separators=(",", ":")
+        ).encode()
+    ).hexdigest()
     body = json.dumps(
         {
             "action": "offset.add",
@@ -67,6 +87,7 @@ def test_clean_chain_links_and_hashes(store: LedgerStore) -> None:
                 "park": "p",
                 "source": "",
                 "tco2": 1.0,
+                "row": {"table": "ledger_offsets", "id": "O1", "sha256": row_sha},
             },
             "object": "park/p/offset/O1",
             "seq": 1,
@@ -136,7 +157,11 @@ def test_deleted_middle_entry_detected(store: LedgerStore, sql_url: str) -> None
     unlock_audit(sql_url)
     raw(sql_url, "DELETE FROM audit_log WHERE seq = 3")
     problems = store.verify_audit()
-    assert [(p.seq, p.kind) for p in problems] == [(3, "missing")]
+    # the gap, and the offset row whose audit entry went with it
+    assert [(p.seq, p.kind, p.table, p.row) for p in problems] == [
+        (3, "missing", None, None),
+        (0, "row_unaudited", "ledger_offsets", "O3"),
+    ]
     assert "seq 3 missing" in problems[0].message
 
 
@@ -145,7 +170,11 @@ def test_deleted_first_entries_detected(store: LedgerStore, sql_url: str) -> Non
     unlock_audit(sql_url)
     raw(sql_url, "DELETE FROM audit_log WHERE seq IN (1, 2)")
     problems = store.verify_audit()
-    assert [(p.seq, p.kind) for p in problems] == [(1, "missing")]
+    assert [(p.seq, p.kind, p.row) for p in problems] == [
+        (1, "missing", None),
+        (0, "row_unaudited", "O1"),
+        (0, "row_unaudited", "O2"),
+    ]
     assert "seq 1..2 missing" in problems[0].message
 
 
@@ -154,10 +183,14 @@ def test_truncated_tail_needs_anchor(store: LedgerStore, sql_url: str) -> None:
     anchor = store.audit_head()
     unlock_audit(sql_url)
     raw(sql_url, "DELETE FROM audit_log WHERE seq >= 4")
-    # The remaining chain is self-consistent; only the recorded head reveals the loss.
-    assert store.verify_audit() == []
+    # The remaining chain is self-consistent; the rows those entries recorded reveal the
+    # loss, and so does the recorded head.
+    assert [(p.kind, p.row) for p in store.verify_audit()] == [
+        ("row_unaudited", "O4"),
+        ("row_unaudited", "O5"),
+    ]
     problems = store.verify_audit(anchor=anchor)
-    assert [(p.seq, p.kind) for p in problems] == [(5, "head_mismatch")]
+    assert [(p.seq, p.kind) for p in problems if p.table is None] == [(5, "head_mismatch")]
 
 
 def test_fork_refused_structurally(store: LedgerStore, sql_url: str) -> None:

@@ -29,26 +29,66 @@ API_KEY_SCHEME = HTTPBearer(
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key id (audit actor) and its role; `key_id` None = anonymous."""
+    """Who is calling: the key id (audit actor), its role and the parks it may act on
+    (`parks` None = every park); `key_id` None = anonymous."""
 
     key_id: str | None
     role: ApiRole
+    parks: frozenset[str] | None = None
 
     @property
     def actor(self) -> str:
         return self.key_id or "anonymous"
 
+    @property
+    def all_parks(self) -> bool:
+        return self.parks is None
 
-def _bearer(request: Request) -> str | None:
+    def covers(self, park: str) -> bool:
+        return self.parks is None or park in self.parks
+
+
+def client_address(request: Request) -> str:
+    """The client IP the limits count by (uvicorn's `--proxy-headers` / `--forwarded-allow-ips`
+    decide whether that is the proxy's or the forwarded one)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _too_many(retry_after: int) -> HTTPException:
+    return HTTPException(
+        429,
+        f"too many bad API keys from this address: retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _bearer(request: Request, svc: Services) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
         return None
+    client = client_address(request)
+    retry = svc.auth_failures.retry_after(client)
+    if retry is not None:  # before the lookup: guessing gets no answer at all
+        raise _too_many(retry)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        svc.auth_failures.failed(client)
         raise HTTPException(
             401, "Authorization header must be 'Bearer <api key>'", headers=_CHALLENGE
         )
     return token.strip()
+
+
+async def _authenticate(request: Request, svc: Services, key: str) -> ApiKeyInfo:
+    info = await _lookup(svc, key)
+    if info is None:
+        svc.auth_failures.failed(client_address(request))
+        raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+    return info
+
+
+def _principal(info: ApiKeyInfo) -> Principal:
+    return Principal(info.id, info.role, info.park_scope)
 
 
 async def _lookup(svc: Services, key: str) -> ApiKeyInfo | None:
@@ -67,43 +107,52 @@ async def _lookup(svc: Services, key: str) -> ApiKeyInfo | None:
     return info
 
 
-def require(role: ApiRole) -> Callable[..., Awaitable[Principal]]:
-    """Dependency factory: the caller must hold `role` or above."""
+def _check_scope(request: Request, who: Principal, *, all_parks: bool) -> None:
+    """403 outside the key's parks: the `{park}` of the path, or any park at all for
+    routes over every park (the whole registry)."""
+    if who.parks is None:
+        return
+    if all_parks:
+        raise HTTPException(403, "this route covers every park; the key is scoped to some")
+    park = request.path_params.get("park")
+    if isinstance(park, str) and park not in who.parks:
+        raise HTTPException(403, f"this key is not scoped to park {park!r}")
+
+
+def require(role: ApiRole, *, all_parks: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """Dependency factory: the caller must hold `role` or above, and cover the park of the
+    path (every route with a `{park}` path parameter), or every park with `all_parks`."""
 
     async def dependency(
         request: Request,
         svc: SvcDep,
         _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY_SCHEME)],
     ) -> Principal:
-        key = _bearer(request)
+        key = _bearer(request, svc)
         if key is None:
             if role is ApiRole.VIEWER and svc.options.anonymous_read:
                 return Principal(None, ApiRole.VIEWER)
             raise HTTPException(
                 401, "missing API key: send 'Authorization: Bearer <key>'", headers=_CHALLENGE
             )
-        info = await _lookup(svc, key)
-        if info is None:
-            raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+        info = await _authenticate(request, svc, key)
+        who = _principal(info)
+        # the park first: outside its parks a key learns nothing about the route
+        _check_scope(request, who, all_parks=all_parks)
         if not info.role.allows(role):
             raise HTTPException(
                 403, f"this needs the {role.value} role or above; the key has {info.role.value}"
             )
-        return Principal(info.id, info.role)
+        return who
 
     return dependency
-
-
-async def optional_principal(request: Request, svc: Services) -> Principal | None:
-    """The caller if a valid key was sent (for responses that show more to higher roles)."""
-    key = _bearer(request)
-    if key is None:
-        return None
-    info = await _lookup(svc, key)
-    return Principal(info.id, info.role) if info is not None else None
 
 
 #: route-signature shorthands: `who: Manager` requires a manager (or admin) key
 Viewer = Annotated[Principal, Depends(require(ApiRole.VIEWER))]
 Auditor = Annotated[Principal, Depends(require(ApiRole.AUDITOR))]
 Manager = Annotated[Principal, Depends(require(ApiRole.MANAGER))]
+#: the same over every park (the whole registry): keys scoped to parks get 403
+AllParksViewer = Annotated[Principal, Depends(require(ApiRole.VIEWER, all_parks=True))]
+AllParksAuditor = Annotated[Principal, Depends(require(ApiRole.AUDITOR, all_parks=True))]
+AllParksManager = Annotated[Principal, Depends(require(ApiRole.MANAGER, all_parks=True))]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import Principal, require
-from app.http.openapi import CONFLICT, NEEDS_ROLE, NOT_FOUND, UNREADABLE_BODY
+from app.http.openapi import CONFLICT, INVALID, NEEDS_ROLE, NOT_FOUND, UNREADABLE_BODY
 from app.http.services import SvcDep
 from app.ledgers import (
     AlreadyRevokedError,
@@ -29,13 +29,24 @@ Admin = Annotated[Principal, Depends(require(ApiRole.ADMIN))]
 @router.post(
     "",
     status_code=201,
-    summary="Create an API key; the plaintext `key` is in this response only",
-    responses=UNREADABLE_BODY,
+    summary="Create an API key (all parks, or scoped to some); the plaintext `key` is in "
+    "this response only",
+    responses={**UNREADABLE_BODY, **INVALID},
 )
 async def create_key(
     *, body: ApiKeyCreate, response: Response, svc: SvcDep, who: Admin
 ) -> ApiKeyCreated:
-    created = await run_in_threadpool(svc.ledgers.create_key, body.role, body.label, who.actor)
+    scope = body.park_scope
+    if scope is not None:
+        unknown = sorted(p for p in set(scope) if svc.registry.park(p) is None)
+        if unknown:
+            raise HTTPException(422, f"unknown park(s) {', '.join(unknown)}")
+    try:
+        created = await run_in_threadpool(
+            lambda: svc.ledgers.create_key(body.role, body.label, who.actor, parks=scope)
+        )
+    except ValueError as exc:  # e.g. an admin key scoped to parks
+        raise HTTPException(422, str(exc)) from None
     # the only copy of the secret: keep it out of caches
     response.headers["Cache-Control"] = "no-store"
     return created

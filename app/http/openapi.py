@@ -57,14 +57,25 @@ _CHALLENGE = {
     }
 }
 
-#: any valid key will do (viewer is the lowest role), so a read is never a 403
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+#: any valid key will do (viewer is the lowest role), but a key scoped to parks gets 403
+#: outside them (docs/security.md), and a client sending bad keys gets 429 for a while
 NEEDS_KEY: Responses = {
     401: _error("No, a malformed, an unknown or a revoked API key", headers=_CHALLENGE),
+    403: _error("The key is scoped to other parks"),
+    429: _error("Too many bad API keys from this client; retry later", headers=_RETRY_AFTER),
 }
 #: routes that need more than viewer: auditor, manager or admin
 NEEDS_ROLE: Responses = {
     **NEEDS_KEY,
-    403: _error("The key's role is too low for this route"),
+    403: _error("The key's role is too low for this route, or it is scoped to other parks"),
 }
 NOT_FOUND: Responses = {404: _error("Unknown park, device, or item of the path")}
 CONFLICT: Responses = {409: _error("Duplicate id or name, or the item is already revoked")}
@@ -72,20 +83,17 @@ CONFLICT: Responses = {409: _error("Duplicate id or name, or the item is already
 PRECONDITION_FAILED: Responses = {412: _error("The item changed since it was read")}
 INVALID: Responses = {422: {"model": InvalidRequest, "description": "Invalid request"}}
 #: FastAPI's own answer to a body it cannot decode at all (not UTF-8); malformed JSON is a 422
-UNREADABLE_BODY: Responses = {400: _error("The body could not be decoded")}
+UNREADABLE_BODY: Responses = {
+    400: _error("The body could not be decoded"),
+    413: _error("The body is larger than the server accepts (LINGTAN_MAX_BODY_BYTES)"),
+}
 RANGE_TOO_LARGE: Responses = {400: _error("The window is longer than the server allows")}
 #: the time-series store (InfluxDB or the embedded one) behind readings, balances, reports
 STORAGE: Responses = {
     502: _error("The time-series store refused the query"),
     503: _error(
         "The time-series store is unreachable; retry later",
-        headers={
-            "Retry-After": {
-                "description": "seconds",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 0},
-            }
-        },
+        headers=_RETRY_AFTER,
     ),
 }
 

@@ -1,4 +1,4 @@
-"""API options not (yet) in `Settings`: anonymous reads, range caps, live and cache timings."""
+"""API options: anonymous reads, range caps, live and cache timings, limits (from `Settings`)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,19 @@ class ApiOptions:
     sse_poll_s: float = 0.25
     #: cached auth results live this long (a revoked key stops working within it)
     auth_cache_s: float = 5.0
+    #: request bodies above this many bytes get 413 before they are read
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: bad API keys a client IP may send in a burst, refilled over `auth_fail_window_s`
+    auth_fail_limit: int = 20
+    auth_fail_window_s: float = 60.0
+    #: browser origins allowed by CORS; empty = no CORS headers (closed)
+    cors_origins: tuple[str, ...] = ()
+    #: serve /docs, /redoc and /openapi.json
+    docs: bool = True
+    #: serve /metrics
+    metrics: bool = True
+    #: sign the audit head this often when it moved (0 = never; `lingtan audit checkpoint`)
+    audit_checkpoint_s: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiOptions:
@@ -40,4 +53,13 @@ class ApiOptions:
         if raw is None:
             raw = os.environ.get("LINGTAN_ANONYMOUS_READ", "")
         anonymous = raw if isinstance(raw, bool) else str(raw).strip().lower() in _TRUE
-        return cls(anonymous_read=anonymous)
+        return cls(
+            anonymous_read=anonymous,
+            max_body_bytes=settings.max_body_bytes,
+            auth_fail_limit=settings.auth_fail_limit,
+            auth_fail_window_s=settings.auth_fail_window_s,
+            cors_origins=tuple(settings.cors_origins),
+            docs=settings.api_docs,
+            metrics=settings.api_metrics,
+            audit_checkpoint_s=settings.audit_checkpoint_s,
+        )

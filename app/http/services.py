@@ -9,9 +9,11 @@ from fastapi import Depends, HTTPException, Request
 
 from app.balance.service import BalanceService
 from app.config import Settings
+from app.http.limits import FailureLimiter
 from app.http.metrics import ApiMetrics
 from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
+from app.ledgers.checkpoints import Checkpointer
 from app.live.state import LiveState
 from app.registry.holder import RegistryHolder
 from app.registry.models import Park, Registry
@@ -31,6 +33,10 @@ class Services:
     options: ApiOptions
     metrics: ApiMetrics
     auth_cache: dict[str, tuple[int, object]] = field(default_factory=dict)
+    #: per-client-IP limiter of bad API keys (429)
+    auth_failures: FailureLimiter = field(default_factory=lambda: FailureLimiter(20, 60.0))
+    #: signs the audit head into the checkpoint file (docs/security.md)
+    checkpointer: Checkpointer | None = None
 
     @property
     def registry(self) -> Registry:

@@ -13,6 +13,13 @@ from fastapi import HTTPException
 _SPACE_OFFSET = re.compile(r"^(.+T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
 
 
+#: Query times must fall in [TIME_FIRST, TIME_END): within what every store holds as
+#: nanoseconds since 1970 in 64 bits (1677..2262), so a far-off year is a 422, not a 502 from
+#: the store (`end=9999-12-31T23:59:59+14:00` was).
+TIME_FIRST = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_END = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: str, name: str) -> datetime:
     """An aware datetime from RFC 3339 text; HTTP 422 when unparsable or without an offset."""
     text = value.strip()
@@ -28,6 +35,13 @@ def parse_time(value: str, name: str) -> datetime:
     if dt.tzinfo is None:
         raise HTTPException(
             422, f"{name}: {value!r} has no UTC offset; add one (Z or +08:00) — times are RFC 3339"
+        )
+    # the local date first: comparing a year-1 or year-9999 time with a UTC one can overflow
+    if not (TIME_FIRST.date() <= dt.date() < TIME_END.date() and TIME_FIRST <= dt < TIME_END):
+        raise HTTPException(
+            422,
+            f"{name}: {value!r} is outside the supported times, {TIME_FIRST.date()} to before "
+            f"{TIME_END.date()} UTC",
         )
     return dt
 

@@ -66,19 +66,24 @@ class StoredEntry:
 
 
 def verify_chain(
-    entries: Iterable[StoredEntry], anchor: tuple[int, str] | None = None
+    entries: Iterable[StoredEntry],
+    anchor: tuple[int, str] | None = None,
+    *,
+    anchors: Iterable[tuple[int, str]] = (),
 ) -> list[AuditProblem]:
     """Check entries (in seq order) form one unbroken chain from seq 1.
 
     Finds edited entries (stored hash differs from recomputed), deleted entries (gap in seq),
     rewritten entries (an entry re-hashed after editing: its successor's prev_hash no longer
-    matches) and, given `anchor` = (seq, hash) recorded elsewhere earlier, a truncated or
-    rewritten tail.
+    matches) and, given `anchor` = (seq, hash) recorded elsewhere earlier (or several, e.g.
+    signed checkpoints), a truncated or rewritten tail.
     """
+    recorded = [*([anchor] if anchor is not None else []), *anchors]
+    wanted = {seq for seq, _ in recorded}
+    seen: dict[int, str] = {}
     problems: list[AuditProblem] = []
     expected_seq = 1
     prev_hash = GENESIS_HASH
-    anchor_seen: str | None = None
     for entry in entries:
         if entry.seq != expected_seq:
             if entry.seq > expected_seq:
@@ -144,12 +149,11 @@ def verify_chain(
                         "its hash",
                     )
                 )
-        if anchor is not None and entry.seq == anchor[0]:
-            anchor_seen = entry.hash
+        if entry.seq in wanted:
+            seen[entry.seq] = entry.hash
         expected_seq = entry.seq + 1
         prev_hash = entry.hash
-    if anchor is not None:
-        anchor_seq, anchor_hash = anchor
+    for anchor_seq, anchor_hash in recorded:
         if anchor_seq >= expected_seq:
             problems.append(
                 AuditProblem(
@@ -159,7 +163,7 @@ def verify_chain(
                     "recorded earlier: the tail was deleted",
                 )
             )
-        elif anchor_seq > 0 and anchor_seen != anchor_hash:
+        elif anchor_seq > 0 and seen.get(anchor_seq) != anchor_hash:
             problems.append(
                 AuditProblem(
                     seq=anchor_seq,

@@ -15,8 +15,15 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from app.config import Settings, load_settings
+from app.ledgers.checkpoints import (
+    Checkpointer,
+    CheckpointFile,
+    check_checkpoints,
+    load_public_key,
+)
 from app.ledgers.errors import LedgerError
 from app.ledgers.roles import ApiRole
+from app.ledgers.schemas import AuditProblem
 from app.ledgers.store import LedgerStore
 
 _ANCHOR_RE = re.compile(r"^(\d+):([0-9a-f]{64})$")
@@ -35,6 +42,20 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--signing-key",
+        type=Path,
+        help="Ed25519 key file (LINGTAN_AUDIT_SIGNING_KEY; default <data dir>/audit-signing.key)",
+    )
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="checkpoint file (LINGTAN_AUDIT_CHECKPOINTS; default "
+        "<data dir>/audit-checkpoints.jsonl)",
+    )
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -98,13 +119,28 @@ def _wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespa
 # -- keys ---------------------------------------------------------------------------------
 
 
+def parse_parks(text: str) -> list[str] | None:
+    """`all` → None (every park); `a,b` → ["a", "b"]."""
+    if text.strip().lower() == "all":
+        return None
+    parks = [p.strip() for p in text.split(",") if p.strip()]
+    if not parks:
+        raise argparse.ArgumentTypeError("give park ids separated by commas, or all")
+    return parks
+
+
+def _scope_text(parks: list[str] | str) -> str:
+    return "all" if parks == "all" else ",".join(parks)
+
+
 def run_keys_create(args: argparse.Namespace) -> int:
     with _open_store(args, create=True) as store:
-        created = store.create_key(args.role, args.label, _actor())
+        created = store.create_key(args.role, args.label, _actor(), parks=args.parks)
     # The key alone on stdout (KEY=$(lingtan keys create ...)); the rest goes to stderr.
     print(created.key)
     print(
-        f"created API key {created.id} (role {created.role.value}"
+        f"created API key {created.id} (role {created.role.value}, parks "
+        f"{_scope_text(created.parks)}"
         + (f", label {created.label!r}" if created.label else "")
         + "). The key above is shown only this once: store it now; only its hash is kept.",
         file=sys.stderr,
@@ -132,11 +168,12 @@ def run_keys_list(args: argparse.Namespace) -> int:
             f"revoked {_iso(k.revoked_at)} by {k.revoked_by}" if k.revoked else "active",
             _iso(k.created_at),
             k.created_by,
+            _scope_text(k.parks),
             k.label,
         )
         for k in keys
     ]
-    header = ("ID", "ROLE", "STATUS", "CREATED", "BY", "LABEL")
+    header = ("ID", "ROLE", "STATUS", "CREATED", "BY", "PARKS", "LABEL")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
@@ -164,22 +201,88 @@ def parse_anchor(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(2)
 
 
+def _checkpoint_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(signing key, checkpoint file): the flags, else the settings (docs/security.md)."""
+    settings = _settings(args)
+    return (
+        args.signing_key or settings.audit_key_path,
+        args.checkpoints or settings.audit_checkpoint_path,
+    )
+
+
+def _checkpoint_anchors(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[int, str]], list[AuditProblem], str]:
+    """(anchors from the validly signed checkpoints, checkpoint problems, a summary line)."""
+    key_path, cp_path = _checkpoint_paths(args)
+    checkpoints, bad_lines = CheckpointFile(cp_path).read()
+    if not checkpoints and not bad_lines:
+        return [], [], f"no signed checkpoint at {cp_path} yet: the chain is checked only "
+    pub_path = args.public_key or key_path
+    try:
+        public = load_public_key(pub_path)
+    except FileNotFoundError:
+        raise CliError(
+            f"{len(checkpoints)} checkpoint(s) in {cp_path} but no key at {pub_path} to check "
+            "their signatures (--public-key or LINGTAN_AUDIT_SIGNING_KEY)",
+            2,
+        ) from None
+    except ValueError as exc:
+        raise CliError(f"cannot read the audit key {pub_path}: {exc}", 2) from None
+    anchors, problems = check_checkpoints(checkpoints, public, bad_lines)
+    latest = checkpoints[-1] if checkpoints else None
+    summary = (
+        f"latest signed checkpoint seq {latest.seq} ({latest.time}, key {latest.key_id})"
+        if latest is not None
+        else ""
+    )
+    return anchors, problems, summary
+
+
 def run_audit_verify(args: argparse.Namespace) -> int:
+    anchors, cp_problems, cp_summary = _checkpoint_anchors(args)
     with _open_store(args, create=False) as store:
         # Head first: entries appended while verifying are checked too, never misreported.
         seq, head_hash = store.audit_head()
-        problems = store.verify_audit(anchor=args.anchor)
+        problems = cp_problems + store.verify_audit(anchor=args.anchor, anchors=anchors)
+    if not anchors and not cp_problems:
+        print(cp_summary + "against itself", file=sys.stderr)
     if not problems:
         anchored = f" (anchor seq {args.anchor[0]} matches)" if args.anchor else ""
-        print(f"audit chain intact: {seq} entries, head {seq} {head_hash}{anchored}")
+        matches = f"; {cp_summary} matches" if anchors else ""
+        print(f"audit chain intact: {seq} entries, head {seq} {head_hash}{anchored}{matches}")
         return 0
     for p in problems:
-        print(f"seq {p.seq}: {p.kind}: {p.message}")
+        if p.table is not None:
+            print(f"{p.table} row {p.row}: {p.kind}: {p.message}")
+        else:
+            print(f"seq {p.seq}: {p.kind}: {p.message}")
     print(
         f"audit chain NOT intact: {len(problems)} problem(s); head {seq} {head_hash}",
         file=sys.stderr,
     )
     return 1
+
+
+def run_audit_checkpoint(args: argparse.Namespace) -> int:
+    key_path, cp_path = _checkpoint_paths(args)
+    with _open_store(args, create=False) as store:
+        cp = Checkpointer(store.audit_head, key_path, cp_path).checkpoint(force=True)
+    if cp is None:
+        print("the audit log is empty: nothing to sign yet", file=sys.stderr)
+        return 0
+    print(json.dumps(cp.to_json(), sort_keys=True))
+    print(f"signed checkpoint of seq {cp.seq} appended to {cp_path}", file=sys.stderr)
+    return 0
+
+
+def run_audit_adopt(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        adopted = store.adopt_unaudited_rows(_actor(), args.reason)
+    for name in adopted:
+        print(name)
+    print(f"adopted {len(adopted)} unaudited row(s) into the audit log", file=sys.stderr)
+    return 0
 
 
 def run_audit_head(args: argparse.Namespace) -> int:
@@ -229,6 +332,8 @@ def register(subparsers: Any) -> None:
         epilog=(
             "examples:\n"
             "  lingtan keys create --role viewer --label grafana\n"
+            "  lingtan keys create --role manager --parks shenfu-demo --label 'park team'\n"
+            "  lingtan keys create --role auditor --parks all --label 'provincial evaluator'\n"
             "  KEY=$(lingtan keys create --role manager --label 'energy team')\n"
             '  curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/api/v1/parks\n\n'
             + STORE_HELP
@@ -237,6 +342,13 @@ def register(subparsers: Any) -> None:
     )
     create.add_argument("--role", required=True, choices=roles, help="what the key may do")
     create.add_argument("--label", default="", help="who or what holds it (max 200 chars)")
+    create.add_argument(
+        "--parks",
+        type=parse_parks,
+        default=None,
+        metavar="all|PARK[,PARK...]",
+        help="the parks the key may act on (default all); admin keys are always all",
+    )
     _store_args(create)
     create.set_defaults(func=_wrap(run_keys_create))
 
@@ -272,10 +384,11 @@ def register(subparsers: Any) -> None:
         "audit",
         help="the tamper-evident audit log: verify the hash chain, print its head",
         description=(
-            "Every change (certificates, offsets, keys, factor sets, registry) is an entry of\n"
-            "a sha256 hash chain. `verify` re-checks all of it; `head` prints SEQ:HASH of the\n"
-            "last entry — record it elsewhere and pass it to `verify --anchor` later to also\n"
-            "detect deleted or rewritten last entries."
+            "Every change (certificates, offsets, corrections, keys, factor sets, registry) is\n"
+            "an entry of a sha256 hash chain recording the content hash of the row it wrote.\n"
+            "`verify` re-checks the chain, every ledger row against its entry, and the chain\n"
+            "against the signed checkpoints (`checkpoint`, and the API every minute); `head`\n"
+            "prints SEQ:HASH of the last entry for `verify --anchor`."
         ),
         epilog=STORE_HELP,
         formatter_class=_FMT,
@@ -287,10 +400,13 @@ def register(subparsers: Any) -> None:
         "verify",
         help="re-check the whole chain; exit 1 listing each problem with its seq",
         description=(
-            "Recompute every entry's hash and link. Exit 0 and print\n"
-            "  audit chain intact: N entries, head SEQ HASH\n"
+            "Recompute every entry's hash and link, every ledger row's content hash against\n"
+            "its latest audit entry, and check every signed checkpoint (signature, and its\n"
+            "seq/hash still in the chain). Exit 0 and print\n"
+            "  audit chain intact: N entries, head SEQ HASH[; latest signed checkpoint ...]\n"
             "or exit 1 with one line per problem: seq N: edited|missing|chain_broken|\n"
-            "bad_genesis|head_mismatch: <what was found>."
+            "bad_genesis|head_mismatch|checkpoint_invalid: <what was found>, or\n"
+            "TABLE row ID: row_unaudited|row_mismatch|row_deleted: <what was found>."
         ),
         epilog=(
             "examples:\n"
@@ -298,6 +414,12 @@ def register(subparsers: Any) -> None:
             '  lingtan audit verify --anchor "$(cat audit-head-2026-11.txt)"\n\n' + STORE_HELP
         ),
         formatter_class=_FMT,
+    )
+    _checkpoint_args(verify)
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="PEM public key of the checkpoints (default: derived from the signing key file)",
     )
     verify.add_argument(
         "--anchor",
@@ -307,6 +429,37 @@ def register(subparsers: Any) -> None:
     )
     _store_args(verify)
     verify.set_defaults(func=_wrap(run_audit_verify))
+
+    checkpoint = asub.add_parser(
+        "checkpoint",
+        help="sign the current head and append it to the checkpoint file now",
+        description=(
+            "Sign SEQ:HASH of the last audit entry with the Ed25519 audit key (created 0600 on\n"
+            "first use) and append it to the checkpoint file, as the API does every\n"
+            "LINGTAN_AUDIT_CHECKPOINT_S seconds when the head moved. Prints the checkpoint."
+        ),
+        epilog="example:\n  lingtan audit checkpoint\n\n" + STORE_HELP,
+        formatter_class=_FMT,
+    )
+    _checkpoint_args(checkpoint)
+    _store_args(checkpoint)
+    checkpoint.set_defaults(func=_wrap(run_audit_checkpoint))
+
+    adopt = asub.add_parser(
+        "adopt",
+        help="record rows that have no audit entry (a database from before row hashes)",
+        description=(
+            "Append one audit entry (row.adopt, actor cli:<you>) recording the current content\n"
+            "hash of every ledger row that has no audit entry at all — once, for a database\n"
+            "written before rows were hashed, after checking its figures. Rows that differ\n"
+            "from their entry (row_mismatch) are never adopted. Prints TABLE/ID of each."
+        ),
+        epilog="example:\n  lingtan audit adopt --reason 'baseline after upgrade'\n\n" + STORE_HELP,
+        formatter_class=_FMT,
+    )
+    adopt.add_argument("--reason", required=True, help="why (kept in each entry)")
+    _store_args(adopt)
+    adopt.set_defaults(func=_wrap(run_audit_adopt))
 
     head = asub.add_parser(
         "head",

@@ -87,6 +87,9 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     label: Mapped[str] = mapped_column(String(200), default="")
+    # Parks the key may act on: canonical JSON list of park ids, NULL = every park
+    # (docs/security.md, tenants).
+    parks: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -144,3 +147,14 @@ class CorrectionRow(_Revocable, Base):
     kind: Mapped[str] = mapped_column(String(8))
     amount: Mapped[float] = mapped_column(Double())
     reason: Mapped[str] = mapped_column(String(500))
+
+
+#: The ledger tables `lingtan audit verify` checks row by row against the audit log, with the
+#: columns each may change after insert (revocation); every other column is immutable.
+LEDGER_TABLES: tuple[type[Base], ...] = (
+    CertificateRow,
+    OffsetRow,
+    CorrectionRow,
+    ApiKeyRow,
+    DocumentRow,
+)

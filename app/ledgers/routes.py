@@ -9,10 +9,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import Auditor, Manager, Viewer
 from app.http.openapi import CONFLICT, NEEDS_KEY, NEEDS_ROLE, NOT_FOUND, UNREADABLE_BODY
-from app.http.services import SvcDep, park_or_404
+from app.http.services import Services, SvcDep, park_or_404
+from app.ledgers.checkpoints import Checkpointer, check_checkpoints
 from app.ledgers.errors import DuplicateIdError
 from app.ledgers.schemas import (
     AuditList,
+    AuditProblem,
     CertificateIn,
     CertificateList,
     CertificateRecord,
@@ -112,19 +114,79 @@ async def audit(
         0, ge=0, le=2**63 - 1, description="page: entries with seq greater than this"
     ),
     limit: int = Query(1000, ge=1, le=10_000),
-    verify: bool = Query(False, description="re-verify the whole chain"),
+    verify: bool = Query(
+        False,
+        description="re-verify the whole chain, every ledger row and the signed checkpoints",
+    ),
     svc: SvcDep,
-    _: Auditor,
+    who: Auditor,
 ) -> dict[str, Any]:
     def load() -> dict[str, Any]:
-        entries = svc.ledgers.list_audit(after_seq=after_seq, limit=limit)
+        # a key scoped to parks sees the entries about those parks only (and the head)
+        entries = svc.ledgers.list_audit(after_seq=after_seq, limit=limit, parks=who.parks)
         seq, digest = svc.ledgers.audit_head()
         doc: dict[str, Any] = {
             **AuditList(items=entries).model_dump(mode="json"),
             "head": {"seq": seq, "hash": digest},
         }
         if verify:
-            doc["problems"] = [p.model_dump(mode="json") for p in svc.ledgers.verify_audit()]
+            anchors: list[tuple[int, str]] = []
+            problems: list[AuditProblem] = []
+            if svc.checkpointer is not None:
+                cps, bad = svc.checkpointer.file.read()
+                if cps or bad:
+                    anchors, problems = check_checkpoints(cps, svc.checkpointer.key.public, bad)
+            problems += svc.ledgers.verify_audit(anchors=anchors)
+            doc["problems"] = [
+                p.model_dump(mode="json")
+                for p in problems
+                if who.parks is None
+                or (p.table is None)
+                or (p.park is not None and p.park in who.parks)
+            ]
         return doc
 
     return await run_in_threadpool(load)
+
+
+@router.get(
+    "/api/v1/audit/checkpoints",
+    summary="Signed checkpoints of the audit chain head, newest last, with the public key",
+    responses=NEEDS_ROLE,
+)
+async def audit_checkpoints(
+    *, limit: int = Query(100, ge=1, le=10_000), svc: SvcDep, _: Auditor
+) -> dict[str, Any]:
+    checkpointer = _checkpointer(svc)
+
+    def load() -> dict[str, Any]:
+        items = [c.to_json() for c in checkpointer.history(limit)]
+        return {"items": items, **checkpointer.public_doc()}
+
+    return await run_in_threadpool(load)
+
+
+@router.get(
+    "/api/v1/audit/checkpoint/latest",
+    summary="The latest signed checkpoint of the audit chain head, with the public key",
+    responses={**NEEDS_ROLE, 404: NOT_FOUND[404]},
+)
+async def audit_checkpoint_latest(*, svc: SvcDep, _: Auditor) -> dict[str, Any]:
+    checkpointer = _checkpointer(svc)
+
+    def load() -> dict[str, Any] | None:
+        latest = checkpointer.file.latest()
+        if latest is None:
+            return None
+        return {"checkpoint": latest.to_json(), **checkpointer.public_doc()}
+
+    doc = await run_in_threadpool(load)
+    if doc is None:
+        raise HTTPException(404, "no checkpoint yet (the audit log is empty or none was signed)")
+    return doc
+
+
+def _checkpointer(svc: Services) -> Checkpointer:
+    if svc.checkpointer is None:
+        raise HTTPException(404, "audit checkpoints are not configured on this server")
+    return svc.checkpointer

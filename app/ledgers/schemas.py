@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.accounting.ledger_types import Certificate, Offset
 from app.ledgers.roles import ApiRole
+from app.registry.models import ID_PATTERN
 
 #: Ledger entry ids (certificate serials, trade contract ids, CCER serials).
 ENTRY_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -181,11 +183,32 @@ class RevokeIn(_In):
     reason: str = Field(default="", max_length=500)
 
 
+#: Park ids in a key's scope: the registry's id form.
+ParkId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
 class ApiKeyCreate(_In):
     """Request to create an API key."""
 
     role: ApiRole
     label: str = Field(default="", max_length=200, description="who/what the key is for")
+    parks: list[ParkId] | Literal["all"] = Field(
+        default="all",
+        description='the parks the key may act on: a list of park ids, or "all" (default); '
+        "admin keys are always all",
+    )
+
+    @field_validator("parks")
+    @classmethod
+    def _some_parks(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list) and not 1 <= len(value) <= 1000:
+            raise ValueError('give from 1 to 1000 park ids, or "all"')
+        return value
+
+    @property
+    def park_scope(self) -> list[str] | None:
+        """The scope as the store takes it: None = every park."""
+        return None if self.parks == "all" else list(self.parks)
 
 
 class ApiKeyInfo(_Out):
@@ -194,14 +217,31 @@ class ApiKeyInfo(_Out):
     id: str
     role: ApiRole
     label: str
+    #: park ids the key may act on, or "all"
+    parks: list[str] | Literal["all"] = "all"
     created_at: datetime
     created_by: str
     revoked_at: datetime | None = None
     revoked_by: str | None = None
 
+    @field_validator("parks", mode="before")
+    @classmethod
+    def _stored_scope(cls, value: Any) -> Any:
+        # stored as canonical JSON text, NULL = every park
+        if value is None:
+            return "all"
+        if isinstance(value, str) and value.startswith("["):
+            return json.loads(value)
+        return value
+
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def park_scope(self) -> frozenset[str] | None:
+        """None = every park."""
+        return None if self.parks == "all" else frozenset(self.parks)
 
 
 class ApiKeyCreated(ApiKeyInfo):
@@ -249,5 +289,21 @@ class AuditProblem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     seq: int
-    kind: Literal["edited", "missing", "chain_broken", "bad_genesis", "unreadable", "head_mismatch"]
+    kind: Literal[
+        "edited",
+        "missing",
+        "chain_broken",
+        "bad_genesis",
+        "unreadable",
+        "head_mismatch",
+        "row_unaudited",
+        "row_mismatch",
+        "row_deleted",
+        "checkpoint_invalid",
+    ]
     message: str
+    #: ledger table and row id, for the row_* kinds
+    table: str | None = None
+    row: str | None = None
+    #: the row's park where it has one (keys scoped to parks see only their parks' rows)
+    park: str | None = None

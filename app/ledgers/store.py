@@ -7,7 +7,7 @@ import hmac
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,7 @@ from app.ledgers.errors import (
     VersionConflictError,
 )
 from app.ledgers.orm import (
+    LEDGER_TABLES,
     ApiKeyRow,
     AuditRow,
     CertificateRow,
@@ -41,6 +42,7 @@ from app.ledgers.orm import (
     OffsetRow,
 )
 from app.ledgers.roles import ApiRole
+from app.ledgers.rows import RowRefs, collect_row_ref, compare_rows, row_digest, row_id, row_ref
 from app.ledgers.schemas import (
     ApiKeyCreated,
     ApiKeyInfo,
@@ -209,7 +211,7 @@ class LedgerStore:
                 actor,
                 "certificate.add",
                 f"park/{park}/certificate/{body.id}",
-                {"park": park, **body.model_dump(mode="json")},
+                {"park": park, **body.model_dump(mode="json"), "row": row_ref(row)},
             )
             return CertificateRecord.model_validate(row)
 
@@ -279,7 +281,7 @@ class LedgerStore:
                 actor,
                 "offset.add",
                 f"park/{park}/offset/{body.id}",
-                {"park": park, **body.model_dump(mode="json")},
+                {"park": park, **body.model_dump(mode="json"), "row": row_ref(row)},
             )
             return OffsetRecord.model_validate(row)
 
@@ -351,7 +353,12 @@ class LedgerStore:
                 actor,
                 "correction.add",
                 f"park/{park}/correction/{body.id}",
-                {"park": park, "seq": row.seq, **body.model_dump(mode="json")},
+                {
+                    "park": park,
+                    "seq": row.seq,
+                    **body.model_dump(mode="json"),
+                    "row": row_ref(row),
+                },
             )
             return CorrectionRecord.model_validate(row)
 
@@ -416,19 +423,32 @@ class LedgerStore:
                 actor,
                 f"{kind}.revoke",
                 f"park/{row.park}/{kind}/{entry_id}",
-                {"park": row.park, "id": entry_id, "reason": reason},
+                {"park": row.park, "id": entry_id, "reason": reason, "row": row_ref(row)},
             )
             return row  # sessions don't expire on commit: readable after the block
 
     # -- API keys -----------------------------------------------------------------------
 
     def create_key(
-        self, role: ApiRole | str, label: str = "", actor: str = SYSTEM_ACTOR
+        self,
+        role: ApiRole | str,
+        label: str = "",
+        actor: str = SYSTEM_ACTOR,
+        *,
+        parks: Iterable[str] | None = None,
     ) -> ApiKeyCreated:
-        """New key; the returned `.key` plaintext is the only copy (only its hash is stored)."""
+        """New key; the returned `.key` plaintext is the only copy (only its hash is stored).
+
+        `parks`: the park ids the key may act on (None = every park, the default). Admin
+        keys create keys and so must cover every park."""
         api_role = ApiRole(role)
         if len(label) > 200:
             raise ValueError("label longer than 200 characters")
+        scope = None if parks is None else sorted({_check_park(p) for p in parks})
+        if scope is not None and not scope:
+            raise ValueError("a key scoped to parks needs at least one park")
+        if scope is not None and api_role is ApiRole.ADMIN:
+            raise ValueError("admin keys cover every park (they create keys): no park scope")
         key_id = keylib.new_key_id()
         plaintext = keylib.new_plaintext_key(key_id)
         with self._write() as session:
@@ -437,6 +457,7 @@ class LedgerStore:
                 key_hash=keylib.hash_key(plaintext),
                 role=api_role.value,
                 label=label,
+                parks=None if scope is None else canonical_json(scope),
                 created_at=_now(),
                 created_by=_check_actor(actor),
             )
@@ -447,7 +468,13 @@ class LedgerStore:
                 actor,
                 "key.create",
                 f"key/{key_id}",
-                {"id": key_id, "role": api_role.value, "label": label},
+                {
+                    "id": key_id,
+                    "role": api_role.value,
+                    "label": label,
+                    "parks": scope,
+                    "row": row_ref(row),
+                },
             )
             return ApiKeyCreated(**ApiKeyInfo.model_validate(row).model_dump(), key=plaintext)
 
@@ -505,7 +532,11 @@ class LedgerStore:
             row.revoked_by = _check_actor(actor)
             session.flush()
             self._append_audit(
-                session, actor, "key.revoke", f"key/{key_id}", {"id": key_id, "role": row.role}
+                session,
+                actor,
+                "key.revoke",
+                f"key/{key_id}",
+                {"id": key_id, "role": row.role, "row": row_ref(row)},
             )
             return ApiKeyInfo.model_validate(row)
 
@@ -548,7 +579,11 @@ class LedgerStore:
                 action = "key.bootstrap_rotate"
             session.flush()
             self._append_audit(
-                session, SYSTEM_ACTOR, action, f"key/{key_id}", {"id": key_id, "role": "admin"}
+                session,
+                SYSTEM_ACTOR,
+                action,
+                f"key/{key_id}",
+                {"id": key_id, "role": "admin", "row": row_ref(row)},
             )
             return ApiKeyInfo.model_validate(row)
 
@@ -608,6 +643,7 @@ class LedgerStore:
                     "body_sha256": hashlib.sha256(text_body.encode("utf-8")).hexdigest(),
                     "comment": row.comment,
                     **(details or {}),
+                    "row": row_ref(row),
                 },
             )
             return _doc(row)
@@ -681,14 +717,22 @@ class LedgerStore:
         with self._write() as session:
             return _entry(self._append_audit(session, actor, action, obj, details or {}))
 
-    def list_audit(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
-        """Entries with seq > after_seq, oldest first (page with the last seq seen)."""
-        stmt = (
-            select(AuditRow)
-            .where(AuditRow.seq > after_seq)
-            .order_by(AuditRow.seq)
-            .limit(max(1, min(limit, 10_000)))
-        )
+    def list_audit(
+        self, *, after_seq: int = 0, limit: int = 1000, parks: Iterable[str] | None = None
+    ) -> list[AuditEntry]:
+        """Entries with seq > after_seq, oldest first (page with the last seq seen).
+
+        `parks` (None = all): only entries about those parks' ledgers (object
+        `park/<id>/...`), for keys scoped to parks."""
+        stmt = select(AuditRow).where(AuditRow.seq > after_seq)
+        if parks is not None:
+            stmt = stmt.where(
+                or_(
+                    false(),
+                    *(AuditRow.object.startswith(f"park/{p}/", autoescape=True) for p in parks),
+                )
+            )
+        stmt = stmt.order_by(AuditRow.seq).limit(max(1, min(limit, 10_000)))
         with self._read() as session:
             return [_entry(r) for r in session.scalars(stmt)]
 
@@ -702,24 +746,74 @@ class LedgerStore:
             ).first()
             return (tail[0], tail[1]) if tail else (0, GENESIS_HASH)
 
-    def verify_audit(self, anchor: tuple[int, str] | None = None) -> list[AuditProblem]:
-        """Re-verify the whole chain; [] when intact. Each problem names its seq."""
+    def verify_audit(
+        self,
+        anchor: tuple[int, str] | None = None,
+        *,
+        anchors: Iterable[tuple[int, str]] = (),
+    ) -> list[AuditProblem]:
+        """Re-verify the whole chain, then every ledger row against the content hash its
+        latest audit entry recorded; [] when intact. Chain problems name their seq, row
+        problems their table and row id (docs/security.md). `anchor`/`anchors`: heads
+        recorded elsewhere earlier (signed checkpoints), which must still be in the chain."""
         stmt = select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)
+        refs: RowRefs = {}
         with self._read() as session:
-            entries = (
-                StoredEntry(
-                    seq=r.seq,
-                    ts=r.ts,
-                    actor=r.actor,
-                    action=r.action,
-                    object=r.object,
-                    details=r.details,
-                    prev_hash=r.prev_hash,
-                    hash=r.hash,
-                )
-                for r in session.scalars(stmt)
-            )
-            return verify_chain(entries, anchor)
+
+            def entries() -> Iterator[StoredEntry]:
+                for r in session.scalars(stmt):
+                    collect_row_ref(refs, r.seq, r.details)
+                    yield StoredEntry(
+                        seq=r.seq,
+                        ts=r.ts,
+                        actor=r.actor,
+                        action=r.action,
+                        object=r.object,
+                        details=r.details,
+                        prev_hash=r.prev_hash,
+                        hash=r.hash,
+                    )
+
+            problems = verify_chain(entries(), anchor, anchors=anchors)
+            return problems + compare_rows(refs, self._row_digests(session))
+
+    def adopt_unaudited_rows(self, actor: str = SYSTEM_ACTOR, reason: str = "") -> list[str]:
+        """Record, in one audit entry each (`row.adopt`), the content hash of every ledger
+        row that has no audit entry at all: the one-time step for a database written before
+        rows were hashed (docs/security.md). Rows whose content differs from their entry are
+        never adopted (that is an edit to investigate). Returns `table/id` of each."""
+        _check_actor(actor)
+        adopted: list[str] = []
+        with self._write() as session:
+            refs: RowRefs = {}
+            for seq, text in session.execute(select(AuditRow.seq, AuditRow.details)):
+                collect_row_ref(refs, seq, text)
+            for model in LEDGER_TABLES:
+                for row in session.scalars(select(model)):
+                    rid = row_id(row)
+                    if (model.__tablename__, rid) in refs:
+                        continue
+                    park = getattr(row, "park", None)
+                    obj = (
+                        f"park/{park}/{model.__tablename__}/{rid}"
+                        if park
+                        else f"{model.__tablename__}/{rid}"
+                    )
+                    details: dict[str, Any] = {"reason": reason, "row": row_ref(row)}
+                    if park:
+                        details["park"] = park
+                    self._append_audit(session, actor, "row.adopt", obj, details)
+                    adopted.append(f"{model.__tablename__}/{rid}")
+        return adopted
+
+    @staticmethod
+    def _row_digests(session: Session) -> Iterator[tuple[str, str, str, str | None]]:
+        """(table, row id, content hash, park) of every row of every ledger table."""
+        for model in LEDGER_TABLES:
+            stmt = select(model).execution_options(yield_per=1000)
+            for row in session.scalars(stmt):
+                park = getattr(row, "park", None)
+                yield model.__tablename__, row_id(row), row_digest(row), park
 
 
 def _doc(row: DocumentRow) -> DocumentVersion:

@@ -13,7 +13,14 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.deps import Auditor, Manager, Principal, Viewer
+from app.auth.deps import (
+    AllParksAuditor,
+    AllParksManager,
+    AllParksViewer,
+    Manager,
+    Principal,
+    Viewer,
+)
 from app.http.openapi import (
     CONFLICT,
     INVALID,
@@ -197,8 +204,9 @@ def _with_devices(
 
 
 @router.get("/parks", summary="The parks and their devices")
-async def list_parks(svc: SvcDep, _: Viewer) -> dict[str, Any]:
-    return {"items": [park_doc(p) for p in svc.registry.parks]}
+async def list_parks(svc: SvcDep, who: Viewer) -> dict[str, Any]:
+    # a key scoped to parks sees those only
+    return {"items": [park_doc(p) for p in svc.registry.parks if who.covers(p.id)]}
 
 
 @router.get("/parks/{park}", summary="One park and its devices", responses=NOT_FOUND)
@@ -212,7 +220,7 @@ async def get_park(park: str, svc: SvcDep, _: Viewer) -> dict[str, Any]:
     response_model=RegistryDoc,
     responses={200: {"content": {YAML_MEDIA: {"schema": {"type": "string"}}}}},
 )
-async def get_registry(request: Request, svc: SvcDep, _: Viewer) -> Any:
+async def get_registry(request: Request, svc: SvcDep, _: AllParksViewer) -> Any:
     holder = svc.registry_holder
     stored = await _current(svc)
     doc = _doc(stored, holder.registry, holder.version)
@@ -240,7 +248,7 @@ _EDIT = {**NEEDS_ROLE, **CONFLICT, **INVALID}
 async def put_registry(
     body: RegistryIn,
     svc: SvcDep,
-    who: Manager,
+    who: AllParksManager,
     force: bool = _FORCE,
 ) -> RegistryVersion:
     def change(_: Registry) -> Registry:
@@ -353,7 +361,7 @@ async def delete_device(
     summary="Every stored registry version and what it changed",
     responses=NEEDS_ROLE,
 )
-async def registry_versions(svc: SvcDep, _: Auditor) -> dict[str, Any]:
+async def registry_versions(svc: SvcDep, _: AllParksAuditor) -> dict[str, Any]:
     history = await run_in_threadpool(RegistryStore(svc.ledgers).history)
     return {"items": [_version(s, s.version, d) for s, d in reversed(history)]}
 
@@ -364,7 +372,7 @@ async def registry_versions(svc: SvcDep, _: Auditor) -> dict[str, Any]:
     responses={**NEEDS_ROLE, **NOT_FOUND},
 )
 async def registry_version(
-    svc: SvcDep, _: Auditor, version: int = PathParam(ge=1, le=2**31 - 1)
+    svc: SvcDep, _: AllParksAuditor, version: int = PathParam(ge=1, le=2**31 - 1)
 ) -> RegistryDoc:
     stored = await run_in_threadpool(RegistryStore(svc.ledgers).get, version)
     if stored is None:
