@@ -24,6 +24,7 @@ from app.corrections.routes import router as corrections_router
 from app.evaluation.routes import router as evaluation_router
 from app.factors.routes import router as factors_router
 from app.factors.stored import StoredFactorSets
+from app.http.docs import install_offline_docs
 from app.http.metrics import ApiMetrics, MetricsMiddleware
 from app.http.openapi import PROMETHEUS_TEXT, served_as
 from app.http.options import ApiOptions
@@ -143,9 +144,12 @@ def create_app(
     app = FastAPI(
         title="Lingtan API",
         version="1",
-        summary="Energy and carbon monitoring for zero-carbon industrial parks (SPEC §6)",
+        summary="Energy and carbon monitoring for zero-carbon industrial parks (docs/api.md)",
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_offline_docs
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.services = svc
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
