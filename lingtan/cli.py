@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from app.config import Settings, load_settings
 from app.registry import RegistryError
+from lingtan.ports import PortInUse
 
 EPILOG = """\
 Configuration comes from LINGTAN_* environment variables (see README), then .env /
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lingtan.runtime import run_up
 
             run_async(run_up(settings, demo=args.demo))
-    except (RegistryError, ValueError) as exc:
+    except (RegistryError, ValueError, PortInUse) as exc:
         print(f"lingtan: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
