@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "api",
         help="HTTP API: live balance, history, ledgers, exports (FastAPI, docs at /docs)",
         description=(
-            "Serve the HTTP API of SPEC §6 on LINGTAN_API_PORT. History comes from storage;"
+            "Serve the HTTP API (docs/api.md) on LINGTAN_API_PORT. History comes from storage;"
             " /live is kept in memory from the MQTT telemetry when a broker is configured."
         ),
         epilog="example:\n  lingtan api --parks examples/parks.yaml --influx-url "
