@@ -21,10 +21,10 @@ from app.registry import parse_registry
 
 PARK_NAME = "沈抚示范零碳园区"
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in points from the top left
-REGISTRY_YAML = f"""
+REGISTRY_YAML = """
 parks:
   - id: shenfu-demo
-    name: {PARK_NAME}
+    name: {name}
     timezone: Asia/Shanghai
     grid_region: northeast
     factor_set: cn-2023
@@ -34,9 +34,9 @@ parks:
 """
 
 
-def _doc() -> dict[str, Any]:
+def _doc(name: str = PARK_NAME) -> dict[str, Any]:
     """A full synthetic year (12 complete months of 50 tce and 9 tCO2) for the demo park."""
-    park = parse_registry(REGISTRY_YAML).park("shenfu-demo")
+    park = parse_registry(REGISTRY_YAML.format(name=name)).park("shenfu-demo")
     assert park is not None
     buckets = []
     for m in range(1, 13):
@@ -176,7 +176,11 @@ def test_glyph_check_rejects_boxes(tmp_path: Path) -> None:
         assert not _drawn_distinct(_glyph_cells(png, box, 8, dpi)), name
 
 
-def test_missing_glyphs_are_reported() -> None:
+def test_missing_glyphs_are_reported(tmp_path: Path) -> None:
     assert missing_glyphs(PARK_NAME + " ≤ ≥ tCO2/tce — 2025") == ""
     # 𠀀 (U+20000, CJK extension B) is outside the shipped subset
     assert missing_glyphs("园区𠀀𠀀") == "𠀀"
+    pdf = tmp_path / "rare.pdf"
+    pdf.write_bytes(render_pdf(_doc("零碳园区𠀀"), "en"))
+    text = " ".join(_run("pdftotext", str(pdf), "-").split())
+    assert "characters missing from the report font (shown as boxes): U+20000" in text
