@@ -1,5 +1,5 @@
 """Every relative link and repository path named in README.md and docs/ exists, every link to a
-heading finds it, and the README's test command is the one CI runs."""
+heading and every `docs/X.md §N` finds it, and the README's test command is the one CI runs."""
 
 from __future__ import annotations
 
@@ -113,6 +113,39 @@ def test_the_checker_finds_what_is_missing(tmp_path: Path) -> None:
         "path 'app/not-there.py' does not exist",
         "path 'deploy/gone.conf' does not exist",
         "path 'examples/absent.yaml' does not exist",
+    ]
+
+
+_SECTION_REF = re.compile(r"`?docs/([a-z-]+\.md)`? §(\d+(?:\.\d+)?)")
+
+
+def section_problems(md: Path, root: Path = ROOT) -> list[str]:
+    """`docs/X.md §N` (or §N.M) references whose numbered heading does not exist."""
+    found = []
+    for m in _SECTION_REF.finditer(md.read_text("utf-8")):
+        target = root / "docs" / m[1]
+        numbers = set()
+        if target.exists():
+            text = _FENCE.sub("", target.read_text("utf-8"))
+            numbers = {h[1] for h in re.finditer(r"^#{2,3} (\d+(?:\.\d+)?)\. ", text, re.M)}
+        if m[2] not in numbers:
+            found.append(f"docs/{m[1]} has no section {m[2]}")
+    return found
+
+
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_numbered_section_named_exists(md: Path) -> None:
+    assert section_problems(md) == []
+
+
+def test_section_check_finds_a_missing_section(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\n## 1. One\n\n### 1.1. Sub\n")
+    md = tmp_path / "docs" / "b.md"
+    md.write_text("see `docs/a.md` §1, docs/a.md §1.1, `docs/a.md` §2 and docs/c.md §1\n")
+    assert section_problems(md, tmp_path) == [
+        "docs/a.md has no section 2",
+        "docs/c.md has no section 1",
     ]
 
 
