@@ -26,6 +26,7 @@ from app.corrections.routes import router as corrections_router
 from app.evaluation.routes import router as evaluation_router
 from app.factors.routes import router as factors_router
 from app.factors.stored import StoredFactorSets
+from app.http.docs import install_offline_docs
 from app.http.limits import BodyLimitMiddleware, FailureLimiter
 from app.http.metrics import ApiMetrics, MetricsMiddleware
 from app.http.openapi import PROMETHEUS_TEXT, served_as
@@ -170,13 +171,15 @@ def create_app(
     app = FastAPI(
         title="Lingtan API",
         version="1",
-        summary="Energy and carbon monitoring for zero-carbon industrial parks (SPEC §6)",
+        summary="Energy and carbon monitoring for zero-carbon industrial parks (docs/api.md)",
         lifespan=lifespan,
-        # LINGTAN_API_DOCS (docs/security.md)
-        docs_url="/docs" if opts.docs else None,
-        redoc_url="/redoc" if opts.docs else None,
+        # LINGTAN_API_DOCS (docs/security.md); the pages are served offline (install_offline_docs)
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if opts.docs else None,
     )
+    if opts.docs:
+        install_offline_docs(app)
     app.state.services = svc
     # innermost first: the body limit sits right outside the app, CORS (when configured)
     # outside it so a 413 still carries the CORS headers, metrics outermost to count all

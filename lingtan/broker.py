@@ -8,13 +8,13 @@ import getpass
 import logging
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.mqtt import MQTTv50, MQTTv311
+from lingtan.ports import broker_port
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +34,16 @@ class BrokerChoice:
     url: str
     kind: str  # "configured" | "mosquitto" | "embedded"
     mqtt_version: int = MQTTv50
+    #: why a started broker is not on 1883, with the port to publish to ("" when on 1883)
+    note: str = ""
 
     def describe(self) -> str:
+        note = f" ({self.note})" if self.note else ""
         if self.kind == "embedded":
-            return f"embedded amqtt broker at {self.url} (MQTT 3.1.1; limit {AMQTT_LIMIT})"
+            return f"embedded amqtt broker at {self.url}{note} (MQTT 3.1.1; limit {AMQTT_LIMIT})"
         if self.kind == "mosquitto":
-            return f"Mosquitto started by lingtan at {self.url}"
+            return f"Mosquitto started by lingtan at {self.url}{note}"
         return f"configured broker {self.url}"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_port(port: int, timeout_s: float = 10.0) -> None:
@@ -120,7 +108,7 @@ async def broker_for(mqtt_url: str | None, data_dir: Path) -> AsyncIterator[Brok
         return
     mosquitto = system_mosquitto()
     if mosquitto:
-        port = 1883 if _port_free(1883) else _free_port()
+        port, note = broker_port()
         conf = _mosquitto_conf(data_dir, port)
         # own session: a Ctrl-C in the terminal reaches lingtan, which stops the broker last
         proc = subprocess.Popen(
@@ -128,7 +116,7 @@ async def broker_for(mqtt_url: str | None, data_dir: Path) -> AsyncIterator[Brok
         )
         try:
             await _wait_port(port)
-            yield BrokerChoice(f"mqtt://127.0.0.1:{port}", "mosquitto")
+            yield BrokerChoice(f"mqtt://127.0.0.1:{port}", "mosquitto", note=note)
         finally:
             proc.terminate()
             try:
@@ -138,10 +126,10 @@ async def broker_for(mqtt_url: str | None, data_dir: Path) -> AsyncIterator[Brok
         return
     from amqtt.broker import Broker
 
-    port = 1883 if _port_free(1883) else _free_port()
+    port, note = broker_port()
     broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}})
     await broker.start()
     try:
-        yield BrokerChoice(f"mqtt://127.0.0.1:{port}", "embedded", MQTTv311)
+        yield BrokerChoice(f"mqtt://127.0.0.1:{port}", "embedded", MQTTv311, note)
     finally:
         await broker.shutdown()

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from app.config import Settings, load_settings
 from app.registry import RegistryError
+from lingtan.ports import PortInUse
 
 EPILOG = """\
 Configuration comes from LINGTAN_* environment variables (see README), then .env /
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "api",
         help="HTTP API: live balance, history, ledgers, exports (FastAPI, docs at /docs)",
         description=(
-            "Serve the HTTP API of SPEC §6 on LINGTAN_API_PORT. History comes from storage;"
+            "Serve the HTTP API (docs/api.md) on LINGTAN_API_PORT. History comes from storage;"
             " /live is kept in memory from the MQTT telemetry when a broker is configured."
         ),
         epilog="example:\n  lingtan api --parks examples/parks.yaml --influx-url "
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lingtan.runtime import run_up
 
             run_async(run_up(settings, demo=args.demo))
-    except (RegistryError, ValueError) as exc:
+    except (RegistryError, ValueError, PortInUse) as exc:
         print(f"lingtan: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from collectors.live_feed import live_subscriber
 from collectors.mqtt import GmqttPublisher, MqttEndpoint
 from collectors.service import start_collector
 from lingtan.broker import BrokerChoice, broker_for
+from lingtan.ports import bind_api_socket
 
 log = logging.getLogger("lingtan")
 
@@ -70,8 +72,10 @@ def _storage_name(settings: Settings) -> str:
     return f"embedded store in {settings.data_dir}"
 
 
-async def _serve_until_stopped(app_server: _Server, stop: asyncio.Event) -> None:
-    server_task = asyncio.create_task(app_server.serve(), name="lingtan-api")
+async def _serve_until_stopped(
+    app_server: _Server, stop: asyncio.Event, sock: socket.socket
+) -> None:
+    server_task = asyncio.create_task(app_server.serve(sockets=[sock]), name="lingtan-api")
     stop_task = asyncio.create_task(stop.wait())
     await asyncio.wait({server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     app_server.should_exit = True
@@ -106,6 +110,14 @@ def _open_ledgers(settings: Settings) -> tuple[LedgerStore, RegistryHolder, Regi
 
 async def run_api(settings: Settings) -> None:
     """`lingtan api`: the HTTP API, its live view fed from MQTT when a broker is configured."""
+    sock = bind_api_socket(settings.api_host, settings.api_port)  # a busy port: stop here
+    try:
+        await _run_api(settings, sock)
+    finally:
+        sock.close()
+
+
+async def _run_api(settings: Settings, sock: socket.socket) -> None:
     options = ApiOptions.from_settings(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ledgers, registry, watcher = _open_ledgers(settings)
@@ -136,7 +148,7 @@ async def run_api(settings: Settings) -> None:
             settings.api_port,
             _storage_name(settings),
         )
-        await _serve_until_stopped(_uvicorn(app, settings), stop)
+        await _serve_until_stopped(_uvicorn(app, settings), stop, sock)
     finally:
         if sub is not None:
             await sub.stop()
@@ -169,6 +181,14 @@ async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float =
 
 async def run_up(settings: Settings, *, demo: bool = False) -> None:
     """`lingtan up`: broker (configured, Mosquitto or embedded), collector, API, optional demo."""
+    sock = bind_api_socket(settings.api_host, settings.api_port)  # a busy port: stop here
+    try:
+        await _run_up(settings, sock, demo)
+    finally:
+        sock.close()
+
+
+async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if demo and not settings.parks.exists():
         settings = settings.model_copy(update={"parks": demo_registry_path(settings.data_dir)})
@@ -210,7 +230,7 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 flush=True,
             )
             try:
-                await _serve_until_stopped(_uvicorn(app, settings), stop)
+                await _serve_until_stopped(_uvicorn(app, settings), stop, sock)
             finally:
                 if demo_task is not None:
                     demo_task.cancel()

@@ -53,6 +53,10 @@ _L: dict[str, tuple[str, str]] = {
     "coverage": ("覆盖率", "Coverage"),
     "chart": ("月度综合能耗与净排放", "Monthly energy and net emissions"),
     "notes": ("说明", "Notes"),
+    "missing_glyphs": (
+        "报告字体中缺少的字符（显示为方框）",
+        "characters missing from the report font (shown as boxes)",
+    ),
     "before_offsets": ("抵消前单位能耗碳排放", "tCO2/tce before offsets"),
     "offsets_share": ("抵消量占比", "Share covered by offsets"),
     "physical": ("物理法", "physical"),

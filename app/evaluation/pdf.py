@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 from reportlab.graphics.charts.barcharts import VerticalBarChart
@@ -13,7 +14,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
@@ -29,58 +30,58 @@ from app.evaluation.labels import (
     verdict,
 )
 
-#: reportlab's built-in Adobe CID font for Simplified Chinese (no font file to ship)
-CJK_FONT = "STSong-Light"
-_LATIN = "Helvetica"
+#: the one font of the report, Latin and Chinese alike: a subset of Noto Sans SC shipped with
+#: the package (app/evaluation/fonts/README.md), embedded as a per-document subset
+FONT = "LingtanNotoSansSC"
+FONT_FILE = Path(__file__).parent / "fonts" / "NotoSansSC-Regular-subset.ttf"
 _GREEN = colors.HexColor("#2E7D32")
 _RED = colors.HexColor("#C62828")
 
 
-def _font(lang: str) -> str:
-    if lang == "zh":
-        if CJK_FONT not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
-        return CJK_FONT
-    return _LATIN
+def _font() -> TTFont:
+    """The report font, registered with reportlab on first use."""
+    if FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(TTFont(FONT, str(FONT_FILE)))
+    font = pdfmetrics.getFont(FONT)
+    assert isinstance(font, TTFont)
+    return font
+
+
+def missing_glyphs(text: str) -> str:
+    """The characters of `text` the report font cannot draw (shown as boxes), in order."""
+    cmap = _font().face.charToGlyph
+    seen: dict[str, None] = {}
+    for ch in text:
+        if ord(ch) >= 0x20 and ord(ch) not in cmap:
+            seen.setdefault(ch)
+    return "".join(seen)
 
 
 def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _latin(text: str) -> bool:
-    try:
-        text.encode("cp1252")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _p(text: str, style: ParagraphStyle) -> Paragraph:
-    """A paragraph; text the standard fonts cannot show (a Chinese park name, ≤) in English
-    reports is set in the CID font instead of rendering as boxes."""
-    if style.fontName != CJK_FONT and not _latin(text):
-        style = ParagraphStyle(style.name + "-cjk", parent=style, fontName=_font("zh"))
     return Paragraph(_esc(text), style)
 
 
-def _chart(doc: dict[str, Any], lang: str, font: str, width: float) -> Drawing:
+def _chart(doc: dict[str, Any], lang: str, width: float) -> Drawing:
     """Monthly bars for the 12 months of the year: energy (tce) and net emissions (tCO2)."""
     by_month = {m["month"]: m for m in doc["monthly"]}
     labels = [f"{doc['year']}-{k:02d}" for k in range(1, 13)]
     energy = [float(by_month[m]["energy_tce"]) if m in by_month else 0.0 for m in labels]
     net = [float(by_month[m]["net_kg"]) / 1000.0 if m in by_month else 0.0 for m in labels]
     height = 62 * mm
-    d = Drawing(width, height)
-    d.add(String(0, height - 10, t("chart", lang), fontName=font, fontSize=10))
+    d = Drawing(width, height, initialFontName=FONT)
+    d.add(String(0, height - 10, t("chart", lang), fontName=FONT, fontSize=10))
     bc = VerticalBarChart()
     bc.x, bc.y = 30, 28
     bc.width, bc.height = width - 40, height - 55
     bc.data = [energy, net]
     bc.categoryAxis.categoryNames = [m[-2:] for m in labels]
-    bc.categoryAxis.labels.fontName = _LATIN
+    bc.categoryAxis.labels.fontName = FONT
     bc.categoryAxis.labels.fontSize = 7
-    bc.valueAxis.labels.fontName = _LATIN
+    bc.valueAxis.labels.fontName = FONT
     bc.valueAxis.labels.fontSize = 7
     bc.valueAxis.valueMin = min(0.0, *net)
     bc.valueAxis.forceZero = True
@@ -90,7 +91,7 @@ def _chart(doc: dict[str, Any], lang: str, font: str, width: float) -> Drawing:
     d.add(bc)
     legend = Legend()
     legend.x, legend.y = 40, 10
-    legend.fontName = font
+    legend.fontName = FONT
     legend.fontSize = 8
     legend.alignment = "right"
     legend.columnMaximum = 1
@@ -110,13 +111,13 @@ def _verdict_style(ok: bool | None, style: ParagraphStyle) -> ParagraphStyle:
 
 
 def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
-    """The report as an A4 PDF in `lang` (zh uses the CID font STSong-Light)."""
-    font = _font(lang)
-    base = ParagraphStyle("base", fontName=font, fontSize=9, leading=12)
+    """The report as an A4 PDF in `lang`, every glyph from the embedded report font."""
+    _font()
+    base = ParagraphStyle("base", fontName=FONT, fontSize=9, leading=12)
     small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=10)
     h1 = ParagraphStyle("h1", parent=base, fontSize=16, leading=20, spaceAfter=6)
     h2 = ParagraphStyle("h2", parent=base, fontSize=11, leading=15, spaceBefore=8, spaceAfter=4)
-    mono = ParagraphStyle("mono", parent=base, fontName="Courier", fontSize=7.5)
+    mono = ParagraphStyle("mono", parent=base, fontSize=7.5)
 
     buf = io.BytesIO()
     page = SimpleDocTemplate(
@@ -129,6 +130,9 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
         title=f"{t('title', 'en')} {doc['park']} {doc['year']}",
         author="Lingtan",
         subject=doc["hash"],
+        # the canvas opens every page with a font selection: ours, not Helvetica
+        initialFontName=FONT,
+        lang="zh-CN" if lang == "zh" else "en",
     )
     width = A4[0] - 30 * mm
     window = doc["window"]
@@ -157,6 +161,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
         TableStyle(
             [
                 ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("FONTNAME", (0, 0), (-1, -1), FONT),
                 ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#F2F2F2")),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ]
@@ -177,7 +182,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
     styles: list[tuple[Any, ...]] = [
         ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDEBF7")),
-        ("FONTNAME", (0, 0), (-1, -1), font),
+        ("FONTNAME", (0, 0), (-1, -1), FONT),
         ("FONTSIZE", (0, 0), (-1, -1), 8),
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
     ]
@@ -198,7 +203,9 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
                 _p(fmt_pct(ind["completeness"]), small),
             ]
         )
-    it = Table(rows, colWidths=[52 * mm] + [(width - 52 * mm) / 6] * 6, repeatRows=1)
+    # the last column holds "Data completeness" on one line
+    mid = (width - 78 * mm) / 5
+    it = Table(rows, colWidths=[50 * mm] + [mid] * 5 + [28 * mm], repeatRows=1)
     it.setStyle(TableStyle(styles))
     story.append(it)
     unconfirmed = next((g for g in doc["guiding"] if not g["target_confirmed"]), None)
@@ -214,7 +221,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
             extra.append(f"{g['name'][lang]} ({t('physical', lang)}): {fmt_pct(g['physical'])}")
     story += [_p(x, small) for x in extra]
 
-    story += [Spacer(1, 4 * mm), _chart(doc, lang, font, width)]
+    story += [Spacer(1, 4 * mm), _chart(doc, lang, width)]
 
     story.append(_p(t("monthly", lang), h2))
     mhead = [
@@ -243,6 +250,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
             [
                 ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDEBF7")),
+                ("FONTNAME", (0, 0), (-1, -1), FONT),
                 ("FONTSIZE", (0, 0), (-1, -1), 8),
                 ("ALIGN", (1, 1), (-1, -1), "RIGHT"),
             ]
@@ -254,13 +262,16 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
     notes = [doc["projection_method"][lang]]
     notes += [n for n in (note(g["id"], lang) for g in doc["guiding"]) if n]
     notes += list(doc["warnings"])
+    missing = missing_glyphs(f"{doc['park_name']} {doc['factor_set']['description']}")
+    if missing:
+        notes.append(f"{t('missing_glyphs', lang)}: {' '.join(f'U+{ord(c):04X}' for c in missing)}")
     story += [_p(n, small) for n in notes]
 
     footer = f"{doc['park']} {doc['year']} · {doc['factor_set']['name']} · sha256 {doc['hash']}"
 
     def on_page(canvas: Canvas, _doc: Any) -> None:
         canvas.saveState()
-        canvas.setFont("Courier", 6.5)
+        canvas.setFont(FONT, 6.5)
         canvas.drawString(15 * mm, 9 * mm, footer)
         canvas.drawRightString(A4[0] - 15 * mm, 9 * mm, str(canvas.getPageNumber()))
         canvas.restoreState()
