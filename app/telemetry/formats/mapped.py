@@ -67,7 +67,7 @@ def convert_ts(value: Any, ts_format: str, tz: ZoneInfo) -> Any:
     number = type(value) in (int, float)
     if ts_format == "epoch_s" and number:
         return value
-    if ts_format == "epoch_ms" and number:
+    if ts_format == "epoch_ms" and number and abs(value) < 1e17:
         return value / 1000  # seconds: epoch ms of the 1970s would read as seconds
     if ts_format == "rfc3339":
         return value
