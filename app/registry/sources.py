@@ -35,8 +35,8 @@ class QuantitySource(BaseModel):
     metric: str | None = Field(default=None, min_length=1, max_length=256)
     #: json `object` layout: JSON pointer (`/data/0/ep`) or dotted path (`data.0.ep`)
     path: str | None = Field(default=None, min_length=1, max_length=256)
-    #: multiplies the gateway's value, computed in decimal so 12345678 Wh × 0.001 is exactly
-    #: 12345.678 kWh: 0.001 for Wh→kWh, 1000 for MWh→kWh, CT × PT ratio (e.g. 40 × 100 = 4000)
+    #: multiplies the gateway's value, computed in decimal so 8765432109 Wh × 0.001 is exactly
+    #: 8765432.109 kWh: 0.001 for Wh→kWh, 1000 for MWh→kWh, CT × PT ratio (e.g. 40 × 100 = 4000)
     #: for a meter that reports secondary-side values; negative for a CT mounted reversed
     scale: float = 1.0
 

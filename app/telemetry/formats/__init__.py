@@ -19,11 +19,14 @@ from app.telemetry.formats.sparkplug import SparkplugFormat
 
 #: name → factory; the order is the order topics are tried in (native last: it takes the rest)
 FORMATS: dict[str, Callable[[Registry, DecodeLimits], Format]] = {
-    "json": MappedJsonFormat,
     "sparkplug": SparkplugFormat,
+    "json": MappedJsonFormat,
     "neuron": NeuronFormat,
     "native": NativeFormat,
 }
+#: Topics whose format is remembered (gateways reuse a few thousand topics); junk topics
+#: beyond this clear the memory rather than grow it.
+_TOPIC_CACHE_MAX = 16384
 
 
 class GatewayDecoder:
@@ -42,6 +45,7 @@ class GatewayDecoder:
         }
         self._native = self.formats["native"]
         self._others = [f for name, f in self.formats.items() if name != "native"]
+        self._format_of: dict[str, Format] = {}
 
     @property
     def registry(self) -> Registry:
@@ -53,6 +57,7 @@ class GatewayDecoder:
         self._registry = registry
         for fmt in self.formats.values():
             fmt.set_registry(registry)
+        self._format_of.clear()  # a topic may belong to another format now
 
     def filters(self) -> Filters:
         """Every topic filter the configured formats need (the native one always)."""
@@ -65,6 +70,15 @@ class GatewayDecoder:
         return Filters(tuple(shared), tuple(unshared))
 
     def format_of(self, topic: str) -> Format:
+        fmt = self._format_of.get(topic)
+        if fmt is None:
+            fmt = self._match(topic)
+            if len(self._format_of) >= _TOPIC_CACHE_MAX:
+                self._format_of.clear()
+            self._format_of[topic] = fmt
+        return fmt
+
+    def _match(self, topic: str) -> Format:
         if self._native.matches(topic):
             return self._native
         for fmt in self._others:

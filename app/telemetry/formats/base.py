@@ -94,8 +94,8 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
 
 def scaled(value: Any, scale: float) -> Any:
-    """`value × scale`, correctly rounded from their decimal forms (12345678 × 0.001 is
-    12345.678, where float multiplication gives 12345.678000000001); non-numbers unchanged,
+    """`value × scale`, correctly rounded from their decimal forms (8765432109 × 0.001 is
+    8765432.109, where float multiplication gives 8765432.109000001); non-numbers unchanged,
     for the native validation to reject."""
     if scale == 1.0 or type(value) not in (int, float):
         return value

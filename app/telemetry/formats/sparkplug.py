@@ -139,6 +139,7 @@ class SparkplugFormat:
     def set_registry(self, registry: Registry) -> None:
         self.native.registry = registry
         self._mapped = _index(registry)
+        self._targets: dict[int, dict[str, list[tuple[int, str, float]]]] = {}
         self._groups = tuple(sorted({k[0] for k in self._mapped}))
 
     def filters(self) -> Filters:
@@ -288,30 +289,29 @@ class SparkplugFormat:
         now_ns: int,
     ) -> None:
         default_ts = msg.timestamp if msg.HasField("timestamp") else None
+        by_name = self._by_name(mapped)
         # (index into mapped, ts) → quantity → value
         found: dict[tuple[int, int | None], dict[str, Any]] = {}
         unknown: list[int] = []
         used = 0
+        names = aliases.names if aliases is not None else {}
         for m in msg.metrics:
-            if m.HasField("name"):
-                name = m.name
-            elif aliases is not None and m.alias in aliases.names:
-                name = aliases.names[m.alias]
-            else:
+            # plain attribute reads (cheaper than HasField on upb messages): an unset name is
+            # "", an unset timestamp 0 (never a valid time either)
+            name = m.name or (names.get(m.alias) if m.HasField("alias") else None)
+            if name is None:
                 unknown.append(m.alias)
                 continue
             if m.is_null:
                 continue
+            targets = by_name.get(name)
+            if targets is None:
+                continue
+            used += 1
             value = self._value(m, aliases.types.get(name, 0) if aliases else 0)
-            ts = m.timestamp if m.HasField("timestamp") else default_ts
-            for i, dev in enumerate(mapped):
-                targets = dev.metrics.get(name)
-                if targets is None:
-                    continue
-                used += 1
-                slot = found.setdefault((i, ts), {})
-                for quantity, scale in targets:
-                    slot[quantity] = scaled(value, scale)
+            ts = m.timestamp or default_ts
+            for i, quantity, scale in targets:
+                found.setdefault((i, ts), {})[quantity] = scaled(value, scale)
         out.ignored_fields += max(0, len(msg.metrics) - len(unknown) - used)
         if unknown:
             first = mapped[0]
@@ -341,6 +341,18 @@ class SparkplugFormat:
                 now_ns=now_ns,
                 where=f"Sparkplug {where} → {dev.device}",
             )
+
+    def _by_name(self, mapped: list[_Mapped]) -> dict[str, list[tuple[int, str, float]]]:
+        """metric name → (index into `mapped`, quantity, scale), built once per registry."""
+        key = id(mapped)
+        got = self._targets.get(key)
+        if got is None:
+            got = {}
+            for i, dev in enumerate(mapped):
+                for name, targets in dev.metrics.items():
+                    got.setdefault(name, []).extend((i, q, scale) for q, scale in targets)
+            self._targets[key] = got
+        return got
 
     @staticmethod
     def _value(m: Any, birth_type: int) -> Any:
