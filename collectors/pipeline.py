@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from app.intervals import IntervalEngine, compute_window, interval_start_ns
@@ -27,6 +28,7 @@ from app.telemetry.formats import FormatResult, GatewayDecoder
 from app.telemetry.formats.sparkplug import SparkplugFormat
 from app.telemetry.models import DeadLetter, Reading
 from collectors.format_metrics import FormatMetrics
+from collectors.format_state import FormatState
 from collectors.metrics import CollectorMetrics
 from collectors.soc import SocTracker
 
@@ -86,6 +88,7 @@ class Collector:
         on_intervals: Callable[[list[IntervalEnergy]], object] | None = None,
         on_failure: Callable[[], object] | None = None,
         on_command: Callable[[str, bytes, int], object] | None = None,
+        state_path: Path | None = None,
     ) -> None:
         self.registry = registry
         #: every gateway format (docs/gateways.md); the native JSON is one of them
@@ -106,8 +109,13 @@ class Collector:
         self.on_command = on_command
         self.format_metrics = FormatMetrics(self.metrics.registry)
         sparkplug = self.decoder.formats["sparkplug"]
+        #: Sparkplug aliases kept across restarts (None: in memory only)
+        self.format_state: FormatState | None = None
         if isinstance(sparkplug, SparkplugFormat):  # counted when scraped, not per message
             self.format_metrics.offline.set_function(lambda: len(sparkplug.offline()))
+            if state_path is not None:
+                self.format_state = FormatState(state_path, sparkplug)
+                self.format_state.load()
         self.engine = self._new_engine()
         self.soc = SocTracker(registry)
         self._history_down_until = 0.0
@@ -239,6 +247,8 @@ class Collector:
         readings = queue.readings
         deadletters = queue.deadletters
         if not readings and not deadletters and not self._repair_due():
+            if self.format_state is not None:  # e.g. a DEATH: nothing to write but the state
+                self.format_state.save_if_changed()
             self._acknowledge(queue)
             return
         try:
@@ -267,6 +277,8 @@ class Collector:
         self._count(
             readings, deadletters, intervals, spooled=self.writer.spooled_batches > spooled_before
         )
+        if self.format_state is not None:
+            self.format_state.save_if_changed()
         if self.on_readings and readings:
             self.on_readings(readings)
         if self.on_intervals and intervals:

@@ -136,6 +136,7 @@ async def start_collector(
         max_unacked_messages=subscriber.receive_maximum // 2,
         on_failure=subscriber.reconnect,
         on_command=lambda topic, payload, qos: subscriber.publish(topic, payload, qos),
+        state_path=settings.data_dir / "gateway-state.json",
     )
     # the native topic and whatever the registry's gateway sources need (docs/gateways.md)
     filters = collector.decoder.filters()

@@ -458,3 +458,17 @@ def test_registry_rejects_incomplete_sources(source: str, message: str) -> None:
     yaml = f"parks:\n  - id: p1\n    devices:\n      - {{id: d, role: load, source: {source}}}\n"
     with pytest.raises(RegistryError, match=message):
         parse_registry(yaml)
+
+
+def test_sparkplug_state_round_trips() -> None:
+    dec = GatewayDecoder(parse_registry(SPB_YAML))
+    dec.decode("spBv1.0/park/NBIRTH/edge1", nbirth(), NOW_NS)
+    dec.decode("spBv1.0/park/DBIRTH/edge1/inv1", dbirth(1), NOW_NS)
+    state = json.loads(json.dumps(dec.formats["sparkplug"].export_state()))  # type: ignore[attr-defined]
+    fresh = GatewayDecoder(parse_registry(SPB_YAML))
+    fresh.formats["sparkplug"].import_state(state)  # type: ignore[attr-defined]
+    out = fresh.decode("spBv1.0/park/DDATA/edge1/inv1", ddata(2, 1.2561, 71.3), NOW_NS)
+    assert [(r.device, r.values) for r in out.readings] == [
+        ("pv-1", {"energy_kwh": 1256.1, "power_kw": 71.3})
+    ]
+    assert out.seq_gaps == 0 and not out.deadletters

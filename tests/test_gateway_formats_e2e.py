@@ -298,3 +298,34 @@ async def test_registry_edit_adds_a_format_to_a_running_collector(
         await service.stop()
     [row] = influx.points("SELECT energy_import_kwh FROM reading WHERE device='m00'")
     assert row["energy_import_kwh"] == 1000.0
+
+
+async def test_sparkplug_aliases_survive_a_collector_restart(
+    mosquitto: MosquittoServer, fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    """DATA queued by the broker while the collector was down is read with the aliases of
+    the BIRTHs it received before, not dead-lettered."""
+    influx = fresh_influx_db
+    settings = _settings(tmp_path, SPB_YAML, mosquitto.url, influx, client_id="spb-restart")
+    hour = sparkplug_hour()
+    births, data = hour[:2], hour[2:]
+    service = await start_collector(settings, serve_metrics=False)
+    try:
+        await wait_for(service.subscriber.connected.is_set, what="MQTT connection")
+        await publish_all(mosquitto.url, births)
+        await wait_for(lambda: service.metrics.readings._value.get() >= 2, what="the births")
+    finally:
+        await service.stop()
+    assert (tmp_path / "data" / "gateway-state.json").exists()
+    # the broker queues the hour's DATA for the persistent session meanwhile
+    await publish_all(mosquitto.url, data)
+    service = await start_collector(settings, serve_metrics=False)
+    try:
+        await wait_for(
+            lambda: service.metrics.readings._value.get() >= len(data), what="the queued data"
+        )
+    finally:
+        await service.stop()
+    assert influx.points("SELECT * FROM deadletter") == []
+    starts = [T0_S * 10**9 + k * INTERVAL_NS for k in range(4)]
+    assert intervals(influx, "pv-1", "energy_kwh") == [(t, 15.0) for t in starts]

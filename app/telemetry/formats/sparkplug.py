@@ -42,6 +42,7 @@ NAMESPACE = "spBv1.0"
 #: Message types a host application reads (commands and STATE are other clients' business).
 READ_TYPES = ("NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH")
 _NODE_TYPES = frozenset({"NBIRTH", "NDATA", "NDEATH"})
+_STATE_TYPES = frozenset({"NBIRTH", "NDEATH", "DBIRTH", "DDEATH"})
 #: Don't ask the same edge node for a rebirth more often than this.
 REBIRTH_HOLDOFF_S = 10.0
 REBIRTH_METRIC = "Node Control/Rebirth"
@@ -134,6 +135,8 @@ class SparkplugFormat:
         self.limits = limits
         self.native = TelemetryDecoder(registry, limits)
         self.nodes: dict[tuple[str, str], _Node] = {}
+        #: bumped whenever a BIRTH or DEATH changes what the aliases mean (for `export_state`)
+        self.version = 0
         self.set_registry(registry)
 
     def set_registry(self, registry: Registry) -> None:
@@ -154,6 +157,57 @@ class SparkplugFormat:
 
     def matches(self, topic: str) -> bool:
         return topic.startswith(NAMESPACE + "/")
+
+    def export_state(self) -> dict[str, Any]:
+        """The edge nodes' aliases, datatypes, `bdSeq`/`seq` and online flags, as JSON data.
+
+        Kept on disk by the collector so that after a restart the DATA messages the broker
+        queued meanwhile are read with the aliases of the BIRTHs they follow.
+        """
+
+        def aliases(a: _Aliases) -> dict[str, Any]:
+            return {
+                "names": {str(k): v for k, v in a.names.items()},
+                "types": a.types,
+                "online": a.online,
+            }
+
+        return {
+            "version": 1,
+            "nodes": [
+                {
+                    "group": group,
+                    "edge": edge,
+                    "bd_seq": node.bd_seq,
+                    "seq": node.seq,
+                    "node": aliases(node.node),
+                    "devices": {d: aliases(a) for d, a in node.devices.items()},
+                }
+                for (group, edge), node in self.nodes.items()
+            ],
+        }
+
+    def import_state(self, data: dict[str, Any]) -> None:
+        """Restore what `export_state` returned (raises ValueError/KeyError/TypeError if not)."""
+        if data.get("version") != 1:
+            raise ValueError(f"unknown Sparkplug state version {data.get('version')!r}")
+
+        def aliases(d: dict[str, Any]) -> _Aliases:
+            return _Aliases(
+                names={int(k): str(v) for k, v in d["names"].items()},
+                types={str(k): int(v) for k, v in d["types"].items()},
+                online=bool(d["online"]),
+            )
+
+        nodes: dict[tuple[str, str], _Node] = {}
+        for n in data["nodes"]:
+            nodes[(str(n["group"]), str(n["edge"]))] = _Node(
+                bd_seq=n["bd_seq"],
+                seq=n["seq"],
+                node=aliases(n["node"]),
+                devices={str(d): aliases(a) for d, a in n["devices"].items()},
+            )
+        self.nodes = nodes
 
     def offline(self) -> list[tuple[str, str]]:
         """(park, device) of mapped devices whose node or device is not online (DEATH seen or
@@ -205,6 +259,8 @@ class SparkplugFormat:
                 f"not a Sparkplug B payload: {exc}",
             )
         node = self.nodes.get((group, edge))
+        if kind in _STATE_TYPES:
+            self.version += 1
         if kind == "NBIRTH":
             node = self.nodes[(group, edge)] = _Node()
             node.node = self._birth(msg)
