@@ -183,6 +183,37 @@ def build_format_messages(fmt: str, readings: int, devices: int) -> list[tuple[s
     return out
 
 
+def decode_rates(
+    formats: list[str], readings: int, devices: int, rounds: int = 5
+) -> dict[str, float]:
+    """Readings/s of the decoder alone (no broker, no storage) per format, best of `rounds`
+    interleaved rounds: the formats' own cost, less exposed to a shared machine's noise."""
+    from app.registry import parse_registry
+    from app.telemetry.formats import GatewayDecoder
+
+    now_ns = (T0_S + 10 * 86_400) * 10**9
+    cases = {}
+    for fmt in ["native", *formats]:
+        decoder = GatewayDecoder(parse_registry(format_parks_yaml(devices, fmt)))
+        msgs = (
+            build_messages(readings, devices, 1)
+            if fmt == "native"
+            else build_format_messages(fmt, readings, devices)
+        )
+        cases[fmt] = (decoder, msgs)
+    best = dict.fromkeys(cases, 0.0)
+    for _ in range(rounds):
+        for fmt, (decoder, msgs) in cases.items():
+            started = time.perf_counter()
+            n = 0
+            for topic, payload in msgs:
+                n += len(decoder.decode(topic, payload, now_ns).readings)
+            if n != readings:
+                raise RuntimeError(f"{fmt}: decoded {n} readings, expected {readings}")
+            best[fmt] = max(best[fmt], n / (time.perf_counter() - started))
+    return best
+
+
 async def queue_for_session(url: str, client_id: str, messages: list[tuple[str, bytes]]) -> None:
     """Create a persistent session, disconnect it, and publish the backlog into its queue."""
 
@@ -402,6 +433,13 @@ def main() -> int:
         f"ingest benchmark: {readings:,} readings from {args.devices} devices, "
         f"{len(messages):,} messages of {args.per_message} reading(s), on {os.cpu_count()} cores"
     )
+    if formats:
+        rates = decode_rates(formats, min(readings, 20_000), args.devices)
+        for fmt, rate in rates.items():
+            print(
+                f"decoder alone, {fmt:>9}: {rate:>10,.0f} readings/s"
+                f"  ({rate / rates['native']:.0%} of native JSON)"
+            )
     broker = MosquittoServer(work / "mosquitto")
     broker.start()
     try:

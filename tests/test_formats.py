@@ -4,9 +4,12 @@ dead letters, with scaling exact to the decimal (docs/gateways.md)."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pysparkplug import DataType, DBirth, DData, DDeath, Metric, NBirth, NCmd, NData, NDeath
 
 from app.registry import RegistryError, parse_registry
@@ -472,3 +475,16 @@ def test_sparkplug_state_round_trips() -> None:
         ("pv-1", {"energy_kwh": 1256.1, "power_kw": 71.3})
     ]
     assert out.seq_gaps == 0 and not out.deadletters
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.integers(-(10**18), 10**18) | st.floats(-1e15, 1e15),
+    scale=st.sampled_from([0.001, 1000, 4000, 0.1, 1e-6, 0.5, -1, 0.3, 2.5, 40.0]),
+)
+def test_scale_matches_decimal_arithmetic(value: float, scale: float) -> None:
+    # the reference: exact decimal product of the two written numbers, rounded once
+    with localcontext() as ctx:
+        ctx.prec = 100
+        expected = float(Decimal(repr(value)) * Decimal(repr(scale)))
+    assert scaled(value, scale) == expected

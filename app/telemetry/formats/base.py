@@ -8,14 +8,14 @@ native JSON would be (docs/gateways.md).
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from functools import lru_cache
 from typing import Any, Protocol
 
 from app.registry.models import Registry
-from app.telemetry.decode import DecodeLimits, TelemetryDecoder
+from app.telemetry.decode import Decoded, DecodeLimits, TelemetryDecoder
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
 
@@ -97,13 +97,41 @@ def scaled(value: Any, scale: float) -> Any:
     """`value × scale`, correctly rounded from their decimal forms (8765432109 × 0.001 is
     8765432.109, where float multiplication gives 8765432.109000001); non-numbers unchanged,
     for the native validation to reject."""
-    if scale == 1.0 or type(value) not in (int, float):
+    if scale == 1.0:
         return value
-    if isinstance(value, float) and not math.isfinite(value):
+    kind = type(value)
+    if kind is int:
+        # integer counters (Wh from a meter) with scales like 1000, 0.001 or 4000: Python's
+        # int × int is exact and int / int correctly rounded, so no Decimal is needed
+        times, divide = _integer_plan(scale)
+        try:
+            if times:
+                return float(value * times)
+            if divide:
+                return value / divide
+        except OverflowError:  # beyond any float: the native check rejects it as it is
+            return value
+    elif kind is not float or not math.isfinite(value):
         return value
     with localcontext() as ctx:
         ctx.prec = 80  # exact product of two 17-digit decimals, rounded once by float()
-        return float(Decimal(repr(value)) * Decimal(repr(scale)))
+        product = Decimal(repr(value)) * Decimal(repr(scale))
+    try:
+        return float(product)
+    except OverflowError:
+        return value
+
+
+@lru_cache(maxsize=1024)
+def _integer_plan(scale: float) -> tuple[int, int]:
+    """(n, 0) when the scale is the integer n, (0, n) when it is exactly 1/n, else (0, 0)."""
+    exact = Decimal(repr(scale))
+    if exact == exact.to_integral_value():
+        return int(exact), 0
+    inverse = 1 / exact
+    if inverse == inverse.to_integral_value() and exact * int(inverse) == 1:
+        return 0, int(inverse)
+    return 0, 0
 
 
 def reject(
@@ -157,14 +185,11 @@ def emit(
     item = dict(values)
     if ts is not None:
         item["ts"] = ts
-    try:
-        body = json.dumps(item, allow_nan=True).encode()
-    except (TypeError, ValueError) as exc:  # cannot happen for JSON-decoded input
-        reject(out, now_ns, topic, payload, RejectReason.INVALID_READING, f"{where}: {exc}")
-        return
-    got = native.decode(f"lingtan/v1/{park}/{device}/telemetry", body, now_ns)
-    out.readings += got.readings
+    got = Decoded()
+    result = native.decode_reading(park, device, item, now_ns, got)
     out.ignored_fields += got.ignored_fields
-    for dl in got.deadletters:
-        detail = f"{where}: {dl.detail}"
-        out.deadletters.append(replace(dl, topic=topic, raw=payload, detail=detail))
+    if isinstance(result, Reading):
+        out.readings.append(result)
+    else:
+        reason, detail = result
+        reject(out, now_ns, topic, payload, reason, f"{where}: {detail}", park, device)

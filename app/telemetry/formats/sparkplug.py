@@ -46,18 +46,11 @@ _STATE_TYPES = frozenset({"NBIRTH", "NDEATH", "DBIRTH", "DDEATH"})
 #: Don't ask the same edge node for a rebirth more often than this.
 REBIRTH_HOLDOFF_S = 10.0
 REBIRTH_METRIC = "Node Control/Rebirth"
-_INT_TYPES = frozenset(
-    {
-        DataType.INT8,
-        DataType.INT16,
-        DataType.INT32,
-        DataType.INT64,
-        DataType.UINT8,
-        DataType.UINT16,
-        DataType.UINT32,
-        DataType.UINT64,
-    }
-)
+#: Signed integer types travel as unsigned two's complement; their decoders, by type number
+#: (a dict lookup: building the DataType enum per value costs more than the decoding)
+_SIGNED = {
+    int(t): t.decode for t in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
+}
 _FLOAT32 = struct.Struct("<f")
 
 
@@ -419,9 +412,8 @@ class SparkplugFormat:
         raw = getattr(m, kind)
         dtype = m.datatype or birth_type
         if kind in ("int_value", "long_value"):
-            if dtype in _INT_TYPES:
-                return DataType(dtype).decode(raw)
-            return int(raw)
+            signed = _SIGNED.get(dtype)
+            return int(raw) if signed is None else signed(raw)
         if kind == "float_value":
             return _float32(float(raw))
         if kind in ("double_value", "boolean_value", "string_value"):
