@@ -33,6 +33,7 @@ from app.telemetry.formats.base import (
 from app.telemetry.models import RejectReason
 
 _MISSING = object()
+_HASHABLE = frozenset({int, float, str, bool, type(None)})
 
 
 def compile_path(path: str) -> tuple[str, ...]:
@@ -47,7 +48,7 @@ def lookup(doc: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         if isinstance(doc, dict):
             doc = doc.get(part, _MISSING)
-        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+        elif isinstance(doc, list) and part.isdecimal() and int(part) < len(doc):
             doc = doc[int(part)]
         else:
             return _MISSING
@@ -114,8 +115,16 @@ def _index(registry: Registry) -> dict[str, list[_Mapped]]:
     return out
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+def _text(value: Any) -> str | None:
+    """A field's value as the text `match` compares with; None when the field is absent."""
+    if value is _MISSING:
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 class MappedJsonFormat:
@@ -267,7 +276,7 @@ class MappedJsonFormat:
         for m in devices:
             for quantity, path, scale in m.paths:
                 by_name.setdefault(path[0], []).append((m, quantity, scale))
-        grouped: dict[tuple[int, str], tuple[_Mapped, Any, dict[str, Any]]] = {}
+        grouped: dict[tuple[int, type, Any], tuple[_Mapped, Any, dict[str, Any]]] = {}
         for index, row in enumerate(rows):
             if not isinstance(row, dict) or not isinstance(row.get(first.name_key), str):
                 reject(
@@ -285,7 +294,9 @@ class MappedJsonFormat:
                 continue
             for m, quantity, scale in targets:
                 ts = convert_ts(row.get(m.src.ts or "ts"), m.src.ts_format, m.tz)
-                key = (id(m), json.dumps(ts))
+                # one reading per device and instant; a JSON list or object as ts is unhashable
+                kind = type(ts)
+                key = (id(m), kind, ts if kind in _HASHABLE else repr(ts))
                 slot = grouped.setdefault(key, (m, ts, {}))
                 slot[2][quantity] = scaled(row.get(m.src.value_key), scale)
         for m, ts, values in grouped.values():

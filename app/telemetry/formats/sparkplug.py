@@ -413,7 +413,12 @@ class SparkplugFormat:
         dtype = m.datatype or birth_type
         if kind in ("int_value", "long_value"):
             signed = _SIGNED.get(dtype)
-            return int(raw) if signed is None else signed(raw)
+            if signed is None:
+                return int(raw)
+            try:
+                return signed(raw)
+            except (OverflowError, ValueError):  # e.g. 256 sent as an Int8: not a reading
+                return f"<{DataType(dtype).name} out of range: {raw}>"
         if kind == "float_value":
             return _float32(float(raw))
         if kind in ("double_value", "boolean_value", "string_value"):
