@@ -333,6 +333,10 @@ def test_sparkplug_unmapped_device_is_counted_not_dead_lettered() -> None:
     dec.decode("spBv1.0/park/NBIRTH/edge1", nbirth(), NOW_NS)
     out = dec.decode("spBv1.0/park/DBIRTH/edge1/pump7", dbirth(1), NOW_NS)
     assert out.unmapped and not out.readings and not out.deadletters
+    # an edge node nobody maps: counted, and no state kept for it
+    out = dec.decode("spBv1.0/park/NBIRTH/edge9", nbirth(), NOW_NS)
+    assert out.unmapped and not out.readings and not out.deadletters
+    assert ("park", "edge9") not in dec.formats["sparkplug"].nodes  # type: ignore[attr-defined]
 
 
 def test_sparkplug_bad_topic_and_bytes() -> None:

@@ -137,6 +137,7 @@ class SparkplugFormat:
         self._mapped = _index(registry)
         self._targets: dict[int, dict[str, list[tuple[int, str, float]]]] = {}
         self._groups = tuple(sorted({k[0] for k in self._mapped}))
+        self._edges = {k[:2] for k in self._mapped}
 
     def filters(self) -> Filters:
         # every collector of a share group needs the BIRTHs and DEATHs (aliases, online)
@@ -240,6 +241,11 @@ class SparkplugFormat:
             return out
         group, edge = parts[1], parts[3]
         device = parts[4] if len(parts) == 5 else None
+        if (group, edge) not in self._edges:
+            # an edge node no device is mapped to: its state is not kept either (a later
+            # registry edit gets its aliases through a rebirth request)
+            out.unmapped = True
+            return out
         try:
             msg: Any = _Payload.FromString(payload)
         except Exception as exc:  # protobuf's DecodeError, or worse on hostile bytes
@@ -266,7 +272,7 @@ class SparkplugFormat:
                 for dev in node.devices.values():
                     dev.online = False
                     dev.names.clear()
-            out.unmapped = not self._is_mapped(group, edge, None, node)
+            out.unmapped = not self._is_mapped(group, edge, None)
             return out  # a stale NDEATH (an older session's will) changes nothing
         else:
             if node is None:
@@ -278,12 +284,12 @@ class SparkplugFormat:
             elif kind == "DDEATH":
                 assert device is not None
                 node.devices[device] = _Aliases(online=False)
-                out.unmapped = not self._is_mapped(group, edge, device, node)
+                out.unmapped = not self._is_mapped(group, edge, device)
                 return out
         mapped = self._mapped.get((group, edge, device))
         if not mapped:
-            out.unmapped = True
-            out.ignored_fields += len(msg.metrics)
+            # a BIRTH of an edge node whose devices are mapped was needed (aliases, online)
+            out.unmapped = not (kind == "NBIRTH" and self._is_mapped(group, edge, None))
             return out
         aliases = node.node if device is None else node.devices.get(device)
         self._readings(out, msg, mapped, aliases, topic, payload, now_ns)
@@ -294,10 +300,10 @@ class SparkplugFormat:
                 out.commands.append(rebirth_request(group, edge, now_ns // 1_000_000))
         return out
 
-    def _is_mapped(self, group: str, edge: str, device: str | None, node: _Node | None) -> bool:
+    def _is_mapped(self, group: str, edge: str, device: str | None) -> bool:
         if device is not None:
             return (group, edge, device) in self._mapped
-        return any(k[:2] == (group, edge) for k in self._mapped)
+        return (group, edge) in self._edges
 
     @staticmethod
     def _birth(msg: Any) -> _Aliases:
