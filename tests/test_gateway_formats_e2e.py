@@ -17,6 +17,8 @@ from pysparkplug import DataType, DBirth, DData, Metric, NBirth, NCmd, NData
 from app.config import Settings
 from app.registry import parse_registry
 from app.registry.holder import RegistryHolder
+from app.telemetry.models import Reading
+from collectors.live_feed import live_subscriber
 from collectors.mqtt import GmqttSubscriber, MqttEndpoint
 from collectors.service import start_collector
 from tests.fixtures.influx import InfluxServer
@@ -329,3 +331,28 @@ async def test_sparkplug_aliases_survive_a_collector_restart(
     assert influx.points("SELECT * FROM deadletter") == []
     starts = [T0_S * 10**9 + k * INTERVAL_NS for k in range(4)]
     assert intervals(influx, "pv-1", "energy_kwh") == [(t, 15.0) for t in starts]
+
+
+async def test_live_feed_reads_gateway_formats(mosquitto: MosquittoServer) -> None:
+    """The API's live view follows devices behind a gateway format as it follows native ones."""
+    holder = RegistryHolder(parse_registry(neuron_yaml(3)), version=1)
+    seen: list[Reading] = []
+    sub, handle = live_subscriber(mosquitto.url, holder, seen.extend)
+    task = asyncio.create_task(sub.run(handle))
+    try:
+        await wait_for(sub.connected.is_set, what="live feed connection")
+        upload = neuron_upload(3, {1: 3011})
+
+        async def arrived() -> bool:  # QoS 0, clean session: publish until it is seen
+            await publish_all(mosquitto.url, [("/neuron/app/dlt645-1/meters", upload)])
+            await asyncio.sleep(0.2)
+            return bool(seen)
+
+        await wait_for(arrived, what="live readings")
+    finally:
+        await sub.stop()
+        await task
+    assert {(r.device, r.values["energy_import_kwh"]) for r in seen} == {
+        ("m00", 1000.0),
+        ("m02", 1002.002),
+    }
