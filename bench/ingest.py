@@ -13,6 +13,12 @@ Starts its own Mosquitto (the shipped config) and influxd on free ports, then:
 Draining a backlog takes the Python publisher out of the measurement. Run:
 
     .venv/bin/python bench/ingest.py --readings 200000 --devices 500 --per-message 1
+
+`--format native,sparkplug,neuron,json` repeats (2) for the same readings sent as each
+gateway format (docs/gateways.md), each into its own database, and prints them beside the
+native JSON of the same run: Sparkplug B as one DDATA per meter and minute (alias-only,
+energy in Wh scaled back by the registry), Neuron as one values-format upload per 20
+meters and minute, json as one `records` array per 20 meters and minute.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from pysparkplug import DataType, DBirth, DData, Metric, NBirth  # noqa: E402
 
 from collectors.mqtt import GmqttPublisher, GmqttSubscriber, MqttEndpoint  # noqa: E402
 from tests.fixtures.influx import InfluxServer, running_influx  # noqa: E402
@@ -73,6 +81,137 @@ def build_messages(readings: int, devices: int, per_message: int) -> list[tuple[
     # interleave devices as a real fleet would
     out.sort(key=lambda m: json.loads(m[1])["ts"] if per_message == 1 else 0)
     return out
+
+
+FORMATS = ("native", "sparkplug", "neuron", "json")
+GROUP = 20  # meters per Neuron group / json records message
+
+
+def _source(fmt: str, i: int) -> str:
+    if fmt == "sparkplug":
+        return (
+            "source: {format: sparkplug, group: bench, edge: edge1, device: "
+            f"m{i}, quantities: {{energy_import_kwh: {{metric: EP, scale: 0.001}},"
+            " power_kw: {metric: P}}}"
+        )
+    if fmt == "neuron":
+        return (
+            f"source: {{format: neuron, node: dlt645, group: g{i // GROUP}, quantities:"
+            f" {{energy_import_kwh: {{tag: m{i}.EP, scale: 0.001}}, power_kw: {{tag: m{i}.P}}}}}}"
+        )
+    return (
+        "source: {format: json, topic: vendor/bench/up, layout: records, ts_format: epoch_s,"
+        f" quantities: {{energy_import_kwh: {{tag: m{i}.EP}}, power_kw: {{tag: m{i}.P}}}}}}"
+    )
+
+
+def format_parks_yaml(devices: int, fmt: str) -> str:
+    if fmt == "native":
+        return parks_yaml(devices)
+    lines = ["parks:", "  - id: bench", "    timezone: Asia/Shanghai", "    devices:"]
+    lines += [f"      - {{id: m{i}, role: load, {_source(fmt, i)}}}" for i in range(devices)]
+    return "\n".join(lines) + "\n"
+
+
+def _energy(k: int) -> float:
+    return round(1000.0 + 1.5 * k, 3)
+
+
+def build_format_messages(fmt: str, readings: int, devices: int) -> list[tuple[str, bytes]]:
+    """The readings of `build_messages(..., 1)` as gateway `fmt` sends them, minute by minute."""
+    per_device = readings // devices
+    out: list[tuple[str, bytes]] = []
+    if fmt == "sparkplug":
+        seq = 0
+
+        def nxt() -> int:
+            nonlocal seq
+            seq, current = (seq + 1) % 256, seq
+            return current
+
+        node = NBirth(
+            timestamp=T0_S * 1000,
+            seq=nxt(),
+            metrics=(Metric(timestamp=None, name="bdSeq", datatype=DataType.INT64, value=0),),
+        )
+        out.append(("spBv1.0/bench/NBIRTH/edge1", node.encode(include_dtypes=True)))
+        for k in range(per_device):
+            for i in range(devices):
+                wh = round(_energy(k) * 1000)
+                topic = f"spBv1.0/bench/{'DBIRTH' if k == 0 else 'DDATA'}/edge1/m{i}"
+                names = ("EP", "P") if k == 0 else (None, None)
+                metrics = (
+                    Metric(None, names[0], DataType.UINT64, value=wh, alias=2 * i),
+                    Metric(None, names[1], DataType.DOUBLE, value=90.0, alias=2 * i + 1),
+                )
+                ts = (T0_S + 60 * k) * 1000
+                if k == 0:
+                    body = DBirth(timestamp=ts, seq=nxt(), metrics=metrics).encode(
+                        include_dtypes=True
+                    )
+                else:
+                    body = DData(timestamp=ts, seq=nxt(), metrics=metrics).encode()
+                out.append((topic, body))
+        return out
+    for k in range(per_device):
+        for g in range(0, devices, GROUP):
+            members = range(g, min(g + GROUP, devices))
+            if fmt == "neuron":
+                values: dict[str, float | int] = {}
+                for i in members:
+                    values[f"m{i}.EP"] = round(_energy(k) * 1000)
+                    values[f"m{i}.P"] = 90.0
+                doc: object = {
+                    "timestamp": (T0_S + 60 * k) * 1000,
+                    "node": "dlt645",
+                    "group": f"g{g // GROUP}",
+                    "values": values,
+                    "errors": {},
+                }
+                topic = f"/neuron/lingtan/dlt645/g{g // GROUP}"
+            else:
+                doc = [
+                    row
+                    for i in members
+                    for row in (
+                        {"name": f"m{i}.EP", "value": _energy(k), "ts": T0_S + 60 * k},
+                        {"name": f"m{i}.P", "value": 90.0, "ts": T0_S + 60 * k},
+                    )
+                ]
+                topic = "vendor/bench/up"
+            out.append((topic, json.dumps(doc).encode()))
+    return out
+
+
+def decode_rates(
+    formats: list[str], readings: int, devices: int, rounds: int = 5
+) -> dict[str, float]:
+    """Readings/s of the decoder alone (no broker, no storage) per format, best of `rounds`
+    interleaved rounds: the formats' own cost, less exposed to a shared machine's noise."""
+    from app.registry import parse_registry
+    from app.telemetry.formats import GatewayDecoder
+
+    now_ns = (T0_S + 10 * 86_400) * 10**9
+    cases = {}
+    for fmt in ["native", *formats]:
+        decoder = GatewayDecoder(parse_registry(format_parks_yaml(devices, fmt)))
+        msgs = (
+            build_messages(readings, devices, 1)
+            if fmt == "native"
+            else build_format_messages(fmt, readings, devices)
+        )
+        cases[fmt] = (decoder, msgs)
+    best = dict.fromkeys(cases, 0.0)
+    for _ in range(rounds):
+        for fmt, (decoder, msgs) in cases.items():
+            started = time.perf_counter()
+            n = 0
+            for topic, payload in msgs:
+                n += len(decoder.decode(topic, payload, now_ns).readings)
+            if n != readings:
+                raise RuntimeError(f"{fmt}: decoded {n} readings, expected {readings}")
+            best[fmt] = max(best[fmt], n / (time.perf_counter() - started))
+    return best
 
 
 async def queue_for_session(url: str, client_id: str, messages: list[tuple[str, bytes]]) -> None:
@@ -271,9 +410,20 @@ def main() -> int:
     ap.add_argument(
         "--collectors", type=int, default=1, help="collector processes (MQTT shared subscription)"
     )
+    ap.add_argument(
+        "--format",
+        default="native",
+        help="comma-separated gateway formats to drain besides native JSON:"
+        " sparkplug, neuron, json (docs/gateways.md)",
+    )
+    ap.add_argument("--no-latency", action="store_true", help="skip phase 3")
     ap.add_argument("--latency-rate", type=float, default=2000.0, help="live msgs/s in phase 3")
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     args = ap.parse_args()
+    formats = [f.strip() for f in args.format.split(",") if f.strip() and f.strip() != "native"]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        ap.error(f"unknown format(s) {unknown}: use {', '.join(FORMATS)}")
 
     readings = (args.readings // args.devices) * args.devices
     messages = build_messages(readings, args.devices, args.per_message)
@@ -283,6 +433,13 @@ def main() -> int:
         f"ingest benchmark: {readings:,} readings from {args.devices} devices, "
         f"{len(messages):,} messages of {args.per_message} reading(s), on {os.cpu_count()} cores"
     )
+    if formats:
+        rates = decode_rates(formats, min(readings, 20_000), args.devices)
+        for fmt, rate in rates.items():
+            print(
+                f"decoder alone, {fmt:>9}: {rate:>10,.0f} readings/s"
+                f"  ({rate / rates['native']:.0%} of native JSON)"
+            )
     broker = MosquittoServer(work / "mosquitto")
     broker.start()
     try:
@@ -312,6 +469,36 @@ def main() -> int:
                 f" = {readings / t_coll:>10,.0f} readings/s"
             )
             print(f"ratio collector / broker ceiling: {ratio:.0%}  (target ≥ 50 %)")
+            for fmt in formats:
+                fmt_messages = build_format_messages(fmt, readings, args.devices)
+                db = f"bench_{fmt}"
+                fmt_influx = influx.using(db)
+                fmt_influx.create_database(db)
+                parks = work / f"parks-{fmt}.yaml"
+                parks.write_text(format_parks_yaml(args.devices, fmt))
+                fmt_env = {
+                    **env,
+                    "LINGTAN_INFLUX_DB": db,
+                    "LINGTAN_PARKS": str(parks),
+                    "LINGTAN_CLIENT_ID": f"bench-collector-{fmt}",
+                    "LINGTAN_DATA_DIR": str(work / f"data-{fmt}"),
+                }
+                t_fmt = collector_drain(
+                    broker,
+                    fmt_influx,
+                    fmt_messages,
+                    readings,
+                    collector_envs(fmt_env, args.collectors),
+                    work,
+                )
+                print(
+                    f"lingtan collect ×{args.collectors}, {fmt:>9} → InfluxDB:    "
+                    f"{len(fmt_messages) / t_fmt:>10,.0f} msgs/s"
+                    f" = {readings / t_fmt:>10,.0f} readings/s"
+                    f"  ({t_coll / t_fmt:.0%} of native JSON's readings/s)"
+                )
+            if args.no_latency:
+                return 0
             log = work / "collector-live.log"
             proc = start_collector(env, log)
             try:

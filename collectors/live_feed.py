@@ -11,8 +11,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from app.registry.holder import RegistryHolder
-from app.telemetry.decode import TOPIC_FILTER, TelemetryDecoder
+from app.registry.holder import RegistryChange, RegistryHolder
+from app.telemetry.formats import GatewayDecoder
 from app.telemetry.models import Reading
 from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
 
@@ -26,16 +26,24 @@ def live_subscriber(
 ) -> tuple[GmqttSubscriber, Callable[[str, bytes], object]]:
     """A clean-session subscriber and its handler; run with `await sub.run(handler)`.
     It decodes against the registry in force (it follows the holder's edits)."""
-    decoder = TelemetryDecoder(registry.registry)
-    registry.subscribe(lambda change: setattr(decoder, "registry", change.new))
+    decoder = GatewayDecoder(registry.registry)  # every gateway format (docs/gateways.md)
+    filters = decoder.filters()
     sub = GmqttSubscriber(
         MqttEndpoint.parse(mqtt_url),
-        TOPIC_FILTER,
+        filters.shared,
         f"lingtan-api-live-{uuid.uuid4().hex[:8]}",
         qos=0,
         persistent=False,
         mqtt_version=mqtt_version,
+        unshared=filters.unshared,
     )
+
+    def follow(change: RegistryChange) -> None:
+        decoder.registry = change.new
+        now = decoder.filters()
+        sub.set_filters(now.shared, now.unshared)
+
+    registry.subscribe(follow)
 
     async def handle(topic: str, payload: bytes) -> None:
         decoded = decoder.decode(topic, payload, time.time_ns())

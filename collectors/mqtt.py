@@ -146,10 +146,11 @@ class GmqttSubscriber:
     def __init__(
         self,
         endpoint: MqttEndpoint,
-        topic_filter: str,
+        topic_filter: str | Sequence[str],
         client_id: str,
         *,
         share_group: str | None = None,
+        unshared: Sequence[str] = (),
         qos: int = 1,
         receive_maximum: int = 4096,
         keepalive_s: int = 30,
@@ -158,7 +159,12 @@ class GmqttSubscriber:
         mqtt_version: int = MQTTv50,
     ) -> None:
         self.endpoint = endpoint
-        self.topic = f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+        self.share_group = share_group
+        #: filters shared among a share group's collectors, and ones every collector gets
+        #: (e.g. Sparkplug BIRTHs); `set_filters` changes them while running
+        self.filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+        self.unshared = list(unshared)
+        self.topic = self._topics()[0]
         self.client_id = client_id
         self.qos = qos
         self.receive_maximum = receive_maximum
@@ -210,9 +216,14 @@ class GmqttSubscriber:
                 continue
             self._client = client
             backoff.reset()
-            client.subscribe(self.topic, qos=self.qos)
+            topics = self._topics()
+            for topic in topics:
+                client.subscribe(topic, qos=self.qos)
             log.info(
-                "subscribed to %s on %s as %s", self.topic, self.endpoint.redacted(), self.client_id
+                "subscribed to %s on %s as %s",
+                ", ".join(topics),
+                self.endpoint.redacted(),
+                self.client_id,
             )
             self.connected.set()
             if self.on_state:
@@ -314,6 +325,35 @@ class GmqttSubscriber:
 
         handler._handle_qos_1_publish_packet = on_qos1
         handler._handle_publish_packet = on_publish
+
+    def _topics(self) -> list[str]:
+        group = self.share_group
+        shared = [f"$share/{group}/{f}" if group else f for f in self.filters]
+        return shared + [f for f in self.unshared if f not in self.filters or group]
+
+    def set_filters(self, shared: Sequence[str], unshared: Sequence[str] = ()) -> None:
+        """Subscribe to these filters from now on (and after every reconnect), dropping others."""
+        before = set(self._topics())
+        self.filters, self.unshared = list(shared), list(unshared)
+        after = self._topics()
+        client = self._client
+        if client is None:
+            return
+        for topic in after:
+            if topic not in before:
+                client.subscribe(topic, qos=self.qos)
+        for topic in before - set(after):
+            client.unsubscribe(topic)
+        log.info("topic filters now %s", ", ".join(after))
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> bool:
+        """Publish on the subscriber's own connection (e.g. a Sparkplug rebirth request);
+        False when not connected (nothing is queued)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        client.publish(topic, payload, qos=qos)
+        return True
 
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from app.intervals import IntervalEngine, compute_window, interval_start_ns
@@ -22,8 +23,12 @@ from app.intervals.models import IntervalEnergy
 from app.registry.models import Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
-from app.telemetry.decode import DecodeLimits, TelemetryDecoder
+from app.telemetry.decode import DecodeLimits
+from app.telemetry.formats import FormatResult, GatewayDecoder
+from app.telemetry.formats.sparkplug import SparkplugFormat
 from app.telemetry.models import DeadLetter, Reading
+from collectors.format_metrics import FormatMetrics
+from collectors.format_state import FormatState
 from collectors.metrics import CollectorMetrics
 from collectors.soc import SocTracker
 
@@ -82,9 +87,12 @@ class Collector:
         on_readings: Callable[[list[Reading]], object] | None = None,
         on_intervals: Callable[[list[IntervalEnergy]], object] | None = None,
         on_failure: Callable[[], object] | None = None,
+        on_command: Callable[[str, bytes, int], object] | None = None,
+        state_path: Path | None = None,
     ) -> None:
         self.registry = registry
-        self.decoder = TelemetryDecoder(registry, limits)
+        #: every gateway format (docs/gateways.md); the native JSON is one of them
+        self.decoder = GatewayDecoder(registry, limits)
         self.writer = writer
         self.history = history
         self.metrics = metrics or CollectorMetrics()
@@ -97,6 +105,17 @@ class Collector:
         self.on_readings = on_readings
         self.on_intervals = on_intervals
         self.on_failure = on_failure
+        #: publishes what a format sends back to a gateway (topic, payload, QoS)
+        self.on_command = on_command
+        self.format_metrics = FormatMetrics(self.metrics.registry)
+        sparkplug = self.decoder.formats["sparkplug"]
+        #: Sparkplug aliases kept across restarts (None: in memory only)
+        self.format_state: FormatState | None = None
+        if isinstance(sparkplug, SparkplugFormat):  # counted when scraped, not per message
+            self.format_metrics.offline.set_function(lambda: len(sparkplug.offline()))
+            if state_path is not None:
+                self.format_state = FormatState(state_path, sparkplug)
+                self.format_state.load()
         self.engine = self._new_engine()
         self.soc = SocTracker(registry)
         self._history_down_until = 0.0
@@ -165,6 +184,8 @@ class Collector:
         self.metrics.messages.inc()
         if decoded.ignored_fields:
             self.metrics.ignored_fields.inc(decoded.ignored_fields)
+        if decoded.format != "native":
+            self._gateway(decoded)
         queue = self._queue
         queue.readings += decoded.readings
         queue.deadletters += decoded.deadletters
@@ -176,6 +197,25 @@ class Collector:
         ):
             self._full.set()
         return queue
+
+    def _gateway(self, decoded: FormatResult) -> None:
+        """Per-format counters, and what a gateway format sends back (rebirth requests)."""
+        fm = self.format_metrics
+        name = decoded.format
+        fm.messages.labels(name).inc()
+        fm.readings.labels(name).inc(len(decoded.readings))
+        for dl in decoded.deadletters:
+            fm.rejected.labels(name, dl.reason.value).inc()
+        if decoded.unmapped:
+            fm.unmapped.labels(name).inc()
+        if decoded.seq_gaps:
+            fm.seq_gaps.inc(decoded.seq_gaps)
+            log.info("sparkplug: %d seq number(s) missed before a message", decoded.seq_gaps)
+        for cmd in decoded.commands:
+            if "/NCMD/" in cmd.topic:  # Sparkplug's only command from us: a rebirth request
+                fm.rebirths.inc()
+            if self.on_command is not None:
+                self.on_command(cmd.topic, cmd.payload, cmd.qos)
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -207,6 +247,8 @@ class Collector:
         readings = queue.readings
         deadletters = queue.deadletters
         if not readings and not deadletters and not self._repair_due():
+            if self.format_state is not None:  # e.g. a DEATH: nothing to write but the state
+                self.format_state.save_if_changed()
             self._acknowledge(queue)
             return
         try:
@@ -235,6 +277,8 @@ class Collector:
         self._count(
             readings, deadletters, intervals, spooled=self.writer.spooled_batches > spooled_before
         )
+        if self.format_state is not None:
+            self.format_state.save_if_changed()
         if self.on_readings and readings:
             self.on_readings(readings)
         if self.on_intervals and intervals:

@@ -135,12 +135,19 @@ async def start_collector(
         on_intervals=on_intervals,
         max_unacked_messages=subscriber.receive_maximum // 2,
         on_failure=subscriber.reconnect,
+        on_command=lambda topic, payload, qos: subscriber.publish(topic, payload, qos),
+        state_path=settings.data_dir / "gateway-state.json",
     )
+    # the native topic and whatever the registry's gateway sources need (docs/gateways.md)
+    filters = collector.decoder.filters()
+    subscriber.set_filters(filters.shared, filters.unshared)
     collector.start()
     metrics.registry_version.set(holder.version)
 
     def switch(change: RegistryChange) -> None:
         collector.set_registry(change.new, change.diff.stale_devices(change.old))
+        filters = collector.decoder.filters()
+        subscriber.set_filters(filters.shared, filters.unshared)
         metrics.registry_version.set(change.version)
 
     holder.subscribe(switch)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from app.config import load_settings
 from app.registry import Registry, RegistryError, load_registry
+from simulator.formats import FORMATS, Transcoder, with_sources
 from simulator.gateway import SimStats
 from simulator.generator import check_step, simulate_parks, to_ns
 from simulator.options import GatewayOptions
@@ -50,6 +51,10 @@ examples:
 
   # gateway faults: outages with late array flushes, resets, replaced meters, junk, skew
   lingtan simulate --parks examples/parks.yaml --duration 2d --speed max --faults --seed 7
+
+  # the same meters behind a Sparkplug B edge node (or --format neuron / json);
+  # the collector reads them with the written registry's sources
+  lingtan simulate --parks examples/parks.yaml --format sparkplug --registry-out /tmp/spb.yaml
 
   # no broker: print the messages as JSON lines
   lingtan simulate --parks examples/parks.yaml --duration 1h --speed max --out -
@@ -136,6 +141,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write the registry incl. synthetic meters here, for the collector",
     )
     src.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    src.add_argument(
+        "--format",
+        dest="gateway_format",
+        choices=FORMATS,
+        default="native",
+        help="what the gateways speak: native JSON (default), sparkplug (Sparkplug B),"
+        " neuron (EMQ Neuron uploads) or json (vendor records); --registry-out then writes"
+        " each device's matching source for the collector (docs/gateways.md)",
+    )
 
     tm = p.add_argument_group("time")
     tm.add_argument("--start", help="first reading: now, 2026-01-15, or RFC 3339 with offset")
@@ -252,6 +266,7 @@ async def run(args: argparse.Namespace) -> int:
         if unknown or not park_ids:
             raise ValueError(f"park(s) {unknown or '(none)'} not in {settings.parks}")
         registry = add_synthetic_loads(registry, args.devices, park_ids, seed=args.seed)
+        registry = with_sources(registry, args.gateway_format, park_ids)
         step_s = step_seconds(args)
         first = registry.park(park_ids[0])
         assert first is not None
@@ -274,10 +289,10 @@ async def run(args: argparse.Namespace) -> int:
 
     if args.registry_out:
         dump_registry(registry, args.registry_out)
-    elif args.devices:
+    elif args.devices or args.gateway_format != "native":
         print(
-            "lingtan simulate: note: the collector must know the synthetic meters; pass"
-            " --registry-out and give that file to the collector",
+            "lingtan simulate: note: the collector must know the synthetic meters and"
+            " gateway sources; pass --registry-out and give that file to the collector",
             file=err,
         )
     start_ns = to_ns(start)
@@ -294,8 +309,18 @@ async def run(args: argparse.Namespace) -> int:
 
     truth = TruthAccumulator() if args.truth else None
     stats = SimStats()
-    messages = simulate_parks(
-        registry, park_ids, start, duration_s, step_s, args.seed, options, truth=truth, stats=stats
+    messages = Transcoder(args.gateway_format, registry).run(
+        simulate_parks(
+            registry,
+            park_ids,
+            start,
+            duration_s,
+            step_s,
+            args.seed,
+            options,
+            truth=truth,
+            stats=stats,
+        )
     )
     publisher: Publisher
     sink_file = None

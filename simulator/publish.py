@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -38,7 +39,11 @@ class JsonLinesSink:
         return None
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        line = {"topic": topic, "payload": payload.decode("utf-8", "replace"), "qos": qos}
+        line: dict[str, object] = {"topic": topic, "qos": qos}
+        try:
+            line["payload"] = payload.decode("utf-8")
+        except UnicodeDecodeError:  # Sparkplug's protobuf
+            line["payload_b64"] = base64.b64encode(payload).decode("ascii")
         self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     async def drain(self, timeout_s: float = 60.0) -> None:

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.registry.sources import DeviceSource
+
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
 
@@ -116,6 +118,8 @@ class Device(BaseModel):
     fuel: Fuel | None = None
     h2_class: H2Class | None = None
     included_in: str | None = Field(default=None, description="parent meter of a sub-meter")
+    #: its gateway's format and fields, when it does not publish native JSON (docs/gateways.md)
+    source: DeviceSource | None = None
 
     @model_validator(mode="after")
     def _role_fields(self) -> Device:

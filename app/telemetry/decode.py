@@ -346,6 +346,19 @@ class TelemetryDecoder:
                 reject(reason, where + detail, raw=raw, park=park_id, device=device_id)
         return out
 
+    def decode_reading(
+        self, park: str, device: str, item: dict[str, Any], now_ns: int, out: Decoded
+    ) -> Reading | tuple[RejectReason, str]:
+        """One reading object already parsed (a gateway format's mapped values, see
+        docs/gateways.md), checked exactly as one element of a native payload; ignored fields
+        are counted in `out`. The caller has looked the device up in this registry."""
+        max_ts_ns = now_ns + int(self.limits.max_future_s * 1e9)
+        if self.fast_path:
+            reading = self._fast_reading(park, device, item, now_ns, max_ts_ns, out)
+            if reading is not None:
+                return reading
+        return self._reading(park, device, item, now_ns, max_ts_ns, out)
+
     def _fast_reading(
         self, park: str, device: str, item: Any, now_ns: int, max_ts_ns: int, out: Decoded
     ) -> Reading | None:

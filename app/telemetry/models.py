@@ -38,6 +38,10 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_LARGE = "too_large"
+    #: a Sparkplug metric alias no BIRTH announced (a rebirth is requested)
+    UNKNOWN_ALIAS = "unknown_alias"
+    #: the gateway reported an error code instead of a value (e.g. a Neuron tag's `errors`)
+    GATEWAY_ERROR = "gateway_error"
 
 
 @dataclass(frozen=True, slots=True)
