@@ -1,0 +1,66 @@
+"""Per-park alarm settings kept in the registry (thresholds, windows, delivery channels).
+
+Pure pydantic, no imports from the rest of `app`: `app.registry.models` embeds it.
+Each field's default and unit is documented in docs/alarms.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ChannelKind = Literal["webhook", "dingtalk", "wecom", "feishu", "email"]
+Lang = Literal["zh", "en"]
+
+
+class Channel(BaseModel):
+    """Where a park's alarm notifications go. `url` for webhooks/robots, `to` for e-mail
+    (the SMTP server is `LINGTAN_SMTP_URL`, never kept in the registry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ChannelKind
+    url: str | None = Field(default=None, max_length=2000)
+    to: tuple[str, ...] = ()
+    lang: Lang = "zh"
+    #: rules this channel receives (empty = all)
+    rules: tuple[str, ...] = ()
+
+
+class AlarmSettings(BaseModel):
+    """Thresholds of the built-in rules; `None` switches a threshold rule off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: a device is offline once silent for its cadence + this many seconds
+    offline_grace_s: float = Field(default=45.0, ge=0)
+    #: cadence (s) per device id, overriding the one learned from its readings
+    device_cadence_s: dict[str, float] = Field(default_factory=dict)
+    #: cadence (s) of devices with neither a set nor a learned cadence (None: not watched)
+    default_cadence_s: float | None = Field(default=None, gt=0)
+    #: share of a device's intervals in the last hour flagged implausible/glitch/conflict
+    flagged_interval_share: float | None = Field(default=0.2, gt=0, le=1)
+    #: dead letters of the park in the last 5 minutes
+    dead_letters_per_5min: int | None = Field(default=20, gt=0)
+    #: storage (InfluxDB or embedded) not answering for this long
+    storage_unreachable_s: float = Field(default=60.0, ge=0)
+    #: live physical green share (0..1) below this for `window_s`
+    green_share_min: float | None = Field(default=None, ge=0, le=1)
+    #: live park emission rate (kgCO2/h, location based) above this for `window_s`
+    emission_rate_max_kg_per_h: float | None = Field(default=None, gt=0)
+    #: live carbon intensity of the park's electricity (gCO2/kWh) above this for `window_s`
+    carbon_intensity_max_g_per_kwh: float | None = Field(default=None, gt=0)
+    #: how long a live threshold must be crossed before its alarm fires
+    window_s: float = Field(default=600.0, ge=0)
+    #: year-end projection of the evaluation indicators missing their targets (daily)
+    projection_check: bool = True
+    #: least data coverage of the year so far before a projection is trusted
+    projection_min_coverage: float = Field(default=0.25, gt=0, le=1)
+    #: a still-firing, unacknowledged alarm is notified again after this long (0: never)
+    repeat_s: float = Field(default=4 * 3600.0, ge=0)
+    channels: tuple[Channel, ...] = ()
+
+
+DEFAULT_SETTINGS = AlarmSettings()
