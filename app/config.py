@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = None
     anonymous_read: bool = Field(default=False, description="read endpoints without an API key")
     log_level: str = "INFO"
+    #: the built-in alarm engine of `lingtan api` / `lingtan up` (docs/alarms.md)
+    alarms: bool = True
+    smtp_url: SecretStr | None = Field(
+        default=None, description="e-mail alarms: smtp://[user:pass@]host:port or smtps://"
+    )
+    smtp_from: str = "lingtan@localhost"
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app.alarms.engine import EngineOptions
 from app.config import Settings
 from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
@@ -28,7 +29,7 @@ from app.storage.base import Storage
 from app.storage.factory import open_storage
 from collectors.live_feed import live_subscriber
 from collectors.mqtt import GmqttPublisher, MqttEndpoint
-from collectors.service import start_collector
+from collectors.service import CollectorService, start_collector
 from lingtan.broker import BrokerChoice, broker_for
 
 log = logging.getLogger("lingtan")
@@ -124,6 +125,7 @@ async def run_api(settings: Settings) -> None:
             live=live,
             options=options,
             registry_watcher=watcher,
+            alarm_engine=EngineOptions.from_settings(settings),
         )
         freeze_startup_heap()
         if settings.mqtt_url:
@@ -199,6 +201,15 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 options = dataclasses.replace(options, anonymous_read=True)
             live = LiveState(registry.registry, stale_after_s=options.stale_after_s)
             storage: Storage = await open_storage(settings)
+            # the collector starts after the app: its spool is read through this holder
+            collector: list[CollectorService] = []
+
+            def backlog() -> tuple[int, bool]:
+                if not collector:
+                    return 0, False
+                w = collector[0].writer
+                return w.spool_bytes, w.spool_bytes >= w.max_spool_bytes
+
             # one registry for the API and the collector: an edit through the API reaches both
             app = create_app(
                 settings,
@@ -208,6 +219,8 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 live=live,
                 options=options,
                 registry_watcher=watcher,
+                alarm_engine=EngineOptions.from_settings(settings),
+                alarm_backlog=backlog,
             )
             service = await start_collector(
                 settings,
@@ -217,6 +230,7 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 mqtt_version=broker.mqtt_version,
                 registry=registry,
             )
+            collector.append(service)
             demo_task = asyncio.create_task(run_demo(broker, registry.registry)) if demo else None
             print(
                 f"lingtan up: API and live page on http://{settings.api_host}:{settings.api_port}/"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from app.alarms.engine import Alarms
 from app.balance.service import BalanceService
 from app.config import Settings
 from app.http.metrics import ApiMetrics
@@ -31,6 +32,8 @@ class Services:
     options: ApiOptions
     metrics: ApiMetrics
     auth_cache: dict[str, tuple[int, object]] = field(default_factory=dict)
+    #: the alarm log and the open alarms per park (docs/alarms.md)
+    alarms: Alarms | None = None
 
     @property
     def registry(self) -> Registry:
