@@ -159,6 +159,11 @@ class AlarmEngine:
 
     # -- what other parts read ---------------------------------------------------------------
 
+    @property
+    def storage_up(self) -> bool:
+        """Whether the time-series store answered the engine's last ping."""
+        return self._storage_down_since is None
+
     def cadence(self, park: Park, device: str) -> float | None:
         gaps = self._gaps.get((park.id, device), ())
         return rules.cadence_s(device, gaps, park_settings(park))[0]

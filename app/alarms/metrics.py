@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from app.alarms.engine import AlarmEngine, AlarmView
+from app.alarms import rules
+from app.alarms.engine import AlarmEngine, AlarmView, park_settings
 from app.alarms.rules import emission_rate_kg_per_h
 from app.live.state import LiveState
 from app.registry.models import Park
@@ -49,6 +50,19 @@ class ParkGauges:
             ["park", "device"],
             registry=registry,
         )
+        self.threshold = Gauge(
+            "lingtan_alarm_threshold",
+            "The park's alarm thresholds from the registry (green_share_low: 0..1, "
+            "emission_rate_high: kgCO2/h, carbon_intensity_high: gCO2/kWh, "
+            "device_offline: grace in s)",
+            ["park", "rule"],
+            registry=registry,
+        )
+        self.storage_up = Gauge(
+            "lingtan_api_storage_up",
+            "1 when the time-series store answered the alarm engine's last ping",
+            registry=registry,
+        )
         self.alarms_open = Gauge(
             "lingtan_alarms_open",
             "Open (firing or acknowledged) alarms of the built-in engine, by rule",
@@ -70,14 +84,27 @@ class ParkGauges:
             self.intensity,
             self.last_reading_age,
             self.cadence,
+            self.threshold,
             self.alarms_open,
         ):
             gauge.clear()
+        if engine is not None:
+            self.storage_up.set(1 if engine.storage_up else 0)
         for park in parks:
             try:
                 doc = live.document(park.id)
             except KeyError:
                 continue
+            cfg = park_settings(park)
+            if cfg.enabled:
+                for rule, value in (
+                    (rules.GREEN_SHARE_LOW, cfg.green_share_min),
+                    (rules.EMISSION_RATE_HIGH, cfg.emission_rate_max_kg_per_h),
+                    (rules.CARBON_INTENSITY_HIGH, cfg.carbon_intensity_max_g_per_kwh),
+                    (rules.DEVICE_OFFLINE, cfg.offline_grace_s),
+                ):
+                    if value is not None:
+                        self.threshold.labels(park.id, rule).set(value)
             share = doc.get("green_share_physical")
             if isinstance(share, int | float):
                 self.green_share.labels(park.id).set(share)
