@@ -35,6 +35,9 @@ from lingtan.broker import BrokerChoice, broker_for
 log = logging.getLogger("lingtan")
 
 DEMO_PARKS = "demo-parks.yaml"
+#: the demo's scripted fault: this meter stops publishing from 1 to 5 minutes after the demo
+#: goes live, so `device_offline` fires and clears within the first minutes (docs/alarms.md)
+DEMO_SILENCE = ("bldg-a", 60.0, 300.0)
 
 
 class _Server(uvicorn.Server):
@@ -163,14 +166,25 @@ def _invalidate_hook(app: object) -> object:
     return on_intervals
 
 
-async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float = 6.0) -> None:
-    """Simulate every park: the last hours at once (so charts have data), then in real time."""
+async def run_demo(
+    broker: BrokerChoice,
+    registry: Registry,
+    backfill_h: float = 6.0,
+    silence: tuple[str, float, float] | None = DEMO_SILENCE,
+) -> None:
+    """Simulate every park: the last hours at once (so charts have data), then in real time.
+    `silence` = (device, from s, to s after going live): that meter says nothing meanwhile."""
     from simulator import simulate_parks
 
     pub = GmqttPublisher(MqttEndpoint.parse(broker.url), mqtt_version=broker.mqtt_version)
     await pub.connect()
     try:
         start = datetime.now(UTC) - timedelta(hours=backfill_h)
+        live_ns = time.time_ns()
+        quiet: tuple[str, int, int] | None = None
+        if silence is not None:
+            device, a_s, b_s = silence
+            quiet = (device, live_ns + int(a_s * 1e9), live_ns + int(b_s * 1e9))
         messages = simulate_parks(
             registry, [p.id for p in registry.parks], start, timedelta(days=365), step_s=60, seed=1
         )
@@ -178,6 +192,10 @@ async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float =
             ahead_s = (msg.sim_ns - time.time_ns()) / 1e9
             if ahead_s > 0:
                 await asyncio.sleep(ahead_s)
+            if quiet is not None and quiet[1] <= msg.sim_ns < quiet[2]:
+                parts = msg.topic.split("/")  # lingtan/v1/<park>/<device>/telemetry
+                if len(parts) > 3 and parts[3] == quiet[0]:
+                    continue
             await pub.publish(msg.topic, msg.payload, qos=1)
     finally:
         with contextlib.suppress(Exception):
