@@ -68,10 +68,12 @@ def test_flagged_intervals_share() -> None:
     assert [(b.subject, b.value) for b in out] == [("a", 0.5)]
     assert rules.flagged_intervals(flags, 0.5) == []  # not above 0.5
     assert rules.flagged_intervals(flags, None) == []
+    assert rules.flagged_intervals(flags, 0) == []
 
 
 def test_dead_letters_storage_and_backlog() -> None:
     assert rules.dead_letters(20, 20) == []
+    assert rules.dead_letters(500, 0) == []  # 0: off
     assert [b.value for b in rules.dead_letters(21, 20)] == [21]
     assert rules.storage_unreachable(None, T0, 60) == []
     assert rules.storage_unreachable(T0 - 59 * S, T0, 60) == []
@@ -173,3 +175,34 @@ def test_messages_in_both_languages() -> None:
     assert describe("device_offline", {}, "en") == "device ? silent for ? s (reports every ? s)"
     assert title("resolved", "demo", "device_offline", "zh") == "[已恢复] demo · device_offline"
     assert title("firing", "demo", "device_offline", "en") == "[FIRING] demo · device_offline"
+
+
+def test_settings_in_the_registry_survive_storage() -> None:
+    """The registry is stored without nulls (app/registry/stored.py): every setting,
+    including a default-on rule switched off, must come back the same."""
+    from app.registry import parse_registry
+    from app.registry.models import Registry
+
+    reg = parse_registry(
+        """
+parks:
+  - id: p1
+    devices: [{id: m1, role: grid}]
+    alarms:
+      offline_grace_s: 30
+      device_cadence_s: {m1: 900}
+      flagged_interval_share: 0
+      green_share_min: 0.6
+      channels:
+        - {kind: wecom, url: "http://127.0.0.1:1/robot", lang: en, rules: [device_offline]}
+        - {kind: email, to: [ops@example.com]}
+"""
+    )
+    stored = reg.model_dump(mode="json", exclude_none=True)
+    back = Registry.model_validate(stored)
+    assert back == reg
+    cfg = back.parks[0].alarms
+    assert cfg is not None
+    assert (cfg.flagged_interval_share, cfg.dead_letters_per_5min) == (0, 20)
+    assert cfg.channels[1].lang == "zh"
+    assert Registry.model_validate({"parks": [{"id": "p2"}]}).parks[0].alarms is None

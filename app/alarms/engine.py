@@ -208,12 +208,12 @@ class AlarmEngine:
             return st.slow
         try:
             found: list[Breach] = []
-            if cfg.dead_letters_per_5min is not None:
+            if cfg.dead_letters_per_5min:
                 letters = await self.storage.deadletters(
                     park.id, now_ns - 300 * _NS_PER_S, now_ns, limit=cfg.dead_letters_per_5min + 1
                 )
                 found += rules.dead_letters(len(letters), cfg.dead_letters_per_5min)
-            if cfg.flagged_interval_share is not None:
+            if cfg.flagged_interval_share:
                 intervals = await self.storage.intervals(park.id, now_ns - 3600 * _NS_PER_S, now_ns)
                 flags: dict[str, list[tuple[str, ...]]] = {}
                 for i in intervals:

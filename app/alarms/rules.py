@@ -147,8 +147,8 @@ def flagged_intervals(
     flags_by_device: Mapping[str, Sequence[tuple[str, ...]]], share_max: float | None
 ) -> list[Breach]:
     """Devices whose recent intervals carry suspicious flags (SUSPICIOUS_FLAGS) in more than
-    `share_max` of them (the intervals of the last hour are passed in)."""
-    if share_max is None:
+    `share_max` of them (the intervals of the last hour are passed in; None or 0: off)."""
+    if not share_max:
         return []
     out: list[Breach] = []
     for device, flag_sets in flags_by_device.items():
@@ -171,8 +171,8 @@ def flagged_intervals(
 
 
 def dead_letters(count: int | None, limit: int | None) -> list[Breach]:
-    """More than `limit` dead letters of the park in the last 5 minutes."""
-    if count is None or limit is None or count <= limit:
+    """More than `limit` dead letters of the park in the last 5 minutes (None or 0: off)."""
+    if count is None or not limit or count <= limit:
         return []
     return [Breach(DEAD_LETTERS, "park", "warning", count, limit, {"count": count})]
 

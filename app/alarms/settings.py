@@ -29,7 +29,9 @@ class Channel(BaseModel):
 
 
 class AlarmSettings(BaseModel):
-    """Thresholds of the built-in rules; `None` switches a threshold rule off."""
+    """Thresholds of the built-in rules. Rules off by default are switched on by a value;
+    those on by default (`flagged_interval_share`, `dead_letters_per_5min`) are switched off
+    by 0 (the registry is stored without nulls, so null could not mean "off")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,9 +43,10 @@ class AlarmSettings(BaseModel):
     #: cadence (s) of devices with neither a set nor a learned cadence (None: not watched)
     default_cadence_s: float | None = Field(default=None, gt=0)
     #: share of a device's intervals in the last hour flagged implausible/glitch/conflict
-    flagged_interval_share: float | None = Field(default=0.2, gt=0, le=1)
-    #: dead letters of the park in the last 5 minutes
-    dead_letters_per_5min: int | None = Field(default=20, gt=0)
+    #: above which it alarms (0: off)
+    flagged_interval_share: float = Field(default=0.2, ge=0, le=1)
+    #: dead letters of the park in the last 5 minutes above which it alarms (0: off)
+    dead_letters_per_5min: int = Field(default=20, ge=0)
     #: storage (InfluxDB or embedded) not answering for this long
     storage_unreachable_s: float = Field(default=60.0, ge=0)
     #: live physical green share (0..1) below this for `window_s`
