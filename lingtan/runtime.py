@@ -35,9 +35,9 @@ from lingtan.broker import BrokerChoice, broker_for
 log = logging.getLogger("lingtan")
 
 DEMO_PARKS = "demo-parks.yaml"
-#: the demo's scripted fault: this meter stops publishing from 1 to 5 minutes after the demo
+#: the demo's scripted fault: this meter stops publishing from 2 to 6 minutes after the demo
 #: goes live, so `device_offline` fires and clears within the first minutes (docs/alarms.md)
-DEMO_SILENCE = ("bldg-a", 60.0, 300.0)
+DEMO_SILENCE = ("bldg-a", 120.0, 360.0)
 
 
 class _Server(uvicorn.Server):

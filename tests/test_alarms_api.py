@@ -205,3 +205,26 @@ async def test_metrics_gauges(api: Api) -> None:
     assert 'lingtan_alarm_threshold{park="demo",rule="green_share_low"} 0.4' in lines
     assert 'lingtan_alarm_threshold{park="demo",rule="device_offline"} 30.0' in lines
     assert "lingtan_api_storage_up 1.0" in lines
+
+
+async def test_cadence_from_stored_history_when_not_seen_live(api: Api) -> None:
+    """pv-1 reported every 300 s before the API started (stored), and once live since: its
+    cadence comes from storage, so its silence is judged without waiting for live steps."""
+    from app.storage.base import WriteBatch
+
+    base = to_ns(NOW)
+    stored = [
+        Reading("demo", "pv-1", base + k * 300 * S, {"energy_kwh": 10.0 + k}) for k in range(-4, 1)
+    ]
+    await api.storage.write(WriteBatch(readings=stored))
+    engine = engine_for(api, AlarmSettings(offline_grace_s=45))
+    meter(api, "pv-1", 0, energy_kwh=10.0)
+    await engine.evaluate()
+    assert engine.cadence(api.registry.parks[0], "pv-1") == 300.0
+    assert engine.cadence(api.registry.parks[0], "grid-main") is None  # nothing stored
+    at(api, 345)
+    await engine.evaluate()
+    assert api.svc.alarms is not None and api.svc.alarms.view.of("demo") == []
+    at(api, 346)
+    await engine.evaluate()
+    assert [a["subject"] for a in api.svc.alarms.view.of("demo")] == ["pv-1"]

@@ -206,3 +206,11 @@ parks:
     assert (cfg.flagged_interval_share, cfg.dead_letters_per_5min) == (0, 20)
     assert cfg.channels[1].lang == "zh"
     assert Registry.model_validate({"parks": [{"id": "p2"}]}).parks[0].alarms is None
+
+
+def test_gaps_from_stored_history() -> None:
+    ts = [T0, T0 + 60 * S, T0 + 60 * S, T0 + 125 * S, T0 + 185 * S]
+    assert rules.gaps_from_history(ts) == (60.0, 65.0, 60.0)
+    assert rules.gaps_from_history([T0]) == ()
+    many = [T0 + 10 * i * S for i in range(20)]
+    assert rules.gaps_from_history(many) == (10.0,) * rules.MAX_GAPS

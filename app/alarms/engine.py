@@ -50,6 +50,8 @@ class EngineOptions:
     #: how often the projection rule runs (it computes the year's evaluation)
     projection_every_s: float = 86_400.0
     lease_ttl_s: float = 30.0
+    #: devices per park and slow round whose cadence is looked up in stored history
+    history_devices_per_round: int = 200
     backoff_base_s: float = BACKOFF_BASE_S
     smtp_url: str | None = None
     smtp_from: str = "lingtan@localhost"
@@ -200,13 +202,32 @@ class AlarmEngine:
         elif self._storage_down_since is None:
             self._storage_down_since = now_ns
 
+    async def _learn_from_history(self, park: Park, now_ns: int) -> None:
+        """Cadences of devices not learned live yet, from their last stored readings (a few
+        devices per round, so a big park does not stall the engine)."""
+        todo = [
+            d.id
+            for d in park.devices
+            if len(self._gaps.get((park.id, d.id), ())) < rules.MIN_GAPS
+            and d.id not in park_settings(park).device_cadence_s
+        ][: self.options.history_devices_per_round]
+        for device in todo:
+            readings = await self.storage.last_readings(
+                park.id, device, now_ns + 1, rules.MAX_GAPS + 1
+            )
+            gaps = rules.gaps_from_history([r.ts_ns for r in readings])
+            if len(gaps) >= rules.MIN_GAPS:
+                self._gaps[(park.id, device)] = gaps
+
     async def _slow(self, park: Park, cfg: AlarmSettings, now_ns: int) -> list[Breach]:
-        """Dead letters and flagged intervals, from storage (kept between queries)."""
+        """Dead letters and flagged intervals, from storage (kept between queries), and the
+        cadences still unknown from stored history."""
         st = self._parks.setdefault(park.id, _ParkState())
         mono = time.monotonic()
         if mono - st.slow_at < self.options.slow_every_s:
             return st.slow
         try:
+            await self._learn_from_history(park, now_ns)
             found: list[Breach] = []
             if cfg.dead_letters_per_5min:
                 letters = await self.storage.deadletters(

@@ -7,6 +7,7 @@ describes every rule and its default.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,14 @@ def learn_gap(gaps: Sequence[float], prev: DeviceSeen | None, new: DeviceSeen) -
     if new.received_ns - new.ts_ns > lag_limit or prev.received_ns - prev.ts_ns > lag_limit:
         return kept
     return (*kept, (new.ts_ns - prev.ts_ns) / _NS_PER_S)[-MAX_GAPS:]
+
+
+def gaps_from_history(ts_ns: Sequence[int]) -> tuple[float, ...]:
+    """Steps (seconds) between a device's stored readings (timestamps oldest first): its
+    cadence before the engine saw it live (after a restart, or a device that fell silent
+    before two live steps were seen). Equal timestamps are skipped."""
+    steps = [(b - a) / _NS_PER_S for a, b in itertools.pairwise(ts_ns) if b > a]
+    return tuple(steps[-MAX_GAPS:])
 
 
 def cadence_s(
