@@ -309,14 +309,16 @@ class AlarmStore:
             return 0
         now = now or _now()
         before = now - timedelta(seconds=repeat_s)
+        due = select(AlarmRow).where(
+            AlarmRow.park == park,
+            AlarmRow.state == "firing",
+            AlarmRow.notified_at < before,
+        )
+        with self.ledgers._read() as session:  # most rounds: nothing due, no write lock taken
+            if session.scalar(due.with_only_columns(AlarmRow.id).limit(1)) is None:
+                return 0
         with self.ledgers._write_sessions() as session, session.begin():
-            rows = session.scalars(
-                select(AlarmRow).where(
-                    AlarmRow.park == park,
-                    AlarmRow.state == "firing",
-                    AlarmRow.notified_at < before,
-                )
-            ).all()
+            rows = session.scalars(due).all()
             for row in rows:
                 self._queue(session, row, "repeat", channels, now)
             return len(rows)
