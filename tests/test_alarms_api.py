@@ -228,3 +228,54 @@ async def test_cadence_from_stored_history_when_not_seen_live(api: Api) -> None:
     at(api, 346)
     await engine.evaluate()
     assert [a["subject"] for a in api.svc.alarms.view.of("demo")] == ["pv-1"]
+
+
+async def test_storage_collector_and_projection_rules_reach_the_log(api: Api) -> None:
+    """The engine's other inputs: a store nobody answers on (a real client to a closed
+    port), the collector probe of `lingtan up`, and the daily evaluation report."""
+    from app.main import year_report
+    from app.storage.influx import InfluxStorage
+    from tests.fixtures.mosquitto import free_port
+
+    reports: list[str] = []
+
+    async def report(park: object) -> dict[str, object]:
+        reports.append(getattr(park, "id", "?"))
+        return {
+            "completeness": 0.5,
+            "core": {"id": "core", "target": 0.2, "projection": {"value": 0.3, "pass": False}},
+            "guiding": [],
+        }
+
+    engine = engine_for(api, AlarmSettings(storage_unreachable_s=0))
+    engine.report = report  # type: ignore[assignment]
+    engine.backlog = lambda: (8192, False)
+    dead = InfluxStorage(f"http://127.0.0.1:{free_port()}", timeout_s=1.0)
+    engine.storage = dead
+    try:
+        at(api, 0)
+        await engine.evaluate()
+        await engine.evaluate()  # the daily report is not asked for again
+    finally:
+        await dead.close()
+    assert api.svc.alarms is not None
+    open_ = {(a["rule"], a["subject"]) for a in api.svc.alarms.view.of("demo")}
+    assert open_ == {
+        ("storage_unreachable", "storage"),
+        ("collector_backlog", "collector"),
+        ("projection_off_target", "core"),
+    }
+    # each park's report once (the projection check is daily)
+    assert sorted(reports) == ["berlin", "demo", "store"]
+    # the store answers again and the spool drained: those two resolve
+    engine.storage = api.storage
+    engine.backlog = lambda: (0, False)
+    await engine.evaluate()
+    open_ = {(a["rule"], a["subject"]) for a in api.svc.alarms.view.of("demo")}
+    assert open_ == {("projection_off_target", "core")}
+    # the real report function on a park without data: nothing measured, no projection alarm
+    from app.alarms.rules import projection_off_target
+
+    doc = await year_report(api.svc, api.registry.parks[0])
+    assert doc["completeness"] == 0.0
+    assert projection_off_target(doc, 0.25) == []
