@@ -56,7 +56,7 @@ ZH_BODY = (
 
 
 def test_robot_formats() -> None:
-    ding = webhook_body(Channel(kind="dingtalk", url="x"), ALARM, "firing")
+    ding = webhook_body(Channel(kind="dingtalk", url="http://127.0.0.1:1/robot"), ALARM, "firing")
     assert ding == {
         "msgtype": "markdown",
         "markdown": {
@@ -64,7 +64,9 @@ def test_robot_formats() -> None:
             "text": "### [告警] demo · device_offline\n\n" + ZH_BODY.replace("\n", "\n\n"),
         },
     }
-    wecom = webhook_body(Channel(kind="wecom", url="x", lang="en"), ALARM, "resolved")
+    wecom = webhook_body(
+        Channel(kind="wecom", url="http://127.0.0.1:1/robot", lang="en"), ALARM, "resolved"
+    )
     assert wecom == {
         "msgtype": "markdown",
         "markdown": {
@@ -72,12 +74,14 @@ def test_robot_formats() -> None:
             + "\n".join("> " + line for line in EN_BODY.splitlines())
         },
     }
-    feishu = webhook_body(Channel(kind="feishu", url="x"), ALARM, "repeat")
+    feishu = webhook_body(Channel(kind="feishu", url="http://127.0.0.1:1/robot"), ALARM, "repeat")
     assert feishu == {
         "msg_type": "text",
         "content": {"text": "[告警（仍未恢复）] demo · device_offline\n" + ZH_BODY},
     }
-    generic = webhook_body(Channel(kind="webhook", url="x", lang="en"), ALARM, "firing")
+    generic = webhook_body(
+        Channel(kind="webhook", url="http://127.0.0.1:1/robot", lang="en"), ALARM, "firing"
+    )
     assert generic["event"] == "firing" and generic["text"] == EN_BODY
     assert generic["alarm"]["id"] == 7 and generic["alarm"]["fired_at"] == "2026-06-01T08:00:00Z"
 

@@ -208,6 +208,21 @@ parks:
     assert Registry.model_validate({"parks": [{"id": "p2"}]}).parks[0].alarms is None
 
 
+def test_channels_need_a_target() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from app.alarms.settings import Channel
+
+    with pytest.raises(ValidationError, match="needs 'to'"):
+        Channel(kind="email")
+    with pytest.raises(ValidationError, match="http"):
+        Channel(kind="dingtalk", url="file:///etc/passwd")
+    with pytest.raises(ValidationError, match="http"):
+        Channel(kind="webhook")
+    assert Channel(kind="feishu", url="https://open.feishu.cn/x").lang == "zh"
+
+
 def test_gaps_from_stored_history() -> None:
     ts = [T0, T0 + 60 * S, T0 + 60 * S, T0 + 125 * S, T0 + 185 * S]
     assert rules.gaps_from_history(ts) == (60.0, 65.0, 60.0)

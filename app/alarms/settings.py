@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ChannelKind = Literal["webhook", "dingtalk", "wecom", "feishu", "email"]
 Lang = Literal["zh", "en"]
@@ -26,6 +26,15 @@ class Channel(BaseModel):
     lang: Lang = "zh"
     #: rules this channel receives (empty = all)
     rules: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _target(self) -> Channel:
+        if self.kind == "email":
+            if not self.to:
+                raise ValueError("an email channel needs 'to' (a list of addresses)")
+        elif not self.url or not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"a {self.kind} channel needs an http(s) 'url'")
+        return self
 
 
 class AlarmSettings(BaseModel):
