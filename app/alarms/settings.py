@@ -6,7 +6,7 @@ Each field's default and unit is documented in docs/alarms.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -48,7 +48,7 @@ class AlarmSettings(BaseModel):
     #: a device is offline once silent for its cadence + this many seconds
     offline_grace_s: float = Field(default=45.0, ge=0)
     #: cadence (s) per device id, overriding the one learned from its readings
-    device_cadence_s: dict[str, float] = Field(default_factory=dict)
+    device_cadence_s: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: cadence (s) of devices with neither a set nor a learned cadence (None: not watched)
     default_cadence_s: float | None = Field(default=None, gt=0)
     #: share of a device's intervals in the last hour flagged implausible/glitch/conflict
