@@ -248,7 +248,6 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 mqtt_version=broker.mqtt_version,
                 registry=registry,
             )
-            collector.append(service)
             demo_task = asyncio.create_task(run_demo(broker, registry.registry)) if demo else None
             print(
                 f"lingtan up: API and live page on http://{settings.api_host}:{settings.api_port}/"
@@ -257,6 +256,7 @@ async def run_up(settings: Settings, *, demo: bool = False) -> None:
                 + (" · reading without API key (loopback)" if options.anonymous_read else ""),
                 flush=True,
             )
+            collector.append(service)  # the alarm engine's backlog probe reads its spool
             try:
                 await _serve_until_stopped(_uvicorn(app, settings), stop)
             finally:

@@ -1,13 +1,57 @@
-"""Test helpers for alarms: a local HTTP webhook receiver that can be taken down and back."""
+"""Test helpers for alarms: a local HTTP webhook receiver that can be taken down and back,
+and `lingtan` commands as child processes (`children` fixture, `start`, `serving`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
 from tests.fixtures.mosquitto import free_port
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Child processes of a test, stopped (SIGTERM, then kill) when it ends."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`lingtan <command>` with `env`, output to `log` (a file: a chatty child never blocks)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lingtan", command],
+            env={**os.environ, **env},
+            cwd=log.parent,  # no stray .env / lingtan.toml from the repo
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def serving(api: httpx.AsyncClient) -> bool:
+    try:
+        return (await api.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 class Receiver:

@@ -14,10 +14,9 @@ import httpx
 
 from app.ledgers import LedgerStore
 from collectors.mqtt import GmqttPublisher, MqttEndpoint
-from tests.alarm_support import Receiver
+from tests.alarm_support import Receiver, children, serving, start  # noqa: F401
 from tests.fixtures.mosquitto import MosquittoServer, free_port
 from tests.ingest_support import topic, wait_for
-from tests.test_registry_reload import processes, serving, start  # noqa: F401
 
 ADMIN_KEY = "alarms-e2e-admin-key-0123456789abcdef"
 CADENCE_S = 1.0
@@ -42,7 +41,7 @@ parks:
 async def test_meter_silence_fires_and_resolves_once_across_replicas(
     mosquitto: MosquittoServer,
     tmp_path: Path,
-    processes: list,  # noqa: F811
+    children: list,  # noqa: F811
 ) -> None:
     receiver = Receiver()
     receiver.start()
@@ -62,7 +61,7 @@ async def test_meter_silence_fires_and_resolves_once_across_replicas(
             "LINGTAN_ALARM_BACKOFF_S": "0.5",
             "LINGTAN_ALARM_LEASE_S": "5",
         }
-        processes.append(start("api", env, tmp_path / f"api{i}.log"))
+        children.append(start("api", env, tmp_path / f"api{i}.log"))
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     apis = [
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", headers=admin, timeout=5) for p in ports

@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from collectors.mqtt import GmqttPublisher, MqttEndpoint
-from tests.alarm_support import Receiver
+from tests.alarm_support import Receiver, children, serving, start  # noqa: F401
 from tests.fixtures.mosquitto import MosquittoServer, free_port
 from tests.ingest_support import topic, wait_for
-from tests.test_registry_reload import processes, serving, start  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "prometheus" / "alerts.yml"
@@ -103,14 +102,14 @@ parks:
 async def test_prometheus_and_alertmanager_raise_a_silent_meter(
     mosquitto: MosquittoServer,
     tmp_path: Path,
-    processes: list,  # noqa: F811
+    children: list,  # noqa: F811
 ) -> None:
     receiver = Receiver()
     receiver.start()
     parks = tmp_path / "parks.yaml"
     parks.write_text(PARKS)
     api_port, prom_port, am_port = free_port(), free_port(), free_port()
-    processes.append(
+    children.append(
         start(
             "api",
             {
@@ -141,7 +140,7 @@ async def test_prometheus_and_alertmanager_raise_a_silent_meter(
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom_config))
     with (tmp_path / "alertmanager.log").open("wb") as log:
-        processes.append(
+        children.append(
             subprocess.Popen(
                 [
                     tool("prometheus-alertmanager"),
@@ -155,7 +154,7 @@ async def test_prometheus_and_alertmanager_raise_a_silent_meter(
             )
         )
     with (tmp_path / "prometheus.log").open("wb") as log:
-        processes.append(
+        children.append(
             subprocess.Popen(
                 [
                     tool("prometheus"),
