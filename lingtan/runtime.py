@@ -166,15 +166,12 @@ def _invalidate_hook(app: object) -> object:
     return on_intervals
 
 
-async def run_demo(
-    broker: BrokerChoice,
-    registry: Registry,
-    backfill_h: float = 6.0,
-    silence: tuple[str, float, float] | None = DEMO_SILENCE,
-) -> None:
-    """Simulate every park: the last hours at once (so charts have data), then in real time.
-    `silence` = (device, from s, to s after going live): that meter says nothing meanwhile."""
+async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float = 6.0) -> None:
+    """Simulate every park: the last hours at once (so charts have data), then in real time."""
     from simulator import simulate_parks
+
+    # DEMO_SILENCE = (device, from s, to s after going live): that meter says nothing then
+    silence: tuple[str, float, float] | None = DEMO_SILENCE
 
     pub = GmqttPublisher(MqttEndpoint.parse(broker.url), mqtt_version=broker.mqtt_version)
     await pub.connect()
