@@ -157,6 +157,8 @@ async def test_list_csv_ack_and_errors(api: Api) -> None:
     assert ok.json()["acked_by"] == api.ledgers.authenticate(api.keys["manager"]).id  # type: ignore[union-attr]
     again = await api.client.post(url, json=body, headers=api.auth("admin"))
     assert again.status_code == 409
+    huge = "/api/v1/parks/demo/alarms/135611439929967171507257968951296/ack"
+    assert (await api.client.post(huge, json=body, headers=api.auth("manager"))).status_code == 422
     assert (await api.get("/api/v1/parks/nope/alarms")).status_code == 404
     assert (await api.get("/api/v1/parks/demo/alarms?state=later")).status_code == 422
 

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -123,7 +123,13 @@ async def list_alarms(
     responses={**NEEDS_ROLE, **CONFLICT, **INVALID, **UNREADABLE_BODY},
 )
 async def acknowledge(
-    *, park: str, alarm_id: int, body: AckIn, svc: SvcDep, who: Manager
+    *,
+    park: str,
+    # the id column is a 32-bit integer on PostgreSQL: larger ids cannot exist (422, not 500)
+    alarm_id: int = Path(ge=1, le=2**31 - 1),
+    body: AckIn,
+    svc: SvcDep,
+    who: Manager,
 ) -> AlarmRecord:
     park_or_404(svc, park)
     store = _store(svc)
