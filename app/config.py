@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     )
     api_docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json")
     api_metrics: bool = Field(default=True, description="serve the API's /metrics")
+    #: the built-in alarm engine of `lingtan api` / `lingtan up` (docs/alarms.md)
+    alarms: bool = True
+    smtp_url: SecretStr | None = Field(
+        default=None, description="e-mail alarms: smtp://[user:pass@]host:port or smtps://"
+    )
+    smtp_from: str = "lingtan@localhost"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -17,6 +17,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from app.alarms.engine import AlarmEngine, Alarms, BacklogProbe, EngineOptions
+from app.alarms.metrics import ParkGauges
+from app.alarms.routes import router as alarms_router
+from app.alarms.store import AlarmStore
 from app.auth.routes import router as keys_router
 from app.balance.cache import IntervalCache
 from app.balance.routes import router as balance_router
@@ -113,6 +117,8 @@ def create_app(
     cache: IntervalCache | None = None,
     refresh_today_in_background: bool = True,
     registry_watcher: RegistryWatcher | None = None,
+    alarm_engine: EngineOptions | None = None,
+    alarm_backlog: BacklogProbe | None = None,
 ) -> FastAPI:
     """The API over injected services. The caller owns (and closes) storage and ledgers.
 
@@ -120,7 +126,9 @@ def create_app(
     refreshed every `options.live_refresh_s` while the app runs (lifespan task). Pass a
     `RegistryHolder` to share registry edits with other components of the process (the
     collector in `lingtan up`), and a `registry_watcher` on it to pick up edits made by other
-    processes and of the registry file while the app runs.
+    processes and of the registry file while the app runs. `alarm_engine` runs the built-in
+    alarm engine in the lifespan (docs/alarms.md); `alarm_backlog` tells it about the
+    collector of the same process.
     """
     opts = options or ApiOptions.from_settings(settings)
     holder = registry if isinstance(registry, RegistryHolder) else RegistryHolder(registry)
@@ -147,6 +155,19 @@ def create_app(
         checkpointer=checkpointer,
     )
     holder.subscribe(lambda change: registry_changed(svc, change))
+    svc.alarms = Alarms(AlarmStore(ledgers))
+    if alarm_engine is not None:
+        svc.alarms.engine = AlarmEngine(
+            svc.alarms.store,
+            holder,
+            live,
+            storage,
+            options=alarm_engine,
+            view=svc.alarms.view,
+            backlog=alarm_backlog,
+            report=lambda park: year_report(svc, park),
+        )
+    gauges = ParkGauges(metrics.registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -157,6 +178,8 @@ def create_app(
             tasks.append(asyncio.create_task(registry_watcher.run()))
         if opts.audit_checkpoint_s > 0:
             tasks.append(asyncio.create_task(_checkpoint_loop(svc, opts.audit_checkpoint_s)))
+        if svc.alarms is not None and svc.alarms.engine is not None:
+            tasks.append(asyncio.create_task(svc.alarms.engine.run(), name="lingtan-alarms"))
         try:
             yield
         finally:
@@ -220,6 +243,14 @@ def create_app(
         for park in svc.registry.parks:
             n = sum(1 for d in park.devices if live.device(park.id, d.id) is not None)
             metrics.live_devices.labels(park.id).set(n)
+        alarms = svc.alarms
+        gauges.update(
+            svc.registry.parks,
+            live,
+            live.clock(),
+            alarms.engine if alarms is not None else None,
+            alarms.view if alarms is not None else None,
+        )
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if opts.metrics:  # LINGTAN_API_METRICS (docs/security.md)
@@ -245,7 +276,34 @@ def create_app(
     app.include_router(corrections_router)
     app.include_router(keys_router)
     app.include_router(factors_router)
+    app.include_router(alarms_router)
     return app
+
+
+async def year_report(svc: Services, park: Park) -> dict[str, Any]:
+    """This year's evaluation report of `park` (what the projection alarm rule reads)."""
+    from app.accounting import get_factor_set
+    from app.evaluation.report import DEFAULT_CONFIG, build_report
+
+    now = datetime.fromtimestamp(svc.balance.clock() / _NS_PER_S, tz=UTC).astimezone(park.tz)
+    year_start = datetime(now.year, 1, 1, tzinfo=park.tz)
+    year_end = datetime(now.year + 1, 1, 1, tzinfo=park.tz)
+    fs = get_factor_set(park.factor_set, svc.balance.factor_sets)
+    result = await svc.balance.balance(park, year_start, now, "1mo")
+    head = await asyncio.to_thread(svc.ledgers.audit_head)
+    doc: dict[str, Any] = await asyncio.to_thread(
+        build_report,
+        result,
+        park,
+        fs,
+        year=now.year,
+        year_start=year_start,
+        year_end=year_end,
+        config=DEFAULT_CONFIG,
+        registry_version=svc.registry_holder.version,
+        audit_head=head,
+    )
+    return doc
 
 
 def freeze_startup_heap() -> None:

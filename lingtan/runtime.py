@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app.alarms.engine import EngineOptions
 from app.config import Settings
 from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
@@ -28,13 +29,16 @@ from app.storage.base import Storage
 from app.storage.factory import open_storage
 from collectors.live_feed import live_subscriber
 from collectors.mqtt import GmqttPublisher, MqttEndpoint
-from collectors.service import start_collector
+from collectors.service import CollectorService, start_collector
 from lingtan.broker import BrokerChoice, broker_for
 from lingtan.ports import bind_api_socket
 
 log = logging.getLogger("lingtan")
 
 DEMO_PARKS = "demo-parks.yaml"
+#: the demo's scripted fault: this meter stops publishing from 2 to 6 minutes after the demo
+#: goes live, so `device_offline` fires and clears within the first minutes (docs/alarms.md)
+DEMO_SILENCE = ("bldg-a", 120.0, 360.0)
 
 
 class _Server(uvicorn.Server):
@@ -135,6 +139,7 @@ async def _run_api(settings: Settings, sock: socket.socket) -> None:
             live=live,
             options=options,
             registry_watcher=watcher,
+            alarm_engine=EngineOptions.from_settings(settings),
         )
         freeze_startup_heap()
         if settings.mqtt_url:
@@ -162,10 +167,18 @@ async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float =
     """Simulate every park: the last hours at once (so charts have data), then in real time."""
     from simulator import simulate_parks
 
+    # DEMO_SILENCE = (device, from s, to s after going live): that meter says nothing then
+    silence: tuple[str, float, float] | None = DEMO_SILENCE
+
     pub = GmqttPublisher(MqttEndpoint.parse(broker.url), mqtt_version=broker.mqtt_version)
     await pub.connect()
     try:
         start = datetime.now(UTC) - timedelta(hours=backfill_h)
+        live_ns = time.time_ns()
+        quiet: tuple[str, int, int] | None = None
+        if silence is not None:
+            device, a_s, b_s = silence
+            quiet = (device, live_ns + int(a_s * 1e9), live_ns + int(b_s * 1e9))
         messages = simulate_parks(
             registry, [p.id for p in registry.parks], start, timedelta(days=365), step_s=60, seed=1
         )
@@ -173,6 +186,10 @@ async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float =
             ahead_s = (msg.sim_ns - time.time_ns()) / 1e9
             if ahead_s > 0:
                 await asyncio.sleep(ahead_s)
+            if quiet is not None and quiet[1] <= msg.sim_ns < quiet[2]:
+                parts = msg.topic.split("/")  # lingtan/v1/<park>/<device>/telemetry
+                if len(parts) > 3 and parts[3] == quiet[0]:
+                    continue
             await pub.publish(msg.topic, msg.payload, qos=1)
     finally:
         with contextlib.suppress(Exception):
@@ -204,6 +221,15 @@ async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
                 options = dataclasses.replace(options, anonymous_read=True)
             live = LiveState(registry.registry, stale_after_s=options.stale_after_s)
             storage: Storage = await open_storage(settings)
+            # the collector starts after the app: its spool is read through this holder
+            collector: list[CollectorService] = []
+
+            def backlog() -> tuple[int, bool]:
+                if not collector:
+                    return 0, False
+                w = collector[0].writer
+                return w.spool_bytes, w.spool_bytes >= w.max_spool_bytes
+
             # one registry for the API and the collector: an edit through the API reaches both
             app = create_app(
                 settings,
@@ -213,6 +239,8 @@ async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
                 live=live,
                 options=options,
                 registry_watcher=watcher,
+                alarm_engine=EngineOptions.from_settings(settings),
+                alarm_backlog=backlog,
             )
             service = await start_collector(
                 settings,
@@ -229,6 +257,7 @@ async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
                 + (" · reading without API key (loopback)" if options.anonymous_read else ""),
                 flush=True,
             )
+            collector.append(service)  # the alarm engine's backlog probe reads its spool
             try:
                 await _serve_until_stopped(_uvicorn(app, settings), stop, sock)
             finally:

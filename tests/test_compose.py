@@ -43,7 +43,15 @@ def _interpolate(text: str, env: dict[str, str]) -> str:
 
 def test_services_images_and_commands() -> None:
     s = COMPOSE["services"]
-    assert set(s) == {"mosquitto", "influxdb", "grafana", "collector", "api"}
+    assert set(s) == {
+        "mosquitto",
+        "influxdb",
+        "grafana",
+        "collector",
+        "api",
+        "prometheus",
+        "alertmanager",
+    }
     assert s["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert s["influxdb"]["image"] == "influxdb:1.8"
     assert s["grafana"]["image"].startswith("grafana/grafana")

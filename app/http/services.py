@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from app.alarms.engine import Alarms
 from app.balance.service import BalanceService
 from app.config import Settings
 from app.http.limits import FailureLimiter
@@ -37,6 +38,8 @@ class Services:
     auth_failures: FailureLimiter = field(default_factory=lambda: FailureLimiter(20, 60.0))
     #: signs the audit head into the checkpoint file (docs/security.md)
     checkpointer: Checkpointer | None = None
+    #: the alarm log and the open alarms per park (docs/alarms.md)
+    alarms: Alarms | None = None
 
     @property
     def registry(self) -> Registry:

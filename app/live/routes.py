@@ -23,6 +23,13 @@ router = APIRouter(
 )
 
 
+def _with_alarms(svc: Services, park: str, body: bytes) -> bytes:
+    """The /live document with the park's open alarms spliced in as `alarms` (docs/alarms.md)."""
+    if svc.alarms is None or not body.endswith(b"}"):
+        return body
+    return body[:-1] + b',"alarms":' + svc.alarms.view.json_of(park) + b"}"
+
+
 def _known_park(svc: Services, park: str) -> None:
     """404 for an unknown park; 422 (not a 500 while rendering) for an undefined factor set."""
     p = park_or_404(svc, park)
@@ -47,7 +54,7 @@ async def live(
 ) -> Response:
     _known_park(svc, park)
     body = await svc.live.document_json_async(park, detail=detail)
-    return Response(body, media_type="application/json")
+    return Response(_with_alarms(svc, park, body), media_type="application/json")
 
 
 @router.get(
@@ -74,7 +81,15 @@ async def live_stream(
         sent_version = -1
         sent_at = 0.0
         seq = 0
+        # the first `live` event carries the open alarms; `alarm` events follow changes
+        alarms_sent = svc.alarms.view.version(park) if svc.alarms is not None else -1
         while True:
+            if svc.alarms is not None and svc.alarms.view.version(park) != alarms_sent:
+                # `alarm`: the park's open alarms, whenever that list changes
+                alarms_sent = svc.alarms.view.version(park)
+                seq += 1
+                data = svc.alarms.view.json_of(park).decode()
+                yield ServerSentEvent(data=data, event="alarm", id=str(seq))
             version = svc.live.version(park)
             now = time.monotonic()
             if version != sent_version or now - sent_at >= heartbeat_s:
@@ -89,7 +104,8 @@ async def live_stream(
                 rendered = svc.live.rendered_version(park, detail=detail)
                 if rendered != sent_version or now - sent_at >= heartbeat_s:
                     seq += 1
-                    yield ServerSentEvent(data=body.decode(), event="live", id=str(seq))
+                    data = _with_alarms(svc, park, body).decode()
+                    yield ServerSentEvent(data=data, event="live", id=str(seq))
                     sent_version, sent_at = rendered, now
             if await request.is_disconnected():
                 return

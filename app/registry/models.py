@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.alarms.settings import AlarmSettings
 from app.registry.sources import DeviceSource
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -152,6 +153,8 @@ class Park(BaseModel):
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     devices: tuple[Device, ...] = ()
+    #: thresholds and delivery of the park's alarms (docs/alarms.md); None = the defaults
+    alarms: AlarmSettings | None = None
 
     @field_validator("timezone")
     @classmethod
