@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from gmqtt import Client as GmqttClient
+from gmqtt import Subscription
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class GmqttSubscriber:
     def __init__(
         self,
         endpoint: MqttEndpoint,
-        topic_filter: str,
+        topic_filter: str | Sequence[str],
         client_id: str,
         *,
         share_group: str | None = None,
@@ -158,7 +159,8 @@ class GmqttSubscriber:
         mqtt_version: int = MQTTv50,
     ) -> None:
         self.endpoint = endpoint
-        self.topic = f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+        filters = (topic_filter,) if isinstance(topic_filter, str) else tuple(topic_filter)
+        self.topics = [f"$share/{share_group}/{f}" if share_group else f for f in filters]
         self.client_id = client_id
         self.qos = qos
         self.receive_maximum = receive_maximum
@@ -210,9 +212,12 @@ class GmqttSubscriber:
                 continue
             self._client = client
             backoff.reset()
-            client.subscribe(self.topic, qos=self.qos)
+            client.subscribe([Subscription(t, qos=self.qos) for t in self.topics])
             log.info(
-                "subscribed to %s on %s as %s", self.topic, self.endpoint.redacted(), self.client_id
+                "subscribed to %s on %s as %s",
+                ", ".join(self.topics),
+                self.endpoint.redacted(),
+                self.client_id,
             )
             self.connected.set()
             if self.on_state:

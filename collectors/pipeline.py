@@ -22,10 +22,11 @@ from app.intervals.models import IntervalEnergy
 from app.registry.models import Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
-from app.telemetry.decode import DecodeLimits, TelemetryDecoder
-from app.telemetry.models import DeadLetter, Reading
+from app.telemetry.decode import Decoded, DecodeLimits, TelemetryDecoder
+from app.telemetry.models import DeadLetter, Reading, RejectReason
 from collectors.metrics import CollectorMetrics
 from collectors.soc import SocTracker
+from collectors.topics import TopicFormat, route
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,17 @@ class Collector:
         else:
             acks.append((acker, [mid]))
 
+    def _decode(self, topic: str, payload: bytes) -> Decoded:
+        """Decode with the format `route` picks for the topic (collectors/topics.py)."""
+        now_ns = self.clock_ns()
+        if route(topic) is TopicFormat.NATIVE:
+            return self.decoder.decode(topic, payload, now_ns)
+        detail = "no gateway format reads this topic (docs/broker.md, Topics)"
+        dl = DeadLetter(now_ns, topic, None, None, RejectReason.BAD_TOPIC, detail, payload)
+        return Decoded(deadletters=[dl])
+
     def _take(self, topic: str, payload: bytes) -> _Queue:
-        decoded = self.decoder.decode(topic, payload, self.clock_ns())
+        decoded = self._decode(topic, payload)
         self.metrics.messages.inc()
         if decoded.ignored_fields:
             self.metrics.ignored_fields.inc(decoded.ignored_fields)
@@ -265,8 +275,6 @@ class Collector:
         for dl in deadletters:
             m.rejected.labels(dl.reason.value).inc()
         (m.spooled if spooled else m.written).inc()
-        m.spool_depth.set(self.writer.spool_depth)
-        m.spool_bytes.set(self.writer.spool_bytes)
 
     async def _prepare(self, readings: list[Reading]) -> list[IntervalEnergy]:
         """Bring the engine's history up to what this batch needs; recompute late windows.
