@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from app.telemetry.decode import DecodeLimits
 from collectors.service import start_collector
+from lingtan.broker import _mosquitto_conf
 from tests.fixtures.influx import InfluxServer
-from tests.fixtures.mosquitto import MosquittoServer
+from tests.fixtures.mosquitto import SHIPPED_CONF, MosquittoServer
 from tests.ingest_support import (
     N_METERS,
     make_settings,
@@ -52,3 +54,27 @@ async def test_sigkill_3s_after_the_last_puback_loses_nothing(
         )
     finally:
         await service.stop()
+
+
+def _settings(conf: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in conf.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            out[key] = value
+    return out
+
+
+def test_lingtan_ups_own_mosquitto_has_the_shipped_durability_and_size_settings(
+    tmp_path: Path,
+) -> None:
+    """`lingtan up` writes its own broker config: same crash window and size limit (it used to
+    autosave every 30 min and disconnect a gateway over ~1 MiB with `max_packet_size`)."""
+    shipped = _settings(SHIPPED_CONF.read_text())
+    up = _settings(_mosquitto_conf(tmp_path, 1883).read_text())
+    keys = ("persistence", "autosave_interval", "message_size_limit", "max_queued_messages")
+    assert {k: up.get(k) for k in keys} == {k: shipped[k] for k in keys}
+    assert shipped["autosave_interval"] == "1" and "autosave_on_changes" not in shipped
+    assert "max_packet_size" not in up and "max_packet_size" not in shipped
+    # the broker's size limit sits above the collector's, so the collector sees oversized ones
+    assert int(shipped["message_size_limit"]) == 4 * DecodeLimits().max_payload_bytes
