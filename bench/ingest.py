@@ -275,13 +275,21 @@ async def latency(
     return samples
 
 
-#: Persistence settings compared by `--persistence`; the first is the baseline.
-PERSISTENCE_SETTINGS: dict[str, str] = {
-    "autosave_interval 60 (before)": "autosave_interval 60",
-    "autosave_interval 1 (shipped)": "autosave_interval 1",
-    "autosave_on_changes, 10000": "autosave_on_changes true\nautosave_interval 10000",
-    "autosave_on_changes, 1000": "autosave_on_changes true\nautosave_interval 1000",
+#: Persistence settings `--persistence` can compare, by id: (label, config lines).
+PERSISTENCE_CHOICES: dict[str, tuple[str, str]] = {
+    "60": ("autosave_interval 60 (before)", "autosave_interval 60"),
+    "1": ("autosave_interval 1 (shipped)", "autosave_interval 1"),
+    "changes10000": (
+        "autosave_on_changes, 10000",
+        "autosave_on_changes true\nautosave_interval 10000",
+    ),
+    "changes1000": (
+        "autosave_on_changes, 1000",
+        "autosave_on_changes true\nautosave_interval 1000",
+    ),
 }
+#: Compared by default; the first one given is the baseline.
+PERSISTENCE_SETTINGS: dict[str, str] = dict(PERSISTENCE_CHOICES.values())
 _PERSISTENCE_KEYS = ("autosave_interval", "autosave_on_changes")
 
 
@@ -360,12 +368,15 @@ def _spread(values: list[float]) -> str:
 
 
 def persistence_main(args: argparse.Namespace, readings: int, work: Path) -> None:
+    chosen = PERSISTENCE_SETTINGS
+    if args.settings:
+        chosen = dict(PERSISTENCE_CHOICES[k] for k in args.settings.split(","))
     messages = build_messages(readings, args.devices, args.per_message)
     print(
         f"broker persistence: {len(messages):,} messages of {args.per_message} reading(s) per"
         f" round, {args.repeat} rounds, settings alternating; msgs/s, median (min–max)"
     )
-    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in PERSISTENCE_SETTINGS}
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in chosen}
     with running_influx(work / "influxd", database="bench") as influx:
         base_env = {
             "LINGTAN_INFLUX_URL": influx.url,
@@ -375,7 +386,7 @@ def persistence_main(args: argparse.Namespace, readings: int, work: Path) -> Non
             "LINGTAN_LOG_LEVEL": "WARNING",
         }
         for r in range(args.repeat):
-            for i, (label, setting) in enumerate(PERSISTENCE_SETTINGS.items()):
+            for i, (label, setting) in enumerate(chosen.items()):
                 name = f"r{r}-s{i}"
                 results[label].append(
                     persistence_round(work, name, setting, influx, messages, readings, base_env)
@@ -388,23 +399,30 @@ def persistence_main(args: argparse.Namespace, readings: int, work: Path) -> Non
                     f" collector {len(messages) / t_coll:,.0f} msgs/s",
                     file=sys.stderr,
                 )
-    base = next(iter(PERSISTENCE_SETTINGS))
+    base = next(iter(chosen))
     n = len(messages)
 
     def rates(label: str, k: int) -> list[float]:
         return [n / t[k] for t in results[label]]
 
-    print(f"| setting | publish → PUBACK | bare drain | lingtan collect drain | vs {base} |")
+    def paired(label: str, k: int) -> str:
+        """Median of the per-round ratios to the baseline (a busy moment hits both alike)."""
+        ratios = [b[k] / t[k] for t, b in zip(results[label], results[base], strict=True)]
+        return f"{statistics.median(ratios):.0%}"
+
+    print(
+        f"| setting | publish → PUBACK | bare drain | lingtan collect drain"
+        f" | vs {base}, paired by round |"
+    )
     print("| --- | --- | --- | --- | --- |")
-    for label in PERSISTENCE_SETTINGS:
-        rel = [
-            f"{statistics.median(rates(label, k)) / statistics.median(rates(base, k)):.0%}"
-            for k in range(3)
-        ]
+    for label in chosen:
+        rel = [paired(label, k) for k in range(3)]
         print(
             f"| {label} | {_spread(rates(label, 0))} | {_spread(rates(label, 1))}"
             f" | {_spread(rates(label, 2))} | {' / '.join(rel)} |"
         )
+    if args.no_window:
+        return
     window_msgs = messages[: args.window_messages]
     print(
         f"crash window: {len(window_msgs):,} messages PUBACKed, then wait, SIGKILL, restart;"
@@ -413,7 +431,7 @@ def persistence_main(args: argparse.Namespace, readings: int, work: Path) -> Non
     waits = (0.5, 1.0, 2.0, 3.0)
     print("| setting | " + " | ".join(f"{w:g} s" for w in waits) + " |")
     print("| --- |" + " --- |" * len(waits))
-    for i, (label, setting) in enumerate(PERSISTENCE_SETTINGS.items()):
+    for i, (label, setting) in enumerate(chosen.items()):
         kept = [
             crash_window(work, f"w{i}-{k}", setting, window_msgs, w) for k, w in enumerate(waits)
         ]
@@ -438,6 +456,14 @@ def main() -> int:
         help="compare the broker's persistence settings (docs/broker.md) instead",
     )
     ap.add_argument("--repeat", type=int, default=3, help="rounds of --persistence")
+    ap.add_argument(
+        "--settings",
+        help="--persistence settings to compare, baseline first, comma-separated"
+        f" (of {','.join(PERSISTENCE_CHOICES)}; default all)",
+    )
+    ap.add_argument(
+        "--no-window", action="store_true", help="--persistence without the crash window"
+    )
     ap.add_argument(
         "--window-messages",
         type=int,
