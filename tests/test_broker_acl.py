@@ -363,7 +363,8 @@ async def test_collector_subscribed_to_everything_reads_only_lingtan_topics(
     auth_broker: AuthBroker,
 ) -> None:
     """Off-filter topics under lingtan/ reach the collector (to be dead-lettered as
-    bad_topic); what is outside lingtan/ (here $SYS, which the ops user may read) does not."""
+    bad_topic); what is outside lingtan/ does not (here the broker's retained $SYS version,
+    which a collector allowed `#` would get at once)."""
     async with (
         collecting(auth_broker, "c-all", topic="#") as got,
         collecting(auth_broker, "c-sys", topic="$SYS/broker/version") as sys_topics,
