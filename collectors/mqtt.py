@@ -185,6 +185,10 @@ class GmqttSubscriber:
 
     async def _supervise(self, handler: MessageHandler, sink: BatchSink | None) -> None:
         backoff = Backoff()
+        # MQTT 5: a retained message only when the subscription is new, not again at every
+        # reconnect of a persistent session (a gateway's retained status topic would be
+        # dead-lettered once per reconnect); 3.1.1 has no such option (the bits must be 0)
+        retained = 1 if self.mqtt_version >= MQTTv50 else 0
         while not self._stopping.is_set():
             lost = self._lost = asyncio.Event()
             client = self._make_client(handler, lost)
@@ -212,7 +216,12 @@ class GmqttSubscriber:
                 continue
             self._client = client
             backoff.reset()
-            client.subscribe([Subscription(t, qos=self.qos) for t in self.topics])
+            client.subscribe(
+                [
+                    Subscription(t, qos=self.qos, retain_handling_options=retained)
+                    for t in self.topics
+                ]
+            )
             log.info(
                 "subscribed to %s on %s as %s",
                 ", ".join(self.topics),

@@ -78,3 +78,28 @@ async def test_topics_beside_the_telemetry_filter_are_dead_lettered_as_bad_topic
     rows = fresh_influx_db.points("SELECT * FROM deadletter")
     got = sorted((r["topic"], base64.b64decode(r["raw_b64"]), r["reason"]) for r in rows)
     assert got == sorted((t, raw, "bad_topic") for t, raw in off_filter)
+
+
+async def test_a_retained_off_filter_message_is_dead_lettered_once_across_restarts(
+    mosquitto: MosquittoServer, fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    """Gateways often keep a retained status topic (birth / last will); the persistent
+    session's subscription already exists at a reconnect, so it is not delivered again."""
+    settings = make_settings(tmp_path, mosquitto.url, fresh_influx_db.url, fresh_influx_db.database)
+    pub = GmqttPublisher(MqttEndpoint.parse(mosquitto.url))
+    await pub.connect()
+    pub._client.publish("lingtan/v1/p1/gw/status", b"online", qos=1, retain=True)
+    await pub.drain()
+    await pub.close()
+    for minute in range(3):
+        service = await start_collector(settings, serve_metrics=False)
+        try:
+            await wait_for(service.subscriber.connected.is_set, what="MQTT connection")
+            good = (topic("m0"), json.dumps(meter_reading(minute)).encode())
+            await publish_from_one_gateway(mosquitto.url, [good])
+            expected = minute + 1
+            await wait_for(lambda n=expected: stored_readings(fresh_influx_db) == n, what="reading")
+        finally:
+            await service.stop()
+    rows = fresh_influx_db.points("SELECT * FROM deadletter")
+    assert [(r["topic"], r["reason"]) for r in rows] == [("lingtan/v1/p1/gw/status", "bad_topic")]
