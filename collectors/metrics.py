@@ -51,7 +51,7 @@ class _SpoolCollector(Collector):
         )
         yield GaugeMetricFamily(
             "lingtan_collector_quarantined",
-            "points the store refused for good, kept in the spool's quarantine table",
+            "rows in the spool's quarantine: points the store refused for good (one each, mostly)",
             value=quarantined,
         )
         yield CounterMetricFamily(
