@@ -19,6 +19,16 @@ gateway format (docs/gateways.md), each into its own database, and prints them b
 native JSON of the same run: Sparkplug B as one DDATA per meter and minute (alias-only,
 energy in Wh scaled back by the registry), Neuron as one values-format upload per 20
 meters and minute, json as one `records` array per 20 meters and minute.
+
+`--persistence` measures the broker's persistence settings instead (docs/broker.md): for
+each setting in turn (baseline first: the previous shipped `autosave_interval 60`), a fresh
+Mosquitto with that setting takes the same backlog (timed until every message is PUBACKed),
+a bare `mosquitto_sub` drains it, then `lingtan collect` drains it again into InfluxDB;
+rounds alternate the settings, medians of `--repeat` rounds with min/max. Then the crash
+window: a backlog is PUBACKed, the broker SIGKILLed after a wait and restarted, and what
+survived is counted, per setting and wait.
+
+    .venv/bin/python bench/ingest.py --persistence --readings 100000 --devices 200
 """
 
 from __future__ import annotations
@@ -248,13 +258,17 @@ def ceiling(broker: MosquittoServer, messages: list[tuple[str, bytes]]) -> float
     return time.perf_counter() - started
 
 
-async def _publish_only(url: str, messages: list[tuple[str, bytes]]) -> None:
+async def _publish_only(url: str, messages: list[tuple[str, bytes]]) -> float:
+    """Seconds until the broker PUBACKed every message."""
     pub = GmqttPublisher(MqttEndpoint.parse(url))
     await pub.connect()
+    started = time.perf_counter()
     for topic, payload in messages:
         await pub.publish(topic, payload, qos=1)
     await pub.drain(timeout_s=600)
+    elapsed = time.perf_counter() - started
     await pub.close()
+    return elapsed
 
 
 def metric(port: int, name: str) -> float:
@@ -400,6 +414,169 @@ async def latency(
     return samples
 
 
+#: Persistence settings `--persistence` can compare, by id: (label, config lines).
+PERSISTENCE_CHOICES: dict[str, tuple[str, str]] = {
+    "60": ("autosave_interval 60 (before)", "autosave_interval 60"),
+    "1": ("autosave_interval 1 (shipped)", "autosave_interval 1"),
+    "changes10000": (
+        "autosave_on_changes, 10000",
+        "autosave_on_changes true\nautosave_interval 10000",
+    ),
+    "changes1000": (
+        "autosave_on_changes, 1000",
+        "autosave_on_changes true\nautosave_interval 1000",
+    ),
+}
+#: Compared by default; the first one given is the baseline.
+PERSISTENCE_SETTINGS: dict[str, str] = dict(PERSISTENCE_CHOICES.values())
+_PERSISTENCE_KEYS = ("autosave_interval", "autosave_on_changes")
+
+
+def _broker(work: Path, name: str, setting: str) -> MosquittoServer:
+    broker = MosquittoServer(work / name, extra_conf=setting, drop=_PERSISTENCE_KEYS)
+    broker.start()
+    return broker
+
+
+def _ceiling_args(broker: MosquittoServer) -> list[str]:
+    return [
+        shutil.which("mosquitto_sub") or "mosquitto_sub",
+        "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ceiling",
+        "-t", "lingtan/v1/+/+/telemetry",
+    ]  # fmt: skip
+
+
+def persistence_round(
+    work: Path,
+    name: str,
+    setting: str,
+    influx: InfluxServer,
+    messages: list[tuple[str, bytes]],
+    readings: int,
+    base_env: dict[str, str],
+) -> tuple[float, float, float]:
+    """(publish s until all PUBACKed, bare drain s, collector drain s) on a fresh broker."""
+    broker = _broker(work, name, setting)
+    try:
+        args = _ceiling_args(broker)
+        subprocess.run([*args, "-E"], stdout=subprocess.DEVNULL, check=True)
+        t_pub = asyncio.run(_publish_only(broker.url, messages))
+        db_file = broker.data_dir / "mosquitto.db"
+        time.sleep(2.5)  # let a time-based autosave happen: its file size is what each one writes
+        size = db_file.stat().st_size if db_file.exists() else 0
+        print(f"  {name}: mosquitto.db {size / 1e6:.1f} MB after the backlog", file=sys.stderr)
+        started = time.perf_counter()
+        subprocess.run([*args, "-C", str(len(messages))], stdout=subprocess.DEVNULL, check=True)
+        t_drain = time.perf_counter() - started
+        # a clean session ends the bare client's: the collector's backlog is queued once
+        clean = [a for a in args if a != "-c"]
+        subprocess.run([*clean, "-E"], stdout=subprocess.DEVNULL, check=True)
+        db = f"bench_{name.replace('-', '_')}"
+        env = {
+            **base_env,
+            "LINGTAN_MQTT_URL": broker.url,
+            "LINGTAN_INFLUX_DB": db,
+            "LINGTAN_DATA_DIR": str(work / name / "data-collector"),
+        }
+        t_coll = collector_drain(broker, influx.using(db), messages, readings, [env], work / name)
+    finally:
+        broker.stop()
+    return t_pub, t_drain, t_coll
+
+
+def crash_window(
+    work: Path, name: str, setting: str, messages: list[tuple[str, bytes]], wait_s: float
+) -> int:
+    """Messages still queued after: backlog PUBACKed, `wait_s`, SIGKILL, restart."""
+    broker = _broker(work, name, setting)
+    try:
+        args = _ceiling_args(broker)
+        subprocess.run([*args, "-E"], stdout=subprocess.DEVNULL, check=True)
+        asyncio.run(_publish_only(broker.url, messages))
+        time.sleep(wait_s)
+        broker.kill()
+        broker.start()
+        out = subprocess.run([*args, "-W", "2"], capture_output=True, check=False)
+        return out.stdout.count(b"\n")
+    finally:
+        broker.stop()
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):>9,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def persistence_main(args: argparse.Namespace, readings: int, work: Path) -> None:
+    chosen = PERSISTENCE_SETTINGS
+    if args.settings:
+        chosen = dict(PERSISTENCE_CHOICES[k] for k in args.settings.split(","))
+    messages = build_messages(readings, args.devices, args.per_message)
+    print(
+        f"broker persistence: {len(messages):,} messages of {args.per_message} reading(s) per"
+        f" round, {args.repeat} rounds, settings alternating; msgs/s, median (min–max)"
+    )
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in chosen}
+    with running_influx(work / "influxd", database="bench") as influx:
+        base_env = {
+            "LINGTAN_INFLUX_URL": influx.url,
+            "LINGTAN_PARKS": str(work / "parks.yaml"),
+            "LINGTAN_METRICS_PORT": str(free_port()),
+            "LINGTAN_CLIENT_ID": "bench-collector",
+            "LINGTAN_LOG_LEVEL": "WARNING",
+        }
+        for r in range(args.repeat):
+            for i, (label, setting) in enumerate(chosen.items()):
+                name = f"r{r}-s{i}"
+                results[label].append(
+                    persistence_round(work, name, setting, influx, messages, readings, base_env)
+                )
+                shutil.rmtree(work / name, ignore_errors=True)
+                t_pub, t_drain, t_coll = results[label][-1]
+                print(
+                    f"  round {r + 1} {label}: publish {len(messages) / t_pub:,.0f},"
+                    f" bare drain {len(messages) / t_drain:,.0f},"
+                    f" collector {len(messages) / t_coll:,.0f} msgs/s",
+                    file=sys.stderr,
+                )
+    base = next(iter(chosen))
+    n = len(messages)
+
+    def rates(label: str, k: int) -> list[float]:
+        return [n / t[k] for t in results[label]]
+
+    def paired(label: str, k: int) -> str:
+        """Median of the per-round ratios to the baseline (a busy moment hits both alike)."""
+        ratios = [b[k] / t[k] for t, b in zip(results[label], results[base], strict=True)]
+        return f"{statistics.median(ratios):.0%}"
+
+    print(
+        f"| setting | publish → PUBACK | bare drain | lingtan collect drain"
+        f" | vs {base}, paired by round |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for label in chosen:
+        rel = [paired(label, k) for k in range(3)]
+        print(
+            f"| {label} | {_spread(rates(label, 0))} | {_spread(rates(label, 1))}"
+            f" | {_spread(rates(label, 2))} | {' / '.join(rel)} |"
+        )
+    if args.no_window:
+        return
+    window_msgs = messages[: args.window_messages]
+    print(
+        f"crash window: {len(window_msgs):,} messages PUBACKed, then wait, SIGKILL, restart;"
+        " messages that survived"
+    )
+    waits = (0.5, 1.0, 2.0, 3.0)
+    print("| setting | " + " | ".join(f"{w:g} s" for w in waits) + " |")
+    print("| --- |" + " --- |" * len(waits))
+    for i, (label, setting) in enumerate(chosen.items()):
+        kept = [
+            crash_window(work, f"w{i}-{k}", setting, window_msgs, w) for k, w in enumerate(waits)
+        ]
+        print(f"| {label} | " + " | ".join(f"{k:,}" for k in kept) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -419,6 +596,26 @@ def main() -> int:
     ap.add_argument("--no-latency", action="store_true", help="skip phase 3")
     ap.add_argument("--latency-rate", type=float, default=2000.0, help="live msgs/s in phase 3")
     ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--persistence",
+        action="store_true",
+        help="compare the broker's persistence settings (docs/broker.md) instead",
+    )
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of --persistence")
+    ap.add_argument(
+        "--settings",
+        help="--persistence settings to compare, baseline first, comma-separated"
+        f" (of {','.join(PERSISTENCE_CHOICES)}; default all)",
+    )
+    ap.add_argument(
+        "--no-window", action="store_true", help="--persistence without the crash window"
+    )
+    ap.add_argument(
+        "--window-messages",
+        type=int,
+        default=2500,
+        help="backlog of the crash-window probe (not a multiple of the autosave_on_changes counts)",
+    )
     args = ap.parse_args()
     formats = [f.strip() for f in args.format.split(",") if f.strip() and f.strip() != "native"]
     unknown = [f for f in formats if f not in FORMATS]
@@ -426,6 +623,14 @@ def main() -> int:
         ap.error(f"unknown format(s) {unknown}: use {', '.join(FORMATS)}")
 
     readings = (args.readings // args.devices) * args.devices
+    if args.persistence:
+        work = Path(tempfile.mkdtemp(prefix="lingtan-bench-"))
+        (work / "parks.yaml").write_text(parks_yaml(args.devices))
+        try:
+            persistence_main(args, readings, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     messages = build_messages(readings, args.devices, args.per_message)
     work = Path(tempfile.mkdtemp(prefix="lingtan-bench-"))
     (work / "parks.yaml").write_text(parks_yaml(args.devices))

@@ -2,11 +2,77 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class SpoolStats(Protocol):
+    """What the metrics read from the collector's `DurableWriter` (app/storage/spool.py)."""
+
+    @property
+    def spool_depth(self) -> int: ...
+    @property
+    def spool_bytes(self) -> int: ...
+    @property
+    def quarantined_count(self) -> int: ...
+
+    replayed_batches: int
+    storage_errors: int
+
+
+class _SpoolCollector(Collector):
+    """The writer's own figures, read at each scrape: current without any batch arriving."""
+
+    def __init__(self, writer: SpoolStats) -> None:
+        self.writer = writer
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(0, 0, 0, 0, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.writer
+        return self._families(
+            w.spool_depth, w.spool_bytes, w.quarantined_count, w.replayed_batches, w.storage_errors
+        )
+
+    @staticmethod
+    def _families(
+        depth: int, nbytes: int, quarantined: int, replayed: int, errors: int
+    ) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "lingtan_collector_spool_depth", "batches waiting in the spool", value=depth
+        )
+        yield GaugeMetricFamily(
+            "lingtan_collector_spool_bytes", "bytes waiting in the spool", value=nbytes
+        )
+        yield GaugeMetricFamily(
+            "lingtan_collector_quarantined",
+            "rows in the spool's quarantine: points the store refused for good (one each, mostly)",
+            value=quarantined,
+        )
+        yield CounterMetricFamily(
+            "lingtan_collector_replayed_batches",
+            "spooled batches replayed into storage",
+            value=replayed,
+        )
+        yield CounterMetricFamily(
+            "lingtan_collector_storage_errors",
+            "storage writes that failed (unreachable or refused); the batch was spooled,"
+            " bisected or quarantined, never dropped",
+            value=errors,
+        )
 
 
 class CollectorMetrics:
-    """Counters and gauges named `lingtan_collector_*`."""
+    """Counters and gauges named `lingtan_collector_*`.
+
+    The spool's figures (depth, bytes, quarantine, replays, storage errors) are exported once
+    `follow(writer)` is called, read from the writer at each scrape.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -44,12 +110,6 @@ class CollectorMetrics:
             "intervals recomputed from storage for late readings or deferred repairs",
             registry=r,
         )
-        self.spool_depth = Gauge(
-            "lingtan_collector_spool_depth", "batches waiting in the spool", registry=r
-        )
-        self.spool_bytes = Gauge(
-            "lingtan_collector_spool_bytes", "bytes waiting in the spool", registry=r
-        )
         self.mqtt_connected = Gauge(
             "lingtan_collector_mqtt_connected", "1 while connected to the broker", registry=r
         )
@@ -64,3 +124,7 @@ class CollectorMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+
+    def follow(self, writer: SpoolStats) -> None:
+        """Export `writer`'s spool figures (call once per registry)."""
+        self.registry.register(_SpoolCollector(writer))

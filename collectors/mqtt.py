@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from gmqtt import Client as GmqttClient
+from gmqtt import Subscription
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,10 @@ class GmqttSubscriber:
 
     async def _supervise(self, handler: MessageHandler, sink: BatchSink | None) -> None:
         backoff = Backoff()
+        # MQTT 5: a retained message only when the subscription is new, not again at every
+        # reconnect of a persistent session (a gateway's retained status topic would be
+        # dead-lettered once per reconnect); 3.1.1 has no such option (the bits must be 0)
+        retained = 1 if self.mqtt_version >= MQTTv50 else 0
         while not self._stopping.is_set():
             lost = self._lost = asyncio.Event()
             client = self._make_client(handler, lost)
@@ -217,8 +222,9 @@ class GmqttSubscriber:
             self._client = client
             backoff.reset()
             topics = self._topics()
-            for topic in topics:
-                client.subscribe(topic, qos=self.qos)
+            client.subscribe(
+                [Subscription(t, qos=self.qos, retain_handling_options=retained) for t in topics]
+            )
             log.info(
                 "subscribed to %s on %s as %s",
                 ", ".join(topics),
@@ -339,9 +345,12 @@ class GmqttSubscriber:
         client = self._client
         if client is None:
             return
+        retained = 1 if self.mqtt_version >= MQTTv50 else 0
         for topic in after:
             if topic not in before:
-                client.subscribe(topic, qos=self.qos)
+                client.subscribe(
+                    Subscription(topic, qos=self.qos, retain_handling_options=retained)
+                )
         for topic in before - set(after):
             client.unsubscribe(topic)
         log.info("topic filters now %s", ", ".join(after))

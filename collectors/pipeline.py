@@ -180,6 +180,7 @@ class Collector:
             acks.append((acker, [mid]))
 
     def _take(self, topic: str, payload: bytes) -> _Queue:
+        # the format that reads the topic; one nobody reads is a bad_topic dead letter
         decoded = self.decoder.decode(topic, payload, self.clock_ns())
         self.metrics.messages.inc()
         if decoded.ignored_fields:
@@ -309,8 +310,6 @@ class Collector:
         for dl in deadletters:
             m.rejected.labels(dl.reason.value).inc()
         (m.spooled if spooled else m.written).inc()
-        m.spool_depth.set(self.writer.spool_depth)
-        m.spool_bytes.set(self.writer.spool_bytes)
 
     async def _prepare(self, readings: list[Reading]) -> list[IntervalEnergy]:
         """Bring the engine's history up to what this batch needs; recompute late windows.

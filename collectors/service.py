@@ -22,11 +22,12 @@ from app.registry.stored import RegistryWatcher, open_registry
 from app.storage.base import Storage
 from app.storage.factory import open_storage
 from app.storage.spool import DurableWriter
-from app.telemetry.decode import TOPIC_FILTER, DecodeLimits
+from app.telemetry.decode import DecodeLimits
 from app.telemetry.models import Reading
 from collectors.metrics import CollectorMetrics
 from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
 from collectors.pipeline import Collector
+from collectors.topics import SUBSCRIPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,10 @@ async def start_collector(
         storage, settings.spool_path, max_spool_bytes=int(settings.spool_max_mb * 1024 * 1024)
     )
     writer.start()
+    metrics.follow(writer)
     subscriber = GmqttSubscriber(
         MqttEndpoint.parse(settings.mqtt_url),
-        TOPIC_FILTER,
+        SUBSCRIPTIONS,
         settings.client_id,
         share_group=settings.share_group,
         on_state=lambda up: metrics.mqtt_connected.set(1 if up else 0),
@@ -174,7 +176,7 @@ async def run_collect(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info(
         "collecting %s from %s (client id %s%s)",
-        TOPIC_FILTER,
+        ", ".join(SUBSCRIPTIONS),
         MqttEndpoint.parse(settings.mqtt_url or "").redacted(),
         settings.client_id,
         f", share group {settings.share_group}" if settings.share_group else "",

@@ -66,7 +66,8 @@ def _mosquitto_conf(data_dir: Path, port: int) -> Path:
     broker_dir.mkdir(parents=True, exist_ok=True)
     conf = broker_dir / "mosquitto.conf"
     # loopback only and anonymous: this broker serves the single machine `lingtan up` runs on;
-    # queue sizing as in the shipped mosquitto/mosquitto.conf (see its comments)
+    # queue sizing, crash durability and message size as in the shipped
+    # mosquitto/mosquitto.conf (see its comments and docs/broker.md)
     conf.write_text(
         "\n".join(
             [
@@ -74,9 +75,10 @@ def _mosquitto_conf(data_dir: Path, port: int) -> Path:
                 "allow_anonymous true",
                 "persistence true",
                 f"persistence_location {broker_dir}/",
+                "autosave_interval 1",
                 "max_queued_messages 1000000",
                 "max_inflight_messages 1000",
-                "max_packet_size 1049600",
+                "message_size_limit 4194304",
                 # as root Mosquitto would switch to user "mosquitto" and lose the data dir
                 f"user {getpass.getuser()}",
                 f"log_dest file {broker_dir}/mosquitto.log",

@@ -114,8 +114,8 @@ def test_acl_rules_and_hand_written_rules_survive(tmp_path: Path) -> None:
     assert blocks == {
         "ops": ["topic read $SYS/#"],
         "lingtan-collector": [
-            "topic read lingtan/v1/+/+/telemetry",
-            "topic read $share/+/lingtan/v1/+/+/telemetry",
+            "topic read lingtan/#",
+            "topic read $share/+/lingtan/#",
         ],
         "gw-park-a": ["topic write lingtan/v1/park-a/#"],
         "b-second": ["topic write lingtan/v1/park-b/#"],
@@ -359,15 +359,22 @@ async def test_collector_cannot_publish_and_gateway_cannot_read(auth_broker: Aut
     assert out == ""
 
 
-async def test_collector_subscribed_to_everything_reads_only_telemetry(
+async def test_collector_subscribed_to_everything_reads_only_lingtan_topics(
     auth_broker: AuthBroker,
 ) -> None:
-    async with collecting(auth_broker, "c-all", topic="#") as got:
+    """Off-filter topics under lingtan/ reach the collector (to be dead-lettered as
+    bad_topic); what is outside lingtan/ does not (here the broker's retained $SYS version,
+    which a collector allowed `#` would get at once)."""
+    async with (
+        collecting(auth_broker, "c-all", topic="#") as got,
+        collecting(auth_broker, "c-sys", topic="$SYS/broker/version") as sys_topics,
+    ):
         pub(auth_broker, "gw-park-a", PW_A, "lingtan/v1/park-a/m1/status")
         pub(auth_broker, "gw-park-a", PW_A, A_TOPIC)
         await wait_for(got, A_TOPIC)
         await asyncio.sleep(0.2)
-        assert got == [A_TOPIC]
+        assert got == ["lingtan/v1/park-a/m1/status", A_TOPIC]
+        assert sys_topics == []
 
 
 async def test_collector_shared_subscription_receives_telemetry(auth_broker: AuthBroker) -> None:

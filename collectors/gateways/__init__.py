@@ -1,6 +1,6 @@
 """Broker users and per-park ACLs for Mosquitto: password file, ACL file, `lingtan gateways`."""
 
-from collectors.gateways.acl import TELEMETRY_FILTER, gateway_prefix, render_block, user_rules
+from collectors.gateways.acl import COLLECTOR_READ, gateway_prefix, render_block, user_rules
 from collectors.gateways.names import AuthConfigError, check_park, check_username
 from collectors.gateways.passwd import (
     generate_password,
@@ -14,9 +14,9 @@ from collectors.gateways.state import BrokerUser, load_state, save_state
 from collectors.gateways.workflow import DEFAULT_COLLECTOR, RELOAD_HINT, BrokerAuth, Issued
 
 __all__ = [
+    "COLLECTOR_READ",
     "DEFAULT_COLLECTOR",
     "RELOAD_HINT",
-    "TELEMETRY_FILTER",
     "AuthConfigError",
     "BrokerAuth",
     "BrokerUser",

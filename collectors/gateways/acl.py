@@ -8,7 +8,9 @@ from collectors.gateways.files import atomic_write
 from collectors.gateways.names import AuthConfigError
 from collectors.gateways.state import BrokerUser
 
-TELEMETRY_FILTER = "lingtan/v1/+/+/telemetry"
+#: What the collector may read: all of `lingtan/`, so topics beside the telemetry filter reach
+#: it and are dead-lettered as `bad_topic` instead of vanishing (collectors/topics.py).
+COLLECTOR_READ = "lingtan/#"
 BEGIN = "# BEGIN lingtan-managed (written by `lingtan gateways`; edits inside are overwritten)"
 END = "# END lingtan-managed"
 ACL_MODE = 0o644
@@ -27,7 +29,7 @@ def user_rules(user: BrokerUser) -> list[str]:
     # delivered message's real topic, so this one rule covers plain and `$share/<group>/`
     # subscriptions alike. The `$share` line only matters to brokers that check the full
     # shared filter at SUBSCRIBE time; it can never match a published topic.
-    return [f"topic read {TELEMETRY_FILTER}", f"topic read $share/+/{TELEMETRY_FILTER}"]
+    return [f"topic read {COLLECTOR_READ}", f"topic read $share/+/{COLLECTOR_READ}"]
 
 
 def render_block(users: list[BrokerUser]) -> str:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collectors.gateways.acl import TELEMETRY_FILTER, gateway_prefix
+from collectors.gateways.acl import COLLECTOR_READ, gateway_prefix
 from collectors.gateways.names import AuthConfigError
 from collectors.gateways.passwd import MIN_PASSWORD_CHARS
 from collectors.gateways.workflow import DEFAULT_COLLECTOR, RELOAD_HINT, BrokerAuth, Issued
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
         help="MQTT broker users: per-park gateway credentials and the collector's user",
         description=(
             "Manage the Mosquitto users and ACLs: each gateway may publish only under\n"
-            "lingtan/v1/<its park>/#, the collector may only read lingtan/v1/+/+/telemetry."
+            "lingtan/v1/<its park>/#, the collector may only read lingtan/#."
         ),
         epilog=FILES_HELP,
         formatter_class=fmt,
@@ -75,10 +75,10 @@ def register(subparsers: Any) -> None:
 
     coll = sub.add_parser(
         "collector",
-        help="create the collector's user (read telemetry, publish nothing)",
+        help="create the collector's user (read lingtan/#, publish nothing)",
         description=(
             f"Create the broker user `lingtan collect` connects as. It may read\n"
-            f"{TELEMETRY_FILTER} (plain or $share/<group>/ shared subscriptions) and may\n"
+            f"{COLLECTOR_READ} (plain or $share/<group>/ shared subscriptions) and may\n"
             "not publish. Prints the LINGTAN_MQTT_URL to configure, password included, once."
         ),
         epilog=(
@@ -236,7 +236,7 @@ def _print_issued(issued: Issued, auth: BrokerAuth, broker: str | None = None) -
             f"  (e.g. lingtan/v1/{user.park}/<device>/telemetry)"
         )
     else:
-        print(f"collector user {user.username}: may read {TELEMETRY_FILTER}, may not publish")
+        print(f"collector user {user.username}: may read {COLLECTOR_READ}, may not publish")
         pw = issued.password if issued.generated else "<password>"
         print(f"  LINGTAN_MQTT_URL=mqtt://{user.username}:{pw}@{broker}")
     if issued.generated:
@@ -253,7 +253,7 @@ def _print_list(auth: BrokerAuth, *, as_json: bool) -> None:
             "username": u.username,
             "role": u.role,
             "park": u.park,
-            "may": f"publish {gateway_prefix(u.park)}" if u.park else f"read {TELEMETRY_FILTER}",
+            "may": f"publish {gateway_prefix(u.park)}" if u.park else f"read {COLLECTOR_READ}",
             "has_password": u.username in with_pw,
             "created": u.created,
         }

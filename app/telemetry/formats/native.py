@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from app.registry.models import Registry
-from app.telemetry.decode import TOPIC_FILTER, TOPIC_PREFIX, DecodeLimits, TelemetryDecoder
+from app.telemetry.decode import TOPIC_PREFIX, DecodeLimits, TelemetryDecoder
 from app.telemetry.formats.base import Filters, FormatResult
+
+#: Everything under `lingtan/`, not only the telemetry filter: a gateway publishing beside the
+#: contract's topic (`lingtan/v1/<park>/<dev>/status`, a typo in `telemetry`) then gets a
+#: `bad_topic` dead letter with its raw bytes instead of vanishing at the broker
+#: (docs/broker.md, "Topics").
+NATIVE_SUBSCRIPTION = "lingtan/#"
 
 
 class NativeFormat:
@@ -19,7 +25,7 @@ class NativeFormat:
         self.decoder.registry = registry
 
     def filters(self) -> Filters:
-        return Filters(shared=(TOPIC_FILTER,))
+        return Filters(shared=(NATIVE_SUBSCRIPTION,))
 
     def matches(self, topic: str) -> bool:
         return topic.startswith(TOPIC_PREFIX)
