@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.intervals import IntervalEngine, compute_window, interval_start_ns
+from app.intervals import IntervalEngine, compute_window, history_start_ns
 from app.intervals.models import IntervalEnergy
 from app.registry.models import Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
@@ -335,14 +335,19 @@ class Collector:
             self.soc.add(stored)
             if key in unknown:
                 if stored:
-                    self.engine.seed(stored)
+                    # nothing stored before the loaded window: it is the device's whole history
+                    self.engine.seed(stored, whole_history=stored[0].ts_ns >= start_ns)
                 continue
             park = self.registry.park(key[0])
             if park is None:
                 continue
             # beyond the engine's history: recompute the window from storage plus this batch
             window = compute_window(
-                [*stored, *batch_by_device.get(key, [])], park, start_ns, FAR_NS
+                [*stored, *batch_by_device.get(key, [])],
+                park,
+                start_ns,
+                FAR_NS,
+                whole_history=bool(stored) and stored[0].ts_ns >= start_ns,
             )
             recomputed.extend(window)
             self.metrics.recomputed.inc(len(window))
@@ -357,7 +362,7 @@ class Collector:
         park = self.registry.park(park_id)
         if park is None:
             return {device: (ts, []) for device, ts in first_ns.items()}
-        return await history.histories(park_id, first_ns, lambda ts: interval_start_ns(ts, park))
+        return await history.histories(park_id, first_ns, lambda ts: history_start_ns(ts, park))
 
     def _repair_due(self) -> bool:
         return bool(self._deferred) and self.writer.spool_depth == 0 and self._history_up()
