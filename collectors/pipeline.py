@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,7 +25,7 @@ from app.registry.models import Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
 from app.telemetry.decode import DecodeLimits, TelemetryDecoder
-from app.telemetry.models import DeadLetter, Reading
+from app.telemetry.models import DeadLetter, Reading, RejectReason
 from collectors.metrics import CollectorMetrics
 from collectors.soc import SocTracker
 
@@ -35,6 +37,49 @@ HISTORY_LOOKBACK_S = 2 * 86_400
 HISTORY_RETRY_S = 5.0
 #: How often to retry deferred repairs while no telemetry arrives.
 REPAIR_POLL_S = 2.0
+#: A reading without ts whose device and content equal one stamped less than this long ago
+#: is the same message redelivered (a QoS 1 resend, a retained message on reconnect): it
+#: keeps the first arrival time instead of becoming a new reading (docs/intervals.md). Short
+#: enough that a device sending the same ts-less content each minute still yields a reading
+#: every 10 minutes, well inside the 1.5-interval gap limit.
+TSLESS_DEDUPE_S = 600
+_TSLESS_MAX = 200_000  # remembered ts-less readings at most (oldest forgotten first)
+
+_Content = tuple[str, str, tuple[tuple[str, float], ...], bool]
+
+
+def _content(r: Reading) -> _Content:
+    return (r.park, r.device, tuple(sorted(r.values.items())), r.reset)
+
+
+def _conflict_record(r: Reading, detail: str, received_ns: int) -> DeadLetter:
+    """A reading refused because another with the same device and ts was there first."""
+    doc: dict[str, object] = {"ts_ns": r.ts_ns, **r.values}
+    if r.reset:
+        doc["reset"] = True
+    if r.ts_source != "device":
+        doc["ts_source"] = r.ts_source
+    return DeadLetter(
+        received_ns,
+        f"lingtan/v1/{r.park}/{r.device}/telemetry",
+        r.park,
+        r.device,
+        RejectReason.CONFLICT,
+        detail,
+        json.dumps(doc, separators=(",", ":")).encode(),
+    )
+
+
+def _differs(
+    first: dict[str, tuple[float, bool]], values: dict[str, float], reset: bool
+) -> str | None:
+    """What of a reading's values contradicts `first` (name -> (value, reset)), if anything."""
+    for name, (value, first_reset) in first.items():
+        if name in values and (values[name] != value or (first_reset != reset)):
+            other = f"{values[name]!r}{' reset' if reset else ''}"
+            was = f"{value!r}{' reset' if first_reset else ''}"
+            return f"{name} {other} differs from the first {was} (the first stays)"
+    return None
 
 
 def _overwrite(first: list[IntervalEnergy], then: list[IntervalEnergy]) -> list[IntervalEnergy]:
@@ -110,6 +155,10 @@ class Collector:
         self._stopping = False
         #: an edited registry waiting for the next flush, with the devices to forget
         self._next_registry: tuple[Registry, set[tuple[str, str]]] | None = None
+        #: recent ts-less readings by content -> the arrival time they were stored at
+        self._tsless: OrderedDict[_Content, int] = OrderedDict()
+        #: stored readings loaded for this batch's late devices (checked for conflicts)
+        self._loaded: dict[tuple[str, str], list[Reading]] = {}
 
     def _new_engine(self) -> IntervalEngine:
         # looked up through self, so the engine follows registry edits
@@ -211,6 +260,9 @@ class Collector:
             return
         try:
             recomputed = await self._prepare(readings)
+            readings, refused = self._screen(readings)
+            if refused:
+                deadletters = [*deadletters, *refused]
             self.soc.add(readings)
             intervals = self.engine.add(readings)
             if recomputed:
@@ -240,6 +292,68 @@ class Collector:
         if self.on_intervals and intervals:
             self.on_intervals(intervals)
         self._acknowledge(queue)
+
+    def _screen(self, readings: list[Reading]) -> tuple[list[Reading], list[DeadLetter]]:
+        """Drop redelivered ts-less readings; turn conflicting duplicates into conflict records.
+
+        Same device and ts as a reading held (by the engine, loaded from storage, or earlier
+        in this batch) with another value for a shared field: the first stays, this one is
+        kept as a `conflict` dead letter. The same values again stay idempotent.
+        """
+        kept: list[Reading] = []
+        refused: list[DeadLetter] = []
+        in_batch: dict[tuple[str, str, int], dict[str, tuple[float, bool]]] = {}
+        loaded = self._loaded
+        self._loaded = {}
+        stored_at: dict[tuple[str, str, int], Reading] = {}
+        for key, stored in loaded.items():
+            for r in stored:
+                stored_at[(key[0], key[1], r.ts_ns)] = r
+        for r in readings:
+            if r.ts_source == "collector" and not self._fresh_tsless(r):
+                self.metrics.tsless_redeliveries.inc()
+                continue
+            at = (r.park, r.device, r.ts_ns)
+            first = dict(self.engine.held(r.park, r.device, r.ts_ns))
+            old = stored_at.get(at)
+            if old is not None:
+                first.update({n: (v, old.reset) for n, v in old.values.items()})
+            earlier = in_batch.get(at)
+            if earlier is not None:
+                first.update(earlier)
+            detail = _differs(first, r.values, r.reset) if first else None
+            if detail is not None:
+                refused.append(_conflict_record(r, detail, r.ts_ns))
+                continue
+            mine = {n: (v, r.reset) for n, v in r.values.items()}
+            if earlier is None:
+                in_batch[at] = mine
+            else:
+                for name, held in mine.items():
+                    earlier.setdefault(name, held)
+            kept.append(r)
+        return kept, refused
+
+    def _fresh_tsless(self, r: Reading) -> bool:
+        """Remember a ts-less reading; False if the same content was stored moments ago."""
+        content = _content(r)
+        window = TSLESS_DEDUPE_S * 1_000_000_000
+        seen = self._tsless.get(content)
+        if seen is not None and 0 <= r.ts_ns - seen <= window:
+            return False
+        self._remember_tsless(content, r.ts_ns)
+        return True
+
+    def _remember_tsless(self, content: _Content, ts_ns: int) -> None:
+        tsless = self._tsless
+        tsless[content] = ts_ns
+        tsless.move_to_end(content)
+        window = TSLESS_DEDUPE_S * 1_000_000_000
+        while tsless:
+            oldest_content, oldest = next(iter(tsless.items()))
+            if len(tsless) <= _TSLESS_MAX and ts_ns - oldest <= window:
+                break
+            del tsless[oldest_content]
 
     @staticmethod
     def _acknowledge(queue: _Queue) -> None:
@@ -274,6 +388,7 @@ class Collector:
         Returns intervals recomputed from storage (late readings beyond the engine's history,
         deferred repairs) that must overwrite what the engine emits for the same intervals.
         """
+        self._loaded = {}
         first_ts: dict[tuple[str, str], int] = {}
         for r in readings:
             key = (r.park, r.device)
@@ -333,6 +448,11 @@ class Collector:
         for key in keys:
             start_ns, stored = stored_by_park[key[0]][key[1]]
             self.soc.add(stored)
+            for r in stored:  # after a restart, a redelivered ts-less message is known
+                if r.ts_source == "collector":
+                    self._tsless.setdefault(_content(r), r.ts_ns)
+            if key in late:
+                self._loaded[key] = stored
             if key in unknown:
                 if stored:
                     # nothing stored before the loaded window: it is the device's whole history

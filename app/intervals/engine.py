@@ -490,6 +490,21 @@ class IntervalEngine:
         state = self._states.get((park, device))
         return None if state is None else state.horizon()
 
+    def held(self, park: str, device: str, ts_ns: int) -> dict[str, tuple[float, bool]]:
+        """The counter values (and reset marks) held for the device at exactly `ts_ns`."""
+        state = self._states.get((park, device))
+        if state is None:
+            return {}
+        out: dict[str, tuple[float, bool]] = {}
+        for quantity, s in state.series.items():
+            ts = s.ts
+            if not ts or ts_ns > ts[-1] or ts_ns < ts[0]:
+                continue
+            i = bisect_left(ts, ts_ns)
+            if ts[i] == ts_ns:
+                out[quantity] = (s.vals[i], s.resets[i])
+        return out
+
     def forget(self, park: str, device: str) -> None:
         """Drop all state of a device (e.g. after its registry entry changed)."""
         self._states.pop((park, device), None)

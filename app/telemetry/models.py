@@ -38,6 +38,8 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_LARGE = "too_large"
+    #: same device and ts as a stored reading, other values: the first stays, this is kept
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,111 @@
+"""Conflicting duplicates and redelivered ts-less readings through the collector (real influxd)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from app.registry import parse_registry
+from app.storage.influx import InfluxStorage
+from app.storage.spool import DurableWriter
+from collectors.pipeline import TSLESS_DEDUPE_S, Collector
+from tests.fixtures.influx import InfluxServer
+from tests.ingest_support import PARKS_YAML, T0_NS, T0_S, topic
+
+REGISTRY = parse_registry(PARKS_YAML)
+S = 10**9
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ns = T0_NS + 3600 * S
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+@asynccontextmanager
+async def collector(influx: InfluxServer, spool: Path, clock: Clock) -> AsyncIterator[Collector]:
+    storage = InfluxStorage(influx.url, influx.database, timeout_s=2.0)
+    writer = DurableWriter(storage, spool, retry_initial_s=0.1, retry_max_s=0.5)
+    writer.start()
+    c = Collector(REGISTRY, writer, storage, batch_max_wait_s=0.0, clock_ns=clock)
+    c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+        await writer.close()
+        await storage.close()
+
+
+def stored(influx: InfluxServer) -> list[tuple[int, float]]:
+    rows = influx.points("SELECT energy_import_kwh FROM reading WHERE device='m0'")
+    return [((r["time"] - T0_NS) // S, r["energy_import_kwh"]) for r in rows]
+
+
+def conflicts(influx: InfluxServer) -> list[dict[str, object]]:
+    return influx.points("SELECT * FROM deadletter WHERE reason='conflict'")
+
+
+async def test_conflicting_duplicate_first_stays_and_is_kept_as_a_conflict_record(
+    fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    influx = fresh_influx_db
+    clock = Clock()
+    async with collector(influx, tmp_path / "spool.sqlite", clock) as c:
+        for s, kwh in ((0, 100.0), (300, 105.0)):
+            body = {"ts": T0_S + s, "energy_import_kwh": kwh}
+            await c.handle(topic("m0"), json.dumps(body).encode())
+        # the same ts again: once with the same value (idempotent), once with another
+        same = {"ts": T0_S + 300, "energy_import_kwh": 105.0}
+        other = {"ts": T0_S + 300, "energy_import_kwh": 5.0}
+        await c.handle(topic("m0"), json.dumps(same).encode())
+        await c.handle(topic("m0"), json.dumps(other).encode())
+        # and two differing readings in one message: the first of them stays
+        pair = [
+            {"ts": T0_S + 600, "energy_import_kwh": 110.0},
+            {"ts": T0_S + 600, "energy_import_kwh": 0.0},
+        ]
+        await c.handle(topic("m0"), json.dumps(pair).encode())
+        assert c.metrics.rejected.labels("conflict")._value.get() == 2
+    assert stored(influx) == [(0, 100.0), (300, 105.0), (600, 110.0)]
+    records = conflicts(influx)
+    assert len(records) == 2
+    details = sorted(str(r["detail"]) for r in records)
+    assert details == [
+        "energy_import_kwh 0.0 differs from the first 110.0 (the first stays)",
+        "energy_import_kwh 5.0 differs from the first 105.0 (the first stays)",
+    ]
+    # the interval saw only the first values: 100 -> 105 -> 110 = 10 kWh
+    rows = influx.points("SELECT energy_import_kwh FROM interval_energy WHERE device='m0'")
+    assert [r["energy_import_kwh"] for r in rows] == [10.0]
+
+
+async def test_tsless_reading_is_stored_once_however_often_it_is_redelivered(
+    fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    influx = fresh_influx_db
+    clock = Clock()
+    body = json.dumps({"energy_import_kwh": 42.0}).encode()
+    spool = tmp_path / "spool.sqlite"
+    async with collector(influx, spool, clock) as c:
+        await c.handle(topic("m0"), body)
+        for _ in range(3):  # redelivered (a QoS 1 resend, a retained message on reconnect)
+            clock.now_ns += 20 * S
+            await c.handle(topic("m0"), body)
+        assert c.metrics.tsless_redeliveries._value.get() == 3
+    first = 3600
+    assert stored(influx) == [(first, 42.0)]
+    # the collector restarts and the retained message comes once more: still one row
+    async with collector(influx, spool, clock) as c:
+        clock.now_ns += 30 * S
+        await c.handle(topic("m0"), body)
+    assert stored(influx) == [(first, 42.0)]
+    # beyond the window the same content is a new reading (a device repeating itself)
+    async with collector(influx, spool, clock) as c:
+        clock.now_ns = T0_NS + (first + TSLESS_DEDUPE_S + 1) * S
+        await c.handle(topic("m0"), body)
+    assert stored(influx) == [(first, 42.0), (first + TSLESS_DEDUPE_S + 1, 42.0)]
