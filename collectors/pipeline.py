@@ -267,6 +267,11 @@ class Collector:
             intervals = self.engine.add(readings)
             if recomputed:
                 intervals = _overwrite(intervals, recomputed)
+            for dl in refused:
+                if dl.park is not None and dl.device is not None:
+                    ts_ns = json.loads(dl.raw)["ts_ns"]
+                    flagged = self.engine.conflict(dl.park, dl.device, ts_ns)
+                    intervals = _overwrite(intervals, flagged)
             intervals = self.soc.stamp(intervals)
             batch = WriteBatch(readings=readings, intervals=intervals, deadletters=deadletters)
             started = time.perf_counter()

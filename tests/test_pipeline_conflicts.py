@@ -80,8 +80,10 @@ async def test_conflicting_duplicate_first_stays_and_is_kept_as_a_conflict_recor
         "energy_import_kwh 5.0 differs from the first 105.0 (the first stays)",
     ]
     # the interval saw only the first values: 100 -> 105 -> 110 = 10 kWh
-    rows = influx.points("SELECT energy_import_kwh FROM interval_energy WHERE device='m0'")
+    rows = influx.points("SELECT * FROM interval_energy WHERE device='m0'")
     assert [r["energy_import_kwh"] for r in rows] == [10.0]
+    # and says that a conflicting reading was refused in it
+    assert "conflict" in str(rows[0]["flags"]).split(","), rows[0]
 
 
 async def test_tsless_reading_is_stored_once_however_often_it_is_redelivered(

@@ -13,6 +13,27 @@ from .factors import GJ_PER_KWH
 
 _FUEL_COUNTERS = ("gas_m3", "fuel_kg", "fuel_l")
 
+#: What stands behind a figure (docs/intervals.md): quality category -> the interval flags
+#: that put a device-interval in it (`estimated` also comes from `IntervalEnergy.estimated`).
+QUALITY_FLAGS: dict[str, frozenset[str]] = {
+    "estimated": frozenset(),
+    "glitch": frozenset({"glitch", "suspect"}),
+    "implausible": frozenset({"implausible"}),
+    "conflict": frozenset({"conflict"}),
+    "reset": frozenset({"reset", "counter_decrease"}),
+}
+QUALITY_CATEGORIES: tuple[str, ...] = tuple(QUALITY_FLAGS)
+
+
+def quality_categories(estimated: bool, flags: Iterable[str]) -> list[str]:
+    """The quality categories one interval row of one device falls in."""
+    tags = set(flags)
+    return [
+        name
+        for name, wanted in QUALITY_FLAGS.items()
+        if (estimated if name == "estimated" else bool(tags & wanted))
+    ]
+
 
 @dataclass(slots=True)
 class IntervalTotals:
@@ -46,6 +67,9 @@ class IntervalTotals:
     estimated: int = 0
     #: tags from the inputs: "<device>:<flag>"
     flags: tuple[str, ...] = ()
+    #: quality category (`QUALITY_CATEGORIES`) -> devices in the balance whose row of this
+    #: interval is in it (sorted); categories without any device are left out
+    quality: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def storage_charge_kwh(self) -> float:
@@ -149,6 +173,7 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
         rows = _one_per_device(groups[(start_ns, end_ns)], devices)
         total = IntervalTotals(start_ns, end_ns)
         flags: list[str] = []
+        quality: dict[str, list[str]] = {}
         for ie in rows:
             dev = devices.get(ie.device)
             if dev is None:
@@ -164,6 +189,8 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
                 total.estimated += 1
             else:
                 total.measured += 1
+            for name in quality_categories(ie.estimated, ie.flags):
+                quality.setdefault(name, []).append(ie.device)
             _add(
                 total,
                 dev.role,
@@ -172,6 +199,7 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
                 dev.h2_class.value if dev.h2_class else None,
             )
         total.flags = tuple(sorted(set(flags)))
+        total.quality = {name: tuple(sorted(devs)) for name, devs in quality.items()}
         out.append(total)
     return out
 

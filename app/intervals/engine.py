@@ -69,6 +69,8 @@ class _Cell:
     end_ns: int
     parts: dict[str, dict[int, float]] = field(default_factory=dict)
     counts: list[int] = field(default_factory=lambda: [0] * (_N_FLAGS + 1))
+    #: conflicting readings the collector refused in this interval (`IntervalEngine.conflict`)
+    conflicts: int = 0
 
 
 class _DeviceState:
@@ -262,6 +264,9 @@ class _DeviceState:
         if cell is None or not cell.parts:
             return None
         counts = cell.counts
+        flags = [name for bit, name in FLAG_NAMES if counts[bit.bit_length() - 1] > 0]
+        if cell.conflicts:
+            flags = sorted([*flags, "conflict"])
         return IntervalEnergy(
             park=self.park.id,
             device=self.device.id,
@@ -270,7 +275,7 @@ class _DeviceState:
             end_ns=cell.end_ns,
             values={q: math.fsum(parts.values()) for q, parts in sorted(cell.parts.items())},
             estimated=counts[_N_FLAGS] > 0,
-            flags=tuple(name for bit, name in FLAG_NAMES if counts[bit.bit_length() - 1] > 0),
+            flags=tuple(flags),
         )
 
     def results(self, starts: Iterable[int]) -> list[IntervalEnergy]:
@@ -503,6 +508,26 @@ class IntervalEngine:
             i = bisect_left(ts, ts_ns)
             if ts[i] == ts_ns:
                 out[quantity] = (s.vals[i], s.resets[i])
+        return out
+
+    def conflict(self, park: str, device: str, ts_ns: int) -> list[IntervalEnergy]:
+        """Flag the interval holding a refused conflicting reading `conflict`; returns it when
+        it is exactly known (to be written), else nothing.
+
+        The mark lives in the engine only: an interval later recomputed from storage
+        (`compute_window`) no longer carries it; the conflict record itself is stored.
+        """
+        state = self._states.get((park, device))
+        if state is None:
+            return []
+        start = interval_bounds(ts_ns, state.park)[0]
+        cell = state.cells.get(start)
+        if cell is None:
+            return []
+        cell.conflicts += 1
+        out = state.results([start])
+        for energy in out:
+            state.emitted[energy.start_ns] = energy
         return out
 
     def forget(self, park: str, device: str) -> None:
