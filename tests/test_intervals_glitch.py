@@ -261,3 +261,31 @@ def test_same_result_across_a_restart(
     assert horizon is not None and all(r.ts_ns >= horizon for r in rest)
     state.update({e.start_ns: e for e in restarted.add(rest)})
     assert state == {e.start_ns: e for e in compute_intervals(readings, PARK)}
+
+
+def test_the_worked_example_of_docs_intervals_md() -> None:
+    readings = [
+        rd(0, 681_400.0),
+        rd(5, 681_405.0),
+        rd(7, 5.0),
+        rd(10, 681_410.0),
+        rd(12, 681_412_000.0),
+        rd(15, 681_415.0),
+        rd(20, 681_420.0),
+    ]
+    engine = IntervalEngine(lambda pid: PARK)
+    engine.add(readings[:2])
+    assert table(engine.add(readings[2:3])) == {A: (5.0, ("suspect",))}
+    state = {e.start_ns: e for e in engine.add(readings[3:])}
+    assert table(list(state.values())) == {
+        A: (pytest.approx(5 + 2 + 3 + 2 + 3), ("glitch",)),
+        B: (5.0, ()),
+    }
+    assert state == {e.start_ns: e for e in compute_intervals(readings, PARK)}
+    # the conflicting second reading for 08:05 flags A
+    assert engine.held("p", "grid-main", T0 + 5 * MIN) == {Q: (681_405.0, False)}
+    (flagged,) = engine.conflict("p", "grid-main", T0 + 5 * MIN)
+    assert flagged.flags == ("conflict", "glitch") and flagged.values == state[A].values
+    # had 08:10 read 8: a meter replaced without the flag, 5 (from zero) + 3
+    replaced = [*readings[:3], rd(10, 8.0)]
+    assert table(compute_intervals(replaced, PARK)) == {A: (5.0 + 5.0 + 3.0, ("reset",))}
