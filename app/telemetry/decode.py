@@ -245,7 +245,7 @@ class PayloadEncodingError(ValueError):
 
 
 def _loads(payload: bytes) -> Any:
-    """The payload as JSON, read strictly as UTF-8 (SPEC: UTF-8 JSON, nothing else).
+    """The payload as JSON, read strictly as UTF-8 (the MQTT contract: UTF-8 JSON only).
 
     `json.loads(bytes)` would guess UTF-16/32 from a BOM or NUL bytes and let surrogates
     through; here a BOM, another encoding and a lone surrogate (raw or escaped) are refused.
