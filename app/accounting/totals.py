@@ -80,6 +80,22 @@ class IntervalTotals:
         return sum(s for _, s in self.storage.values())
 
 
+#: InfluxQL regex over the `flags` field matching every row that is in a quality category
+#: besides `estimated` (for a summing loader: read just those rows, they are rare)
+QUALITY_FLAGS_REGEX = "|".join(sorted(set().union(*QUALITY_FLAGS.values())))
+
+
+def add_row_quality(
+    total: IntervalTotals, device: str, estimated: bool, flags: Iterable[str]
+) -> None:
+    """Count one balance device's interval row in `total.quality` (what `interval_totals`
+    does per row; for loaders that sum rows elsewhere and read the flagged ones apart)."""
+    for name in quality_categories(estimated, flags):
+        devices = total.quality.get(name, ())
+        if device not in devices:
+            total.quality[name] = tuple(sorted((*devices, device)))
+
+
 def _v(values: Mapping[str, float], key: str) -> float:
     x = values.get(key, 0.0)
     # Interval amounts are never negative (SPEC §3); guard anyway so one bad row cannot
@@ -173,7 +189,6 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
         rows = _one_per_device(groups[(start_ns, end_ns)], devices)
         total = IntervalTotals(start_ns, end_ns)
         flags: list[str] = []
-        quality: dict[str, list[str]] = {}
         for ie in rows:
             dev = devices.get(ie.device)
             if dev is None:
@@ -189,8 +204,7 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
                 total.estimated += 1
             else:
                 total.measured += 1
-            for name in quality_categories(ie.estimated, ie.flags):
-                quality.setdefault(name, []).append(ie.device)
+            add_row_quality(total, ie.device, ie.estimated, ie.flags)
             _add(
                 total,
                 dev.role,
@@ -199,7 +213,6 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
                 dev.h2_class.value if dev.h2_class else None,
             )
         total.flags = tuple(sorted(set(flags)))
-        total.quality = {name: tuple(sorted(devs)) for name, devs in quality.items()}
         out.append(total)
     return out
 
