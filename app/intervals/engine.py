@@ -85,6 +85,7 @@ class _DeviceState:
     """
 
     __slots__ = (
+        "_factors",
         "_last_bounds",
         "bound_kw",
         "bound_registry",
@@ -105,6 +106,7 @@ class _DeviceState:
         self.device = device
         self.origin = origin
         self.bound_kw, self.bound_registry = plausibility_bound(park, device)
+        self._factors: dict[str, float | None] = {}
         self.gap_ns = int(GAP_FACTOR * interval_ns(park))
         self.decide_ns = max(self.gap_ns, GLITCH_DECIDE_S * 1_000_000_000)
         self.series: dict[str, _Series] = {}
@@ -130,6 +132,9 @@ class _DeviceState:
         """Point k is a glitch (decided by its raw neighbours; the first point never is)."""
         if k <= 0 or k + 1 >= len(s.ts):
             return False
+        vals = s.vals
+        if vals[k - 1] <= vals[k] <= vals[k + 1]:
+            return False  # on the way from one neighbour to the other: the common case
         return is_glitch(
             s.vals[k - 1],
             s.vals[k],
@@ -140,12 +145,23 @@ class _DeviceState:
             self.decide_ns,
         )
 
-    def _classify(self, quantity: str, s: _Series, k: int) -> tuple[float, int]:
-        """Amount and flags of segment k (point k-1 to point k), from points k-2 .. k+1."""
+    def _classify(
+        self, quantity: str, s: _Series, k: int, g0: bool | None = None
+    ) -> tuple[float, int]:
+        """Amount and flags of segment k (point k-1 to point k), from points k-2 .. k+1.
+
+        `g0`: whether point k-1 is a glitch, when the caller already knows.
+        """
         ts, vals = s.ts, s.vals
         dt = ts[k] - ts[k - 1]
-        factor = plausibility_kwh_factor(quantity, self.bound_registry)
-        g0, g1 = self._glitch(s, k - 1), self._glitch(s, k)
+        factor = self._factors.get(quantity, 0.0)
+        if factor == 0.0:
+            factor = self._factors[quantity] = plausibility_kwh_factor(
+                quantity, self.bound_registry
+            )
+        if g0 is None:
+            g0 = self._glitch(s, k - 1)
+        g1 = k + 1 < len(ts) and self._glitch(s, k)
         if not (g0 or g1):
             if k == len(ts) - 1 and vals[k] < vals[k - 1] and not s.resets[k]:
                 # a drop the next reading has yet to decide: glitch or reset
@@ -165,13 +181,33 @@ class _DeviceState:
         flags |= bridged & F_IMPLAUSIBLE
         return (amount if span == dt else amount * dt / span), flags
 
-    def _segment(self, quantity: str, s: _Series, i: int, touched: set[int], sign: int) -> None:
+    def _segment(
+        self,
+        quantity: str,
+        s: _Series,
+        i: int,
+        touched: set[int],
+        sign: int,
+        g0: bool | None = None,
+    ) -> None:
         """Add (sign=+1) or remove (sign=-1) the segment from point i-1 to point i."""
         t0, t1 = s.ts[i - 1], s.ts[i]
         dt = t1 - t0
         if sign > 0:
-            amount, flags = self._classify(quantity, s, i)
-            s.seg_flags[t0] = flags
+            if g0 is False and i == len(s.ts) - 1 and s.vals[i] >= s.vals[i - 1]:
+                # appended on the trajectory (the common case): a plain segment
+                factor = self._factors.get(quantity, 0.0)
+                if factor == 0.0:
+                    factor = self._factors[quantity] = plausibility_kwh_factor(
+                        quantity, self.bound_registry
+                    )
+                amount, flags = classify_segment(
+                    s.vals[i - 1], s.vals[i], s.resets[i], dt, self.gap_ns, factor, self.bound_kw
+                )
+            else:
+                amount, flags = self._classify(quantity, s, i, g0)
+            if flags:  # absent means 0
+                s.seg_flags[t0] = flags
         else:
             amount, flags = 0.0, s.seg_flags.pop(t0, 0)
         estimated = bool(flags & F_GAP) and not flags & F_IMPLAUSIBLE
@@ -222,7 +258,20 @@ class _DeviceState:
             s = self.series[quantity] = _Series()
         ts = s.ts
         n = len(ts)
-        i = n if not n or ts_ns > ts[-1] else bisect_left(ts, ts_ns)
+        if n and ts_ns > ts[-1]:  # the common case: appending in time order
+            ts.append(ts_ns)
+            s.vals.append(value)
+            s.resets.append(reset)
+            # the old last segment changes only if the new point makes its end a glitch or
+            # decides its suspect drop (its flags were stored when it was added)
+            vals = s.vals
+            glitch = n > 1 and not vals[n - 2] <= vals[n - 1] <= value and self._glitch(s, n - 1)
+            if n > 1 and (glitch or s.seg_flags.get(ts[n - 2], 0) & F_SUSPECT):
+                self._segment(quantity, s, n - 1, touched, -1)
+                self._segment(quantity, s, n - 1, touched, +1)
+            self._segment(quantity, s, n, touched, +1, glitch)
+            return True
+        i = n if not n else bisect_left(ts, ts_ns)
         if i < n and ts[i] == ts_ns:
             return True  # duplicate: the first one stays
         if i == 0 and n and not allow_before:

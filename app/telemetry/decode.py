@@ -236,8 +236,7 @@ def _parse_float(text: str) -> float:
 _JSON = json.JSONDecoder()
 #: only for payloads that may hold an underflowing literal (an exponent or a long fraction)
 _JSON_UNDERFLOW = json.JSONDecoder(parse_float=_parse_float)
-_MAY_UNDERFLOW = re.compile(rb"[eE]-|0{300}")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_ZEROS = b"0" * 300
 
 
 class PayloadEncodingError(ValueError):
@@ -250,14 +249,17 @@ def _loads(payload: bytes) -> Any:
     `json.loads(bytes)` would guess UTF-16/32 from a BOM or NUL bytes and let surrogates
     through; here a BOM, another encoding and a lone surrogate (raw or escaped) are refused.
     """
-    if payload.startswith(b"\xef\xbb\xbf"):
-        raise PayloadEncodingError("starts with a UTF-8 byte order mark (send plain UTF-8)")
-    if payload[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in payload[:4]:
-        raise PayloadEncodingError("UTF-16 or UTF-32 (send UTF-8)")
+    head = payload[:4]
+    if not (len(head) > 1 and head[0] in b"{[" and head[1]):  # not plainly JSON: look closer
+        if payload.startswith(b"\xef\xbb\xbf"):
+            raise PayloadEncodingError("starts with a UTF-8 byte order mark (send plain UTF-8)")
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+            raise PayloadEncodingError("UTF-16 or UTF-32 (send UTF-8)")
     text = payload.decode("utf-8")  # strict: raw surrogates and invalid bytes raise
-    decoder = _JSON_UNDERFLOW if _MAY_UNDERFLOW.search(payload) else _JSON
-    doc = decoder.decode(text)
-    if _SURROGATE_ESCAPE.search(text):
+    # an exponent or a very long fraction may underflow: only then the slower decoder
+    underflow = b"e-" in payload or b"E-" in payload or _ZEROS in payload
+    doc = (_JSON_UNDERFLOW if underflow else _JSON).decode(text)
+    if "\\ud" in text or "\\uD" in text:  # an escaped surrogate: is each one paired?
         try:
             json.dumps(doc, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
