@@ -30,6 +30,9 @@ FLAG_FIELDS: dict[str, str] = {
     "implausible": "implausible",
     "counter_decreases": "counter_decrease",
     "gaps": "gap",
+    "glitches": "glitch",
+    "suspect": "suspect",
+    "conflicts": "conflict",
 }
 #: A device's missing runs listed individually up to this many (the counts stay exact).
 MAX_MISSING_RANGES = 100
@@ -50,6 +53,10 @@ class QualityCounts:
     implausible: int = 0
     counter_decreases: int = 0
     gaps: int = 0
+    #: intervals with a suppressed glitch, a still undecided drop, a refused conflicting reading
+    glitches: int = 0
+    suspect: int = 0
+    conflicts: int = 0
     rejected_readings: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -77,6 +84,9 @@ class QualityCounts:
         self.implausible += other.implausible
         self.counter_decreases += other.counter_decreases
         self.gaps += other.gaps
+        self.glitches += other.glitches
+        self.suspect += other.suspect
+        self.conflicts += other.conflicts
         self.rejected_readings += other.rejected_readings
         self.rejected_by_reason.update(other.rejected_by_reason)
 
@@ -90,6 +100,9 @@ class QualityCounts:
         self.implausible += "implausible" in flags
         self.counter_decreases += "counter_decrease" in flags
         self.gaps += "gap" in flags
+        self.glitches += "glitch" in flags
+        self.suspect += "suspect" in flags
+        self.conflicts += "conflict" in flags
 
     def count_rejection(self, letter: DeadLetter) -> None:
         self.rejected_readings += 1
@@ -108,6 +121,9 @@ class QualityCounts:
             "implausible": self.implausible,
             "counter_decreases": self.counter_decreases,
             "gaps": self.gaps,
+            "glitches": self.glitches,
+            "suspect": self.suspect,
+            "conflicts": self.conflicts,
             "rejected_readings": self.rejected_readings,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
         }
