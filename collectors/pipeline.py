@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.intervals import IntervalEngine, compute_window, history_start_ns
+from app.intervals import IntervalEngine, compute_window, history_start_ns, interval_start_ns
 from app.intervals.models import IntervalEnergy
-from app.registry.models import Registry
+from app.registry.models import Park, Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
 from app.telemetry.decode import DecodeLimits, TelemetryDecoder
@@ -68,6 +68,20 @@ def _conflict_record(r: Reading, detail: str, received_ns: int) -> DeadLetter:
         detail,
         json.dumps(doc, separators=(",", ":")).encode(),
     )
+
+
+def _reaches(stored: list[Reading], start_ns: int, first_ns: int, park: Park | None) -> bool:
+    """Whether a loaded history lets the engine know exactly every interval a reading at
+    `first_ns` can change: from the interval of the predecessor of its predecessor on,
+    which needs the history's second reading at or before that interval's start (the first
+    one's glitch decision needs a reading before it; docs/intervals.md)."""
+    if park is None or not stored or stored[0].ts_ns >= start_ns:
+        return True  # nothing stored before: the whole history is loaded
+    before = [r.ts_ns for r in stored if r.ts_ns < first_ns]
+    if len(stored) < 2 or not before:
+        return len(stored) < 2 and not before
+    anchor = before[-2] if len(before) > 1 else before[-1]
+    return stored[1].ts_ns <= interval_start_ns(anchor, park)
 
 
 def _differs(
@@ -423,28 +437,35 @@ class Collector:
         by_park: dict[str, dict[str, int]] = {}
         for key in keys:
             by_park.setdefault(key[0], {})[key[1]] = unknown.get(key, late.get(key, 0))
-        # one batched lookup per park; a batch may span many parks, so bound those in flight
-        sem = asyncio.Semaphore(16)
-        history = self.history
-
-        async def one(park_id: str, first_ns: dict[str, int]) -> dict[str, History]:
-            async with sem:
-                return await self._stored_histories(history, park_id, first_ns)
-
-        results = await asyncio.gather(
-            *(one(p, first) for p, first in by_park.items()), return_exceptions=True
-        )
-        if any(isinstance(r, StorageUnavailable) for r in results):
+        stored_by_park = await self._fetch_histories(by_park)
+        if stored_by_park is not None:
+            # a sparse device (fewer than two readings in the loaded interval lengths before
+            # its last one) needs history from further back: one more lookup for just those
+            further: dict[str, dict[str, int]] = {}
+            for key in keys:
+                first = unknown.get(key, late.get(key, 0))
+                start_ns, stored = stored_by_park[key[0]][key[1]]
+                if not _reaches(stored, start_ns, first, self.registry.park(key[0])):
+                    further.setdefault(key[0], {})[key[1]] = stored[0].ts_ns
+            if further:
+                more = await self._fetch_histories(further)
+                if more is None:
+                    stored_by_park = None
+                else:
+                    for park_id, found in more.items():
+                        loaded = stored_by_park[park_id]
+                        for device, (start2, stored2) in found.items():
+                            if stored2:
+                                loaded[device] = (start2, stored2)
+                            else:  # nothing before the first loaded reading: it is all
+                                old = loaded[device][1]
+                                loaded[device] = (old[0].ts_ns, old)
+        if stored_by_park is None:
             self._history_failed()
             self.metrics.history_misses.inc(len(keys))
             log.warning("storage unavailable: %d devices' history deferred", len(keys))
             self._defer(unknown, late, readings)
             return []
-        stored_by_park: dict[str, dict[str, History]] = {}
-        for park_id, outcome in zip(by_park, results, strict=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            stored_by_park[park_id] = outcome
         recomputed: list[IntervalEnergy] = []
         batch_by_device: dict[tuple[str, str], list[Reading]] = {}
         for r in readings:
@@ -477,6 +498,31 @@ class Collector:
             recomputed.extend(window)
             self.metrics.recomputed.inc(len(window))
         return recomputed
+
+    async def _fetch_histories(
+        self, by_park: dict[str, dict[str, int]]
+    ) -> dict[str, dict[str, History]] | None:
+        """`Storage.histories` of each park's devices; None when storage is unavailable."""
+        history = self.history
+        assert history is not None
+        # one batched lookup per park; a batch may span many parks, so bound those in flight
+        sem = asyncio.Semaphore(16)
+
+        async def one(park_id: str, first_ns: dict[str, int]) -> dict[str, History]:
+            async with sem:
+                return await self._stored_histories(history, park_id, first_ns)
+
+        results = await asyncio.gather(
+            *(one(p, first) for p, first in by_park.items()), return_exceptions=True
+        )
+        if any(isinstance(r, StorageUnavailable) for r in results):
+            return None
+        out: dict[str, dict[str, History]] = {}
+        for park_id, outcome in zip(by_park, results, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            out[park_id] = outcome
+        return out
 
     async def _stored_histories(
         self, history: Storage, park_id: str, first_ns: dict[str, int]

@@ -144,3 +144,31 @@ async def test_restart_between_a_glitch_and_the_reading_that_resolves_it(
     assert got[0][0] == pytest.approx(15.0) and got[0][1] == "glitch"
     assert got[15] == (5.0, "")
     assert all(got[m] == (15.0, "") for m in (-60, -45, -30, -15))
+
+
+async def test_restart_of_an_hourly_meter_loads_history_from_further_back(
+    fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    influx = fresh_influx_db
+    clock = Clock()
+    spool = tmp_path / "spool.sqlite"
+
+    async def send(c: Collector, minute: int) -> None:
+        body = {"ts": T0_S + minute * 60, "energy_import_kwh": 1000.0 + minute}
+        await c.handle(topic("m0"), json.dumps(body).encode())
+
+    clock.now_ns = T0_NS + 300 * 60 * S
+    # an hourly meter at xx:07, 1 kWh a minute
+    async with collector(influx, spool, clock) as c:
+        for minute in (7, 67, 127, 187):
+            await send(c, minute)
+    async with collector(influx, spool, clock) as c:  # restarted
+        await send(c, 247)
+    rows = influx.points("SELECT * FROM interval_energy WHERE device='m0'")
+    got = {(r["time"] - T0_NS) // (60 * S): r["energy_import_kwh"] for r in rows}
+    # 03:00-03:15 holds 03:00 -> 03:07 of the segment before (7 kWh) and 03:07 -> 03:15 of
+    # the one after the restart (8 kWh): its first reading 02:07 alone could have been a
+    # glitch, so the restarted collector needed the history from before it
+    assert got[180] == pytest.approx(15.0)
+    assert all(got[m] == pytest.approx(15.0) for m in range(15, 240, 15)), got
+    assert got[0] == pytest.approx(8.0) and got[240] == pytest.approx(7.0)
