@@ -289,3 +289,44 @@ def test_the_worked_example_of_docs_intervals_md() -> None:
     # had 08:10 read 8: a meter replaced without the flag, 5 (from zero) + 3
     replaced = [*readings[:3], rd(10, 8.0)]
     assert table(compute_intervals(replaced, PARK)) == {A: (5.0 + 5.0 + 3.0, ("reset",))}
+
+
+@PROPS
+@given(
+    st.floats(10_000, 5e6),
+    st.lists(st.tuples(st.integers(60, 1200), st.floats(0, 3000)), min_size=1, max_size=8),
+    st.integers(60, 1200),
+    st.floats(0, 1),
+    st.lists(st.tuples(st.integers(60, 1200), st.floats(0, 300)), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_a_real_reset_counts_from_the_new_value(
+    start_kwh: float,
+    before: list[tuple[int, float]],
+    gap_s: int,
+    fraction: float,
+    after: list[tuple[int, float]],
+    flagged: bool,
+) -> None:
+    """A meter replaced (flagged or not): the old counter's increments, then the new one's
+    value from zero on; nothing lost or invented, in any arrival order."""
+    t, v = T0, start_kwh
+    readings = [Reading("p", "grid-main", t, {Q: v})]
+    for dt, inc in before:
+        t, v = t + dt * 1_000_000_000, v + inc
+        readings.append(Reading("p", "grid-main", t, {Q: v}))
+    old_total = v - start_kwh
+    new = 0.01 * v * fraction  # near zero: at most 1 % of the old reading
+    t += gap_s * 1_000_000_000
+    readings.append(Reading("p", "grid-main", t, {Q: new}, reset=flagged))
+    for dt, inc in after:  # staying low and rising (far below the old reading)
+        t, new = t + dt * 1_000_000_000, new + inc
+        readings.append(Reading("p", "grid-main", t, {Q: new}))
+    out = compute_intervals(readings, PARK)
+    total = math.fsum(e.values[Q] for e in out)
+    assert total == pytest.approx(old_total + new, rel=1e-9, abs=1e-6)
+    assert any("reset" in e.flags for e in out)
+    assert not any("glitch" in e.flags or "suspect" in e.flags for e in out)
+    engine = IntervalEngine(lambda pid: PARK)
+    state = {e.start_ns: e for e in engine.add(list(reversed(readings)))}
+    assert state == {e.start_ns: e for e in out}
