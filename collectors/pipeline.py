@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from app.intervals import IntervalEngine, compute_window, history_start_ns, interval_start_ns
@@ -59,13 +60,14 @@ def _conflict_record(r: Reading, detail: str, received_ns: int) -> DeadLetter:
         doc["reset"] = True
     if r.ts_source != "device":
         doc["ts_source"] = r.ts_source
+    at = datetime.fromtimestamp(r.ts_ns // 1_000_000_000, UTC).isoformat()
     return DeadLetter(
         received_ns,
         f"lingtan/v1/{r.park}/{r.device}/telemetry",
         r.park,
         r.device,
         RejectReason.CONFLICT,
-        detail,
+        f"ts {at}: {detail}",
         json.dumps(doc, separators=(",", ":")).encode(),
     )
 
@@ -321,6 +323,7 @@ class Collector:
         """
         kept: list[Reading] = []
         refused: list[DeadLetter] = []
+        now_ns = self.clock_ns()
         in_batch: dict[tuple[str, str, int], dict[str, tuple[float, bool]]] = {}
         loaded = self._loaded
         self._loaded = {}
@@ -342,7 +345,7 @@ class Collector:
                 first.update(earlier)
             detail = _differs(first, r.values, r.reset) if first else None
             if detail is not None:
-                refused.append(_conflict_record(r, detail, r.ts_ns))
+                refused.append(_conflict_record(r, detail, now_ns))
                 continue
             mine = {n: (v, r.reset) for n, v in r.values.items()}
             if earlier is None:

@@ -330,3 +330,12 @@ def test_a_real_reset_counts_from_the_new_value(
     engine = IntervalEngine(lambda pid: PARK)
     state = {e.start_ns: e for e in engine.add(list(reversed(readings)))}
     assert state == {e.start_ns: e for e in out}
+
+
+def test_a_conflict_at_the_newest_reading_flags_its_interval_once_it_has_energy() -> None:
+    engine = IntervalEngine(lambda pid: PARK)
+    engine.add([rd(0, 681_400.0), rd(15, 681_415.0)])
+    # a conflicting reading for 08:15: B has no segment yet, nothing to write...
+    assert engine.conflict("p", "grid-main", B) == []
+    # ...but B says so as soon as it has one
+    assert table(engine.add([rd(20, 681_420.0)])) == {B: (5.0, ("conflict",))}

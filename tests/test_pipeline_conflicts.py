@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,9 @@ async def test_conflicting_duplicate_first_stays_and_is_kept_as_a_conflict_recor
         other = {"ts": T0_S + 300, "energy_import_kwh": 5.0}
         await c.handle(topic("m0"), json.dumps(same).encode())
         await c.handle(topic("m0"), json.dumps(other).encode())
+        received = [clock.now_ns]
+        clock.now_ns += S
+        received.append(clock.now_ns)
         # and two differing readings in one message: the first of them stays
         pair = [
             {"ts": T0_S + 600, "energy_import_kwh": 110.0},
@@ -77,9 +82,19 @@ async def test_conflicting_duplicate_first_stays_and_is_kept_as_a_conflict_recor
     records = conflicts(influx)
     assert len(records) == 2
     details = sorted(str(r["detail"]) for r in records)
+    at = datetime.fromtimestamp(T0_S, UTC)
     assert details == [
-        "energy_import_kwh 0.0 differs from the first 110.0 (the first stays)",
-        "energy_import_kwh 5.0 differs from the first 105.0 (the first stays)",
+        f"ts {(at + timedelta(seconds=300)).isoformat()}: energy_import_kwh 5.0 differs"
+        " from the first 105.0 (the first stays)",
+        f"ts {(at + timedelta(seconds=600)).isoformat()}: energy_import_kwh 0.0 differs"
+        " from the first 110.0 (the first stays)",
+    ]
+    # received when they arrived (the collector's clock), the reading's own ts in the raw
+    assert sorted(r["time"] for r in records) == received
+    raws = sorted(base64.b64decode(str(r["raw_b64"])) for r in records)
+    assert [json.loads(raw) for raw in raws] == [
+        {"ts_ns": (T0_S + 300) * S, "energy_import_kwh": 5.0},
+        {"ts_ns": (T0_S + 600) * S, "energy_import_kwh": 0.0},
     ]
     # the interval saw only the first values: 100 -> 105 -> 110 = 10 kWh
     rows = influx.points("SELECT * FROM interval_energy WHERE device='m0'")

@@ -569,10 +569,10 @@ class IntervalEngine:
         state = self._states.get((park, device))
         if state is None:
             return []
-        start = interval_bounds(ts_ns, state.park)[0]
+        start, end = interval_bounds(ts_ns, state.park)
         cell = state.cells.get(start)
-        if cell is None:
-            return []
+        if cell is None:  # no segment in it yet (the reading starts it): flagged once one is
+            cell = state.cells[start] = _Cell(end)
         cell.conflicts += 1
         out = state.results([start])
         for energy in out:
