@@ -105,6 +105,11 @@ class CollectorMetrics:
             "devices whose previous readings could not be loaded (storage down)",
             registry=r,
         )
+        self.tsless_redeliveries = Counter(
+            "lingtan_collector_tsless_redeliveries",
+            "readings without ts dropped as a redelivery of one stored moments before",
+            registry=r,
+        )
         self.recomputed = Counter(
             "lingtan_collector_recomputed_intervals",
             "intervals recomputed from storage for late readings or deferred repairs",

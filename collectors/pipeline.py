@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from app.intervals import IntervalEngine, compute_window, interval_start_ns
+from app.intervals import IntervalEngine, compute_window, history_start_ns, interval_start_ns
 from app.intervals.models import IntervalEnergy
-from app.registry.models import Registry
+from app.registry.models import Park, Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
 from app.storage.spool import DurableWriter
 from app.telemetry.decode import DecodeLimits
 from app.telemetry.formats import FormatResult, GatewayDecoder
 from app.telemetry.formats.sparkplug import SparkplugFormat
-from app.telemetry.models import DeadLetter, Reading
+from app.telemetry.models import DeadLetter, Reading, RejectReason
 from collectors.format_metrics import FormatMetrics
 from collectors.format_state import FormatState
 from collectors.metrics import CollectorMetrics
@@ -40,6 +43,64 @@ HISTORY_LOOKBACK_S = 2 * 86_400
 HISTORY_RETRY_S = 5.0
 #: How often to retry deferred repairs while no telemetry arrives.
 REPAIR_POLL_S = 2.0
+#: A reading without ts whose device and content equal one stamped less than this long ago
+#: is the same message redelivered (a QoS 1 resend, a retained message on reconnect): it
+#: keeps the first arrival time instead of becoming a new reading (docs/intervals.md). Short
+#: enough that a device sending the same ts-less content each minute still yields a reading
+#: every 10 minutes, well inside the 1.5-interval gap limit.
+TSLESS_DEDUPE_S = 600
+_TSLESS_MAX = 200_000  # remembered ts-less readings at most (oldest forgotten first)
+
+_Content = tuple[str, str, tuple[tuple[str, float], ...], bool]
+
+
+def _content(r: Reading) -> _Content:
+    return (r.park, r.device, tuple(sorted(r.values.items())), r.reset)
+
+
+def _conflict_record(r: Reading, detail: str, received_ns: int) -> DeadLetter:
+    """A reading refused because another with the same device and ts was there first."""
+    doc: dict[str, object] = {"ts_ns": r.ts_ns, **r.values}
+    if r.reset:
+        doc["reset"] = True
+    if r.ts_source != "device":
+        doc["ts_source"] = r.ts_source
+    at = datetime.fromtimestamp(r.ts_ns // 1_000_000_000, UTC).isoformat()
+    return DeadLetter(
+        received_ns,
+        f"lingtan/v1/{r.park}/{r.device}/telemetry",
+        r.park,
+        r.device,
+        RejectReason.CONFLICT,
+        f"ts {at}: {detail}",
+        json.dumps(doc, separators=(",", ":")).encode(),
+    )
+
+
+def _reaches(stored: list[Reading], start_ns: int, first_ns: int, park: Park | None) -> bool:
+    """Whether a loaded history lets the engine know exactly every interval a reading at
+    `first_ns` can change: from the interval of the predecessor of its predecessor on,
+    which needs the history's second reading at or before that interval's start (the first
+    one's glitch decision needs a reading before it; docs/intervals.md)."""
+    if park is None or not stored or stored[0].ts_ns >= start_ns:
+        return True  # nothing stored before: the whole history is loaded
+    before = [r.ts_ns for r in stored if r.ts_ns < first_ns]
+    if len(stored) < 2 or not before:
+        return len(stored) < 2 and not before
+    anchor = before[-2] if len(before) > 1 else before[-1]
+    return stored[1].ts_ns <= interval_start_ns(anchor, park)
+
+
+def _differs(
+    first: dict[str, tuple[float, bool]], values: dict[str, float], reset: bool
+) -> str | None:
+    """What of a reading's values contradicts `first` (name -> (value, reset)), if anything."""
+    for name, (value, first_reset) in first.items():
+        if name in values and (values[name] != value or (first_reset != reset)):
+            other = f"{values[name]!r}{' reset' if reset else ''}"
+            was = f"{value!r}{' reset' if first_reset else ''}"
+            return f"{name} {other} differs from the first {was} (the first stays)"
+    return None
 
 
 def _overwrite(first: list[IntervalEnergy], then: list[IntervalEnergy]) -> list[IntervalEnergy]:
@@ -129,6 +190,10 @@ class Collector:
         self._stopping = False
         #: an edited registry waiting for the next flush, with the devices to forget
         self._next_registry: tuple[Registry, set[tuple[str, str]]] | None = None
+        #: recent ts-less readings by content -> the arrival time they were stored at
+        self._tsless: OrderedDict[_Content, int] = OrderedDict()
+        #: stored readings loaded for this batch's late devices (checked for conflicts)
+        self._loaded: dict[tuple[str, str], list[Reading]] = {}
 
     def _new_engine(self) -> IntervalEngine:
         # looked up through self, so the engine follows registry edits
@@ -254,10 +319,18 @@ class Collector:
             return
         try:
             recomputed = await self._prepare(readings)
+            readings, refused = self._screen(readings)
+            if refused:
+                deadletters = [*deadletters, *refused]
             self.soc.add(readings)
             intervals = self.engine.add(readings)
             if recomputed:
                 intervals = _overwrite(intervals, recomputed)
+            for dl in refused:
+                if dl.park is not None and dl.device is not None:
+                    ts_ns = json.loads(dl.raw)["ts_ns"]
+                    flagged = self.engine.conflict(dl.park, dl.device, ts_ns)
+                    intervals = _overwrite(intervals, flagged)
             intervals = self.soc.stamp(intervals)
             batch = WriteBatch(readings=readings, intervals=intervals, deadletters=deadletters)
             started = time.perf_counter()
@@ -285,6 +358,69 @@ class Collector:
         if self.on_intervals and intervals:
             self.on_intervals(intervals)
         self._acknowledge(queue)
+
+    def _screen(self, readings: list[Reading]) -> tuple[list[Reading], list[DeadLetter]]:
+        """Drop redelivered ts-less readings; turn conflicting duplicates into conflict records.
+
+        Same device and ts as a reading held (by the engine, loaded from storage, or earlier
+        in this batch) with another value for a shared field: the first stays, this one is
+        kept as a `conflict` dead letter. The same values again stay idempotent.
+        """
+        kept: list[Reading] = []
+        refused: list[DeadLetter] = []
+        now_ns = self.clock_ns()
+        in_batch: dict[tuple[str, str, int], dict[str, tuple[float, bool]]] = {}
+        loaded = self._loaded
+        self._loaded = {}
+        stored_at: dict[tuple[str, str, int], Reading] = {}
+        for key, stored in loaded.items():
+            for r in stored:
+                stored_at[(key[0], key[1], r.ts_ns)] = r
+        for r in readings:
+            if r.ts_source == "collector" and not self._fresh_tsless(r):
+                self.metrics.tsless_redeliveries.inc()
+                continue
+            at = (r.park, r.device, r.ts_ns)
+            first = dict(self.engine.held(r.park, r.device, r.ts_ns))
+            old = stored_at.get(at)
+            if old is not None:
+                first.update({n: (v, old.reset) for n, v in old.values.items()})
+            earlier = in_batch.get(at)
+            if earlier is not None:
+                first.update(earlier)
+            detail = _differs(first, r.values, r.reset) if first else None
+            if detail is not None:
+                refused.append(_conflict_record(r, detail, now_ns))
+                continue
+            mine = {n: (v, r.reset) for n, v in r.values.items()}
+            if earlier is None:
+                in_batch[at] = mine
+            else:
+                for name, held in mine.items():
+                    earlier.setdefault(name, held)
+            kept.append(r)
+        return kept, refused
+
+    def _fresh_tsless(self, r: Reading) -> bool:
+        """Remember a ts-less reading; False if the same content was stored moments ago."""
+        content = _content(r)
+        window = TSLESS_DEDUPE_S * 1_000_000_000
+        seen = self._tsless.get(content)
+        if seen is not None and 0 <= r.ts_ns - seen <= window:
+            return False
+        self._remember_tsless(content, r.ts_ns)
+        return True
+
+    def _remember_tsless(self, content: _Content, ts_ns: int) -> None:
+        tsless = self._tsless
+        tsless[content] = ts_ns
+        tsless.move_to_end(content)
+        window = TSLESS_DEDUPE_S * 1_000_000_000
+        while tsless:
+            oldest_content, oldest = next(iter(tsless.items()))
+            if len(tsless) <= _TSLESS_MAX and ts_ns - oldest <= window:
+                break
+            del tsless[oldest_content]
 
     @staticmethod
     def _acknowledge(queue: _Queue) -> None:
@@ -317,6 +453,7 @@ class Collector:
         Returns intervals recomputed from storage (late readings beyond the engine's history,
         deferred repairs) that must overwrite what the engine emits for the same intervals.
         """
+        self._loaded = {}
         first_ts: dict[tuple[str, str], int] = {}
         for r in readings:
             key = (r.park, r.device)
@@ -346,9 +483,76 @@ class Collector:
         by_park: dict[str, dict[str, int]] = {}
         for key in keys:
             by_park.setdefault(key[0], {})[key[1]] = unknown.get(key, late.get(key, 0))
+        stored_by_park = await self._fetch_histories(by_park)
+        if stored_by_park is not None:
+            # a sparse device (fewer than two readings in the loaded interval lengths before
+            # its last one) needs history from further back: one more lookup for just those
+            further: dict[str, dict[str, int]] = {}
+            for key in keys:
+                first = unknown.get(key, late.get(key, 0))
+                start_ns, stored = stored_by_park[key[0]][key[1]]
+                if not _reaches(stored, start_ns, first, self.registry.park(key[0])):
+                    further.setdefault(key[0], {})[key[1]] = stored[0].ts_ns
+            if further:
+                more = await self._fetch_histories(further)
+                if more is None:
+                    stored_by_park = None
+                else:
+                    for park_id, found in more.items():
+                        loaded = stored_by_park[park_id]
+                        for device, (start2, stored2) in found.items():
+                            if stored2:
+                                loaded[device] = (start2, stored2)
+                            else:  # nothing before the first loaded reading: it is all
+                                old = loaded[device][1]
+                                loaded[device] = (old[0].ts_ns, old)
+        if stored_by_park is None:
+            self._history_failed()
+            self.metrics.history_misses.inc(len(keys))
+            log.warning("storage unavailable: %d devices' history deferred", len(keys))
+            self._defer(unknown, late, readings)
+            return []
+        recomputed: list[IntervalEnergy] = []
+        batch_by_device: dict[tuple[str, str], list[Reading]] = {}
+        for r in readings:
+            if (r.park, r.device) in late:
+                batch_by_device.setdefault((r.park, r.device), []).append(r)
+        for key in keys:
+            start_ns, stored = stored_by_park[key[0]][key[1]]
+            self.soc.add(stored)
+            for r in stored:  # after a restart, a redelivered ts-less message is known
+                if r.ts_source == "collector":
+                    self._tsless.setdefault(_content(r), r.ts_ns)
+            if key in late:
+                self._loaded[key] = stored
+            if key in unknown:
+                if stored:
+                    # nothing stored before the loaded window: it is the device's whole history
+                    self.engine.seed(stored, whole_history=stored[0].ts_ns >= start_ns)
+                continue
+            park = self.registry.park(key[0])
+            if park is None:
+                continue
+            # beyond the engine's history: recompute the window from storage plus this batch
+            window = compute_window(
+                [*stored, *batch_by_device.get(key, [])],
+                park,
+                start_ns,
+                FAR_NS,
+                whole_history=bool(stored) and stored[0].ts_ns >= start_ns,
+            )
+            recomputed.extend(window)
+            self.metrics.recomputed.inc(len(window))
+        return recomputed
+
+    async def _fetch_histories(
+        self, by_park: dict[str, dict[str, int]]
+    ) -> dict[str, dict[str, History]] | None:
+        """`Storage.histories` of each park's devices; None when storage is unavailable."""
+        history = self.history
+        assert history is not None
         # one batched lookup per park; a batch may span many parks, so bound those in flight
         sem = asyncio.Semaphore(16)
-        history = self.history
 
         async def one(park_id: str, first_ns: dict[str, int]) -> dict[str, History]:
             async with sem:
@@ -358,38 +562,13 @@ class Collector:
             *(one(p, first) for p, first in by_park.items()), return_exceptions=True
         )
         if any(isinstance(r, StorageUnavailable) for r in results):
-            self._history_failed()
-            self.metrics.history_misses.inc(len(keys))
-            log.warning("storage unavailable: %d devices' history deferred", len(keys))
-            self._defer(unknown, late, readings)
-            return []
-        stored_by_park: dict[str, dict[str, History]] = {}
+            return None
+        out: dict[str, dict[str, History]] = {}
         for park_id, outcome in zip(by_park, results, strict=True):
             if isinstance(outcome, BaseException):
                 raise outcome
-            stored_by_park[park_id] = outcome
-        recomputed: list[IntervalEnergy] = []
-        batch_by_device: dict[tuple[str, str], list[Reading]] = {}
-        for r in readings:
-            if (r.park, r.device) in late:
-                batch_by_device.setdefault((r.park, r.device), []).append(r)
-        for key in keys:
-            start_ns, stored = stored_by_park[key[0]][key[1]]
-            self.soc.add(stored)
-            if key in unknown:
-                if stored:
-                    self.engine.seed(stored)
-                continue
-            park = self.registry.park(key[0])
-            if park is None:
-                continue
-            # beyond the engine's history: recompute the window from storage plus this batch
-            window = compute_window(
-                [*stored, *batch_by_device.get(key, [])], park, start_ns, FAR_NS
-            )
-            recomputed.extend(window)
-            self.metrics.recomputed.inc(len(window))
-        return recomputed
+            out[park_id] = outcome
+        return out
 
     async def _stored_histories(
         self, history: Storage, park_id: str, first_ns: dict[str, int]
@@ -400,7 +579,7 @@ class Collector:
         park = self.registry.park(park_id)
         if park is None:
             return {device: (ts, []) for device, ts in first_ns.items()}
-        return await history.histories(park_id, first_ns, lambda ts: interval_start_ns(ts, park))
+        return await history.histories(park_id, first_ns, lambda ts: history_start_ns(ts, park))
 
     def _repair_due(self) -> bool:
         return bool(self._deferred) and self.writer.spool_depth == 0 and self._history_up()

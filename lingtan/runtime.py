@@ -165,7 +165,7 @@ async def _run_api(settings: Settings, sock: socket.socket) -> None:
 
 async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float = 6.0) -> None:
     """Simulate every park: the last hours at once (so charts have data), then in real time."""
-    from simulator import simulate_parks
+    from simulator import GatewayOptions, simulate_parks
 
     # DEMO_SILENCE = (device, from s, to s after going live): that meter says nothing then
     silence: tuple[str, float, float] | None = DEMO_SILENCE
@@ -180,7 +180,14 @@ async def run_demo(broker: BrokerChoice, registry: Registry, backfill_h: float =
             device, a_s, b_s = silence
             quiet = (device, live_ns + int(a_s * 1e9), live_ns + int(b_s * 1e9))
         messages = simulate_parks(
-            registry, [p.id for p in registry.parks], start, timedelta(days=365), step_s=60, seed=1
+            registry,
+            [p.id for p in registry.parks],
+            start,
+            timedelta(days=365),
+            step_s=60,
+            seed=1,
+            # a glitch now and then, so the live page shows what a repaired figure looks like
+            options=GatewayOptions.demo(),
         )
         for msg in messages:
             ahead_s = (msg.sim_ns - time.time_ns()) / 1e9

@@ -202,6 +202,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="probability per message of also sending a malformed payload",
     )
     gw.add_argument("--skew-max-s", type=float, help="clock skew of 20 %% of devices, ±seconds")
+    gw.add_argument(
+        "--glitches-per-day",
+        type=float,
+        help="bad readings per device per day (0, wrong register, x1000, same ts again)",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument("--mqtt-url", help="broker, e.g. mqtt://user:pass@127.0.0.1:1883")
@@ -237,6 +242,7 @@ def gateway_options(args: argparse.Namespace) -> GatewayOptions:
         "replacements_per_day",
         "malformed_rate",
         "skew_max_s",
+        "glitches_per_day",
     )
     updates = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return replace(opt, **updates)
@@ -356,7 +362,8 @@ async def run(args: argparse.Namespace) -> int:
                 f" readings in {report.wall_s:.1f} s ({report.rate_msgs_s:,.0f} msg/s);"
                 f" malformed {stats.malformed_total}, resets {stats.resets}, replaced"
                 f" {stats.replacements}, outages {stats.outages},"
-                f" skewed devices {len(stats.skewed_devices)}",
+                f" skewed devices {len(stats.skewed_devices)},"
+                f" glitches {sum(stats.glitches.values())}",
                 file=err,
             )
     except BrokenPipeError:

@@ -26,6 +26,8 @@ MALFORMED_KINDS = (
     "clock_unset",
 )
 UNKNOWN_DEVICE_ID = "unregistered-meter"
+#: The injected glitches: readings that are accepted but must never become energy.
+GLITCH_KINDS = ("glitch_zero", "glitch_wrong_register", "glitch_spike", "glitch_repeated_ts")
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class SimStats:
     replacements: int = 0
     outages: int = 0
     skewed_devices: dict[str, int] = field(default_factory=dict)
+    glitches: dict[str, int] = field(default_factory=dict)
 
     @property
     def malformed_total(self) -> int:
@@ -60,6 +63,7 @@ class _Meter:
     reset_rng: random.Random
     replace_rng: random.Random
     malformed_rng: random.Random
+    glitch_rng: random.Random
     skew_s: int = 0
     pending: list[str] = field(default_factory=list)
 
@@ -125,6 +129,7 @@ class Gateway:
                 stream(self.seed, self.park.id, device, "reset"),
                 stream(self.seed, self.park.id, device, "replace"),
                 stream(self.seed, self.park.id, device, "malformed"),
+                stream(self.seed, self.park.id, device, "glitch"),
                 skew,
             )
             self.meters[device] = m
@@ -218,6 +223,9 @@ class Gateway:
                 m.pending = []
                 if opt.malformed_rate > 0 and m.malformed_rng.random() < opt.malformed_rate:
                     yield self._malformed(m, sec)
+                p_glitch = opt.glitches_per_day * self.step_s / DAY_S
+                if p_glitch > 0 and m.glitch_rng.random() < p_glitch:
+                    yield self._glitch(m, sec + m.skew_s)
 
     def flush(self) -> Iterator[tuple[str, bytes, str | None, int]]:
         """Everything still held (outage buffer, partial batches), e.g. at the end of a run."""
@@ -251,6 +259,25 @@ class Gateway:
         else:
             body = "[" + ",".join(readings) + "]"
         return m.topic, body.encode(), None, len(readings)
+
+    def _glitch(self, m: _Meter, sec: int) -> tuple[str, bytes, str | None, int]:
+        """A bad reading of the first counter, right after the real one of `sec`: 0, 5 (the
+        wrong register), x1000, halfway into the step before; or the same ts, halved."""
+        kind = GLITCH_KINDS[m.glitch_rng.randrange(len(GLITCH_KINDS))]
+        counter = next(iter(m.counters))
+        value = m.counters[counter].register / MILLI
+        ts = self._ts(sec - max(1, self.step_s // 2))
+        if kind == "glitch_zero":
+            bad = 0.0
+        elif kind == "glitch_wrong_register":
+            bad = 5.0
+        elif kind == "glitch_spike":
+            bad = value * 1000.0
+        else:
+            ts, bad = self._ts(sec), value * 0.5
+        body = json.dumps({"ts": ts, counter: bad}, separators=(",", ":"))
+        self.stats.glitches[kind] = self.stats.glitches.get(kind, 0) + 1
+        return m.topic, body.encode(), kind, 1
 
     def _malformed(self, m: _Meter, sec: int) -> tuple[str, bytes, str | None, int]:
         kind = MALFORMED_KINDS[m.malformed_rng.randrange(len(MALFORMED_KINDS))]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from app.registry.models import Registry
-from simulator.gateway import Gateway, SimStats
+from simulator.gateway import GLITCH_KINDS, Gateway, SimStats
 from simulator.options import GatewayOptions
 from simulator.plant import ParkModel, StepResult
 from simulator.truth import NS, TruthAccumulator
@@ -21,7 +21,8 @@ class SimMessage(NamedTuple):
     """One MQTT message: topic, payload, and the simulated time it is sent at (UTC ns).
 
     `malformed` names the injected fault for payloads meant to be dead-lettered (else None);
-    `readings` is how many readings the payload carries.
+    `readings` is how many readings the payload carries; `glitch` names an injected bad
+    reading (accepted, but never energy) else None.
     """
 
     topic: str
@@ -29,6 +30,13 @@ class SimMessage(NamedTuple):
     sim_ns: int
     malformed: str | None = None
     readings: int = 1
+    glitch: str | None = None
+
+
+def _message(topic: str, payload: bytes, t_ns: int, kind: str | None, n: int) -> SimMessage:
+    if kind in GLITCH_KINDS:
+        return SimMessage(topic, payload, t_ns, None, n, kind)
+    return SimMessage(topic, payload, t_ns, kind, n)
 
 
 def to_ns(value: datetime | int) -> int:
@@ -96,12 +104,12 @@ def simulate(
         for topic, payload, kind, n in gateway.step(t_ns, prev, now, final):
             sim_stats.messages += 1
             sim_stats.readings += n
-            yield SimMessage(topic, payload, t_ns, kind, n)
+            yield _message(topic, payload, t_ns, kind, n)
         prev = now
     for topic, payload, kind, n in gateway.flush():
         sim_stats.messages += 1
         sim_stats.readings += n
-        yield SimMessage(topic, payload, t0 + n_steps * step_s * NS, kind, n)
+        yield _message(topic, payload, t0 + n_steps * step_s * NS, kind, n)
 
 
 def simulate_parks(

@@ -1,4 +1,5 @@
-"""Gateway behaviour switches: batching, outages, meter resets, malformed payloads, skew."""
+"""Gateway behaviour switches: batching, outages, meter resets, glitches, malformed payloads,
+skew."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class GatewayOptions:
     malformed_rate: float = 0.0
     #: largest clock skew, seconds; a seeded 20 % of devices get a skew in ±this
     skew_max_s: float = 0.0
+    #: bad readings per device per day, sent besides the real ones (a Modbus read error
+    #: as 0, a wrong register, a spike x1000, the same ts again with another value): the
+    #: collector must suppress each at the cost of one flagged interval (docs/intervals.md)
+    glitches_per_day: float = 0.0
 
     @classmethod
     def faulty(cls) -> GatewayOptions:
@@ -41,4 +46,10 @@ class GatewayOptions:
             replacements_per_day=0.02,
             malformed_rate=0.001,
             skew_max_s=30.0,
+            glitches_per_day=0.5,
         )
+
+    @classmethod
+    def demo(cls) -> GatewayOptions:
+        """The demo park (`lingtan up --demo`): clean but for a glitch now and then."""
+        return cls(glitches_per_day=2.0)

@@ -184,7 +184,11 @@ async def test_hand_computed_year(api: Api) -> None:
     assert heat["fuel_heat_gj"] == pytest.approx(FUEL_GJ_H * HOURS)
     assert heat["target"] == pytest.approx(0.5) and heat["pass"] is True
     assert heat["months"] == ["2025-01", "2025-02", "2025-03"]
-    assert heat["projection"] == {"value": pytest.approx(util), "pass": True}
+    assert heat["projection"] == {
+        "value": pytest.approx(util),
+        "pass": True,
+        "status": "projected",
+    }
 
     # the hash is sha256 of the canonical JSON without it, and reproducible
     assert doc["hash"] == report_hash(doc)
@@ -271,7 +275,7 @@ async def test_xlsx_in_both_languages(api: Api) -> None:
         assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
         assert r.headers["x-report-hash"] == doc["hash"]
         wb = openpyxl.load_workbook(io.BytesIO(r.content))
-        assert len(wb.sheetnames) == 2
+        assert len(wb.sheetnames) == 3  # indicators, monthly data, data quality
         ws = wb.worksheets[0]
         cells = [[c for c in row] for row in ws.iter_rows(values_only=True)]
         flat = [str(c) for row in cells for c in row if c is not None]

@@ -47,7 +47,7 @@ INTERVALS = [
     iv("grid-main", 7),  # before the window
     iv("grid-main", 8),
     iv("grid-main", 8.5),  # not on the hourly grid: unaligned
-    iv("grid-main", 9),
+    iv("grid-main", 9, flags=("conflict", "glitch")),
     iv("grid-main", 10, estimated=True, flags=("gap",)),
     iv("grid-main", 11, estimated=True, flags=("gap",)),
     # 12:00 missing
@@ -99,6 +99,7 @@ async def test_quality_per_device(api: Api) -> None:
     assert g["completeness"] == pytest.approx(5 / 6)
     assert g["measured_share"] == pytest.approx(3 / 6)
     assert (g["resets"], g["gaps"], g["implausible"], g["counter_decreases"]) == (1, 2, 0, 0)
+    assert (g["glitches"], g["suspect"], g["conflicts"]) == (1, 0, 1)
     assert g["rejected_readings"] == 2
     assert g["rejected_by_reason"] == {"invalid_json": 1, "non_finite": 1}
     assert g["missing_ranges"] == [
@@ -130,6 +131,7 @@ async def test_quality_per_device(api: Api) -> None:
     assert (t["missing_intervals"], t["unaligned_intervals"]) == (11, 1)
     assert t["completeness"] == pytest.approx(7 / 18)
     assert (t["resets"], t["implausible"], t["counter_decreases"], t["gaps"]) == (2, 1, 1, 2)
+    assert (t["glitches"], t["suspect"], t["conflicts"]) == (1, 0, 1)
     # 2 grid-main + 1 pv-1 + 1 for a device the registry does not know
     assert t["rejected_readings"] == 4
     assert doc["unattributed_rejections"] == {

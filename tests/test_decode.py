@@ -202,3 +202,67 @@ def test_detail_of_a_huge_bad_value_is_bounded() -> None:
     (dl,) = out.deadletters
     assert dl.reason == RejectReason.INVALID_READING
     assert len(dl.detail) < 400
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        # null is not "no ts": stamping it with the arrival time would invent a time
+        (b'{"ts": null, "energy_import_kwh": 5}', RejectReason.INVALID_READING, "ts is null"),
+        # a counter literal that is not zero but reads as 0.0 (it would look like a reset)
+        (
+            b'{"ts": 1795000000, "energy_import_kwh": 1e-400}',
+            RejectReason.OUT_OF_RANGE,
+            "energy_import_kwh: '1e-400' is not zero but underflows to 0",
+        ),
+        (
+            b'{"ts": 1795000000, "x_y": -2.5E-999}',
+            RejectReason.OUT_OF_RANGE,
+            "underflows to 0",
+        ),
+        # a float epoch is seconds: 1e12 s is in the year 33658, not 2001-09-09 in ms
+        (b'{"ts": 1e12, "power_kw": 1}', RejectReason.OUT_OF_RANGE, "after 2100"),
+        (b'{"ts": 4102444800, "power_kw": 1}', RejectReason.OUT_OF_RANGE, "after 2100"),
+        (
+            b'{"ts": 99999999999999, "power_kw": 1}',
+            RejectReason.OUT_OF_RANGE,
+            "epoch milliseconds is after 2100",
+        ),
+        (b'{"ts": 100000000000000, "power_kw": 1}', RejectReason.INVALID_READING, "neither"),
+        (b'{"ts": 946684799999, "power_kw": 1}', RejectReason.OUT_OF_RANGE, "before 2000"),
+        # only UTF-8: a BOM, UTF-16 (with and without BOM), UTF-32, lone surrogates
+        (
+            b'\xef\xbb\xbf{"power_kw": 1}',
+            RejectReason.INVALID_JSON,
+            "not UTF-8 JSON: starts with a UTF-8 byte order mark",
+        ),
+        ('{"power_kw": 1}'.encode("utf-16"), RejectReason.INVALID_JSON, "UTF-16 or UTF-32"),
+        ('{"power_kw": 1}'.encode("utf-16-le"), RejectReason.INVALID_JSON, "UTF-16 or UTF-32"),
+        ('{"power_kw": 1}'.encode("utf-32"), RejectReason.INVALID_JSON, "UTF-16 or UTF-32"),
+        (b'{"power_kw": 1, "n\\ud800": 2}', RejectReason.INVALID_JSON, "lone surrogate"),
+        (b'{"power_kw": 1, "fw": "\\uDFFFx"}', RejectReason.INVALID_JSON, "lone surrogate"),
+        (b'{"power_kw": 1, "fw": "\xed\xa0\x80"}', RejectReason.INVALID_JSON, "invalid UTF-8"),
+    ],
+)
+def test_strict_dead_letters(payload: bytes, reason: RejectReason, detail: str) -> None:
+    out = decode(payload)
+    assert out.readings == []
+    (dl,) = out.deadletters
+    assert dl.reason is reason and detail in dl.detail, dl.detail
+    assert dl.raw == payload
+
+
+def test_what_strictness_still_accepts() -> None:
+    out = decode(
+        b'[{"ts": 1795000000.5, "energy_import_kwh": 1e-300, "power_kw": 0e-5},'
+        b' {"ts": 1795000001, "power_kw": 1, "fw": "\\ud83d\\ude00"},'
+        b' {"ts": 1795000000250, "energy_import_kwh": 0.0}]'
+    )
+    assert out.deadletters == []
+    # a tiny but representable counter stays; 0e-5 is a real zero; a surrogate pair is fine
+    assert [r.values for r in out.readings] == [
+        {"energy_import_kwh": 1e-300, "power_kw": 0.0},
+        {"power_kw": 1.0},
+        {"energy_import_kwh": 0.0},
+    ]
+    assert out.readings[2].ts_ns == 1_795_000_000_250 * 10**6

@@ -57,6 +57,7 @@ def test_seeded_history_horizon_and_late_readings() -> None:
     assert engine.stale_readings == 1
     # the collector's fallback for that window: readings loaded from storage from 08:00
     stored = [
+        rd(-3, -3),
         rd(0, 0),
         rd(5, 5),
         rd(7, 7),
@@ -67,9 +68,10 @@ def test_seeded_history_horizon_and_late_readings() -> None:
         rd(27, 27),
     ]
     window = compute_window(stored, PARK, A, B)
-    # A = 0->...->15 at 1 kWh/min = 15; exact because the first point (08:00) starts A
+    # A = 0->...->15 at 1 kWh/min = 15; exact because the second point (08:00) starts A
+    # (whether the first point was a glitch depends on the unknown one before it)
     assert [(e.start_ns, e.values) for e in window] == [(A, {"energy_import_kwh": 15.0})]
-    # loaded from 08:05 only, A cannot be known: nothing returned for it
+    # loaded from 08:00 only, the second point is 08:05: A cannot be known
     assert compute_window(stored[1:], PARK, A, B) == []
 
 
@@ -77,15 +79,14 @@ def test_seed_too_short_gives_no_exact_horizon() -> None:
     engine = IntervalEngine(lambda pid: PARK)
     engine.seed([rd(7, 7)])
     assert engine.horizon("p", "m") == HORIZON_NONE
-    # still stored: once a point at/after 08:15 exists the horizon is just after it
-    out = engine.add([rd(20, 20)])
-    # 7->20 touches A (starts before 08:07: unknown, not emitted) and B, which is exactly
-    # known: 5 min (15..20) at 1 kWh/min = 5
-    assert [(e.start_ns, e.values) for e in out] == [(B, {"energy_import_kwh": 5.0})]
-    assert engine.horizon("p", "m") == T0 + 20 * MIN + 1
-    out = engine.add([rd(25, 25)])
-    # B = 7->20 gives 5 min (15..20) = 5, 20->25 = 5 => 10
-    assert [(e.start_ns, e.values) for e in out] == [(B, {"energy_import_kwh": 10.0})]
+    # still stored. 7->20 touches A and B, and neither is known: had 08:07 been a glitch
+    # (off the line between its unknown predecessor and 08:20), 7->20 would count otherwise
+    assert engine.add([rd(20, 20)]) == []
+    assert engine.horizon("p", "m") == HORIZON_NONE
+    # exact from the second point (08:20) on: C (08:30-) is the first whole interval
+    out = engine.add([rd(32, 32)])
+    assert [(e.start_ns, e.values) for e in out] == [(C, {"energy_import_kwh": 2.0})]
+    assert engine.horizon("p", "m") == T0 + 32 * MIN + 1
 
 
 def test_seed_then_unchanged_reading_emits_nothing() -> None:
@@ -106,8 +107,9 @@ def test_pruning_keeps_results_exact_and_moves_the_horizon() -> None:
     # every quarter hour: 15 min x 0.5 = 7.5
     assert len(final) == 16 and all(v == pytest.approx(7.5) for v in final.values())
     # window 1 h, pruned once history exceeds window + max(window/8, 1 h) = 2 h: at 03:05
-    # (minute 185) everything before the last point before 02:05 (minute 120) went
-    assert engine.horizon("p", "m") == T0 + 120 * MIN + 1
+    # (minute 185) everything before the last point before 02:05 (minute 120) went; exact
+    # from the second point (02:05) on, so from 02:15 on: the horizon is just after 02:15
+    assert engine.horizon("p", "m") == T0 + 135 * MIN + 1
     # a reading older than the held history is not used (no wrong intervals)
     assert engine.add([rd(60, 0.0)]) == []
     assert engine.stale_readings == 1

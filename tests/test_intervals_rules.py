@@ -212,10 +212,9 @@ def test_late_reading_recomputes_only_touched_intervals() -> None:
     check(late, {A: (18.0, (), False), B: (12.0, (), False)}, "energy_import_kwh")
     # the same late reading again: nothing changes
     assert engine.add([rd(10, energy_import_kwh=16)]) == []
-    # a duplicate with another value: the last one wins
-    again = engine.add([rd(10, energy_import_kwh=6)])
-    # A = 6 + half of 14 = 13, B = 7 + 10 = 17
-    check(again, {A: (13.0, (), False), B: (17.0, (), False)}, "energy_import_kwh")
+    # a duplicate with another value: the first one stays (the collector keeps the other
+    # as a conflict record), nothing changes
+    assert engine.add([rd(10, energy_import_kwh=6)]) == []
 
 
 def test_each_interval_at_most_once_per_call() -> None:
@@ -235,8 +234,16 @@ def test_each_interval_at_most_once_per_call() -> None:
     ],
 )
 def test_near_zero_threshold(v1: float, expected_a: float, flags: tuple[str, ...]) -> None:
-    out = compute_intervals([rd(0, energy_import_kwh=1000), rd(5, energy_import_kwh=v1)], PARK)
-    check(out, {A: (expected_a, flags, False)}, "energy_import_kwh")
+    # the reading after the drop stays low and rises (+1): a reset, not a glitch
+    out = compute_intervals(
+        [
+            rd(0, energy_import_kwh=1000),
+            rd(5, energy_import_kwh=v1),
+            rd(10, energy_import_kwh=v1 + 1),
+        ],
+        PARK,
+    )
+    check(out, {A: (expected_a + 1, flags, False)}, "energy_import_kwh")
 
 
 @pytest.mark.parametrize(

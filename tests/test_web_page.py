@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,7 +81,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
         rows = []
         for h in range(14):
             start = MIDNIGHT + timedelta(hours=h)
-            rows.append(iv(park, "grid-main", start, 60, energy_import_kwh=100.0))
+            grid = iv(park, "grid-main", start, 60, energy_import_kwh=100.0)
+            # 03:00-04:00 rests on a suppressed glitch: the page says so
+            rows.append(replace(grid, flags=("glitch",)) if h == 3 else grid)
             rows.append(iv(park, "pv-1", start, 60, energy_kwh=50.0 * max(0, h - 5)))
             rows.append(iv(park, "bldg-a", start, 60, energy_import_kwh=60.0))
         await storage.write(WriteBatch(intervals=rows))
@@ -95,6 +97,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         )
         app.state.services.balance.clock = lambda: NOW_NS
         app.state.services.balance.cache.clock = lambda: NOW_NS
+        # row by row: the summing fast path does not read interval flags yet
+        app.state.services.balance.cache.aggregate = False
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )
@@ -230,6 +234,12 @@ def test_live_page_shows_and_updates_live_numbers(
     # the evaluation summary of 2026 (JSON of /evaluation)
     wait_for(lambda: "Carbon emissions per unit of energy" in text(driver, "evaluation"), "eval")
     assert text(driver, "eval-year") == "2026"
+    # 14 hours of a year: no projection, and the glitch behind today's figures is named
+    assert "insufficient data" in text(driver, "evaluation")
+    assert "glitch-suppressed 1 intervals (grid-main)" in text(driver, "evaluation")
+    assert text(driver, "quality") == (
+        "⚠ Today's figures rest on repaired data: glitch-suppressed 1 intervals (grid-main)"
+    )
 
     # Chinese (the default) relabels the page
     driver.get(f"{served.url}/parks/demo")

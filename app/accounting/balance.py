@@ -194,6 +194,8 @@ def _add_interval(
     s.energy_kgce += kgce
     s.measured_intervals += t.measured
     s.estimated_intervals += t.estimated
+    if t.quality:
+        s.add_quality(t.quality)
     for role, kwh in t.submeter_kwh.items():
         s.submeter_kwh[role] = s.submeter_kwh.get(role, 0.0) + kwh
 

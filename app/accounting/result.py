@@ -8,6 +8,7 @@ from typing import Any
 
 from .certificates import CertificateUse
 from .storage import StorageDeviceState
+from .totals import QUALITY_CATEGORIES
 
 #: SPEC §6 field names, in contract order.
 BALANCE_FIELDS: tuple[str, ...] = (
@@ -66,14 +67,40 @@ class Sums:
     estimated_intervals: int = 0
     expected_intervals: int = 0
     submeter_kwh: dict[str, float] = field(default_factory=dict)
+    #: quality category -> device-intervals in it (docs/intervals.md, "Quality")
+    quality_intervals: dict[str, int] = field(default_factory=dict)
+    #: quality category -> the devices behind those intervals
+    quality_devices: dict[str, set[str]] = field(default_factory=dict)
+
+    def add_quality(self, quality: dict[str, tuple[str, ...]]) -> None:
+        """Count one interval's `IntervalTotals.quality`."""
+        for name, devices in quality.items():
+            self.quality_intervals[name] = self.quality_intervals.get(name, 0) + len(devices)
+            self.quality_devices.setdefault(name, set()).update(devices)
 
     def add(self, other: Sums) -> None:
         for name in self.__slots__:
             if name == "submeter_kwh":
                 for k, v in other.submeter_kwh.items():
                     self.submeter_kwh[k] = self.submeter_kwh.get(k, 0.0) + v
+            elif name == "quality_intervals":
+                for k, n in other.quality_intervals.items():
+                    self.quality_intervals[k] = self.quality_intervals.get(k, 0) + n
+            elif name == "quality_devices":
+                for k, devs in other.quality_devices.items():
+                    self.quality_devices.setdefault(k, set()).update(devs)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def quality_summary(intervals: dict[str, int], devices: dict[str, set[str]]) -> dict[str, Any]:
+    """The `quality` object of a bucket or total: every category, even when empty."""
+    out: dict[str, Any] = {
+        name: {"intervals": intervals.get(name, 0), "devices": sorted(devices.get(name, ()))}
+        for name in QUALITY_CATEGORIES
+    }
+    out["repaired"] = any(intervals.get(name, 0) for name in QUALITY_CATEGORIES)
+    return out
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -131,6 +158,21 @@ class BalanceFields:
     estimated_intervals: int
     expected_intervals: int
     submeter_kwh: dict[str, float]
+    #: what stands behind the figures: per category (`estimated`, `glitch`, `implausible`,
+    #: `conflict`, `reset`) the device-intervals in it and the devices, e.g.
+    #: {"glitch": {"intervals": 1, "devices": ["grid-main"]}, ...}; `repaired` says whether
+    #: any figure rests on such an interval
+    quality: dict[str, Any]
+
+    @property
+    def quality_intervals(self) -> dict[str, int]:
+        """`Sums.quality_intervals` back from `quality` (a fresh dict)."""
+        return {n: self.quality[n]["intervals"] for n in QUALITY_CATEGORIES if n in self.quality}
+
+    @property
+    def quality_devices(self) -> dict[str, set[str]]:
+        """`Sums.quality_devices` back from `quality` (fresh sets)."""
+        return {n: set(self.quality[n]["devices"]) for n in QUALITY_CATEGORIES if n in self.quality}
 
     @classmethod
     def from_sums(cls, s: Sums) -> BalanceFields:
@@ -179,6 +221,7 @@ class BalanceFields:
             estimated_intervals=s.estimated_intervals,
             expected_intervals=s.expected_intervals,
             submeter_kwh=dict(s.submeter_kwh),
+            quality=quality_summary(s.quality_intervals, s.quality_devices),
         )
 
     def as_dict(self) -> dict[str, Any]:

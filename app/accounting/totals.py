@@ -13,6 +13,27 @@ from .factors import GJ_PER_KWH
 
 _FUEL_COUNTERS = ("gas_m3", "fuel_kg", "fuel_l")
 
+#: What stands behind a figure (docs/intervals.md): quality category -> the interval flags
+#: that put a device-interval in it (`estimated` also comes from `IntervalEnergy.estimated`).
+QUALITY_FLAGS: dict[str, frozenset[str]] = {
+    "estimated": frozenset(),
+    "glitch": frozenset({"glitch", "suspect"}),
+    "implausible": frozenset({"implausible"}),
+    "conflict": frozenset({"conflict"}),
+    "reset": frozenset({"reset", "counter_decrease"}),
+}
+QUALITY_CATEGORIES: tuple[str, ...] = tuple(QUALITY_FLAGS)
+
+
+def quality_categories(estimated: bool, flags: Iterable[str]) -> list[str]:
+    """The quality categories one interval row of one device falls in."""
+    tags = set(flags)
+    return [
+        name
+        for name, wanted in QUALITY_FLAGS.items()
+        if (estimated if name == "estimated" else bool(tags & wanted))
+    ]
+
 
 @dataclass(slots=True)
 class IntervalTotals:
@@ -46,6 +67,9 @@ class IntervalTotals:
     estimated: int = 0
     #: tags from the inputs: "<device>:<flag>"
     flags: tuple[str, ...] = ()
+    #: quality category (`QUALITY_CATEGORIES`) -> devices in the balance whose row of this
+    #: interval is in it (sorted); categories without any device are left out
+    quality: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def storage_charge_kwh(self) -> float:
@@ -54,6 +78,22 @@ class IntervalTotals:
     @property
     def storage_discharge_kwh(self) -> float:
         return sum(s for _, s in self.storage.values())
+
+
+#: InfluxQL regex over the `flags` field matching every row that is in a quality category
+#: besides `estimated` (for a summing loader: read just those rows, they are rare)
+QUALITY_FLAGS_REGEX = "|".join(sorted(set().union(*QUALITY_FLAGS.values())))
+
+
+def add_row_quality(
+    total: IntervalTotals, device: str, estimated: bool, flags: Iterable[str]
+) -> None:
+    """Count one balance device's interval row in `total.quality` (what `interval_totals`
+    does per row; for loaders that sum rows elsewhere and read the flagged ones apart)."""
+    for name in quality_categories(estimated, flags):
+        devices = total.quality.get(name, ())
+        if device not in devices:
+            total.quality[name] = tuple(sorted((*devices, device)))
 
 
 def _v(values: Mapping[str, float], key: str) -> float:
@@ -164,6 +204,7 @@ def interval_totals(intervals: Iterable[IntervalEnergy], park: Park) -> list[Int
                 total.estimated += 1
             else:
                 total.measured += 1
+            add_row_quality(total, ie.device, ie.estimated, ie.flags)
             _add(
                 total,
                 dev.role,

@@ -61,7 +61,20 @@ _L: dict[str, tuple[str, str]] = {
     "offsets_share": ("抵消量占比", "Share covered by offsets"),
     "physical": ("物理法", "physical"),
     "size_band": ("规模档位", "Size band"),
+    "quality": ("数据质量", "Data quality"),
+    "quality_category": ("类别", "Category"),
+    "quality_intervals": ("设备区间数", "Device-intervals"),
+    "quality_devices": ("设备", "Devices"),
+    "q_estimated": ("估算（缺数填补）", "Estimated (gap filled)"),
+    "q_glitch": ("异常读数已剔除", "Glitch-suppressed"),
+    "q_implausible": ("不合理增量（未计入）", "Implausible (not counted)"),
+    "q_conflict": ("冲突读数（保留首条）", "Conflicting readings (first kept)"),
+    "q_reset": ("计量表复位", "Meter reset"),
+    "projection_status": ("年末预测", "Year-end projection"),
+    "insufficient": ("数据不足", "insufficient data"),
 }
+
+QUALITY_KEYS = ("estimated", "glitch", "implausible", "conflict", "reset")
 
 NOTES: dict[str, tuple[str, str]] = {
     "clean_energy_share": (
@@ -176,3 +189,25 @@ def provenance_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("registry_version", str(prov.get("registry_version", "—"))),
         ("audit_head", head["anchor"] if head else "—"),
     ]
+
+
+def quality_rows(doc: dict[str, Any], lang: str) -> list[tuple[str, int, str]]:
+    """(category label, device-intervals, devices) of the report's quality section."""
+    quality = doc.get("quality") or {}
+    out = []
+    for key in QUALITY_KEYS:
+        q = quality.get(key) or {"intervals": 0, "devices": []}
+        out.append((t(f"q_{key}", lang), int(q["intervals"]), ", ".join(q["devices"])))
+    return out
+
+
+def projection_text(doc: dict[str, Any], lang: str) -> str:
+    """ "insufficient data (0.5 % of the year, needs 8.3 %)" or the share the projection uses."""
+    p = doc.get("projection") or {}
+    share = fmt_pct(p.get("year_coverage"))
+    if p.get("status") == "insufficient_data":
+        need = fmt_pct(p.get("min_coverage"))
+        if lang == "zh":
+            return f"{t('insufficient', lang)}（全年数据覆盖 {share}，至少需 {need}）"
+        return f"{t('insufficient', lang)} ({share} of the year has data, needs {need})"
+    return f"{share}（全年数据覆盖）" if lang == "zh" else f"from {share} of the year with data"

@@ -24,7 +24,9 @@ from app.evaluation.labels import (
     fmt_value,
     indicator_rows,
     note,
+    projection_text,
     provenance_rows,
+    quality_rows,
     t,
     target_status,
     verdict,
@@ -151,6 +153,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
         (t("months_with_data", lang), ", ".join(doc["months_with_data"]) or "—"),
         (t("energy", lang), fmt_value(doc["energy_tce"], "tce")),
         (t("energy_projected", lang), fmt_value(doc["energy_tce_projected"], "tce")),
+        (t("projection_status", lang), projection_text(doc, lang)),
     ]
     meta_rows: list[list[Any]] = [[_p(k, base), _p(v, base)] for k, v in meta]
     meta_rows.append([_p(t("hash", lang), base), Paragraph(doc["hash"], mono)])
@@ -257,6 +260,24 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
         )
     )
     story.append(mtab)
+
+    story.append(_p(t("quality", lang), h2))
+    qhead = [t("quality_category", lang), t("quality_intervals", lang), t("quality_devices", lang)]
+    qrows: list[list[Any]] = [[_p(h, small) for h in qhead]]
+    for label, count, devices in quality_rows(doc, lang):
+        qrows.append([_p(label, small), str(count), _p(devices or "—", small)])
+    qtab = Table(qrows, colWidths=[60 * mm, 30 * mm, width - 90 * mm], repeatRows=1)
+    qtab.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDEBF7")),
+                ("FONTSIZE", (0, 0), (-1, -1), 8),
+                ("ALIGN", (1, 1), (1, -1), "RIGHT"),
+            ]
+        )
+    )
+    story.append(qtab)
 
     story.append(_p(t("notes", lang), h2))
     notes = [doc["projection_method"][lang]]

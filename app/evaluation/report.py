@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from app.accounting import BalanceFields, BalanceResult, FactorSet
+from app.accounting.totals import QUALITY_CATEGORIES
 from app.registry.models import Park
 
 #: 1 tce = 29.3076 GJ (GB/T 2589 standard coal: 7000 kcal/kg)
@@ -19,14 +20,24 @@ PROJECTION_METHOD = {
         "Year-end projection: each month with data is scaled to a full month by its coverage "
         "((measured + estimated intervals) / expected intervals); the scaled monthly sums are "
         "extrapolated linearly over the year (x year length / total length of those months). "
-        "Ratios are re-derived from the projected numerators and denominators."
+        "Ratios are re-derived from the projected numerators and denominators. With data for "
+        "less than 1/12 of the year's device-intervals (a month's worth) the projection says "
+        "insufficient data."
     ),
     "zh": (
         "年末预测：有数据的月份按其数据覆盖率（（实测 + 估算区间）/ 应有区间）折算为整月，"
         "再按时间长度线性外推至全年（× 全年时长 / 这些月份的总时长）；"
         "比值由预测的分子和分母重新计算。"
+        "全年应有区间中有数据者不足 1/12（一个月）时，预测显示数据不足。"
     ),
 }
+
+
+#: Below this share of the year's expected device-intervals covered by data (measured or
+#: estimated), the year-end projection says "insufficient data" instead of a value and a
+#: pass/fail (docs/evaluation.md): a month's worth of the year (1/12) is the least a linear
+#: extrapolation of an annual indicator is worth showing.
+MIN_PROJECTION_COVERAGE = 1 / 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +171,23 @@ class _Window:
     def total(self, key: str) -> float:
         return sum(m.q[key] for m in self.months)
 
+    def year_coverage(self) -> float | None:
+        """Share of the whole year's expected device-intervals that have data."""
+        expected = sum(m.fields.expected_intervals for m in self.months)
+        span = sum(m.length_s for m in self.months)
+        if not expected or span <= 0:
+            return None
+        covered = sum(
+            m.fields.measured_intervals + m.fields.estimated_intervals for m in self.months
+        )
+        return min(1.0, covered / (expected * self.year_length_s / span))
+
+    def sufficient(self) -> bool:
+        coverage = self.year_coverage()
+        return coverage is not None and coverage >= MIN_PROJECTION_COVERAGE
+
     def projected(self, key: str) -> float | None:
-        if not self.data:
+        if not self.data or not self.sufficient():
             return None
         span = sum(m.length_s for m in self.data)
         scaled = sum(m.q[key] / m.coverage for m in self.data if m.coverage)
@@ -203,7 +229,11 @@ def _indicator(
         "target_confirmed": target_confirmed,
         "months": w.months_with(den),
         "completeness": _completeness(w.months),
-        "projection": {"value": projected, "pass": _passes(projected, target, comparison)},
+        "projection": {
+            "value": projected,
+            "pass": _passes(projected, target, comparison),
+            "status": "projected" if w.sufficient() else "insufficient_data",
+        },
         "numerator": {"key": num, "value": w.total(num), "projected": pnum},
         "denominator": {"key": den, "value": w.total(den), "projected": pden},
     }
@@ -266,6 +296,21 @@ def build_report(
         )
     if not w.data:
         warnings.append("no month of the year has data")
+    year_coverage = w.year_coverage()
+    if not w.sufficient():
+        warnings.append(
+            "insufficient data for a year-end projection: "
+            f"{(year_coverage or 0.0) * 100:.1f} % of the year's device-intervals have data"
+            f" (a projection needs {MIN_PROJECTION_COVERAGE * 100:.1f} %, a month's worth)"
+        )
+    quality = result.total.quality
+    repaired = [
+        f"{name} {quality[name]['intervals']} ({', '.join(quality[name]['devices'])})"
+        for name in QUALITY_CATEGORIES
+        if quality.get(name, {}).get("intervals")
+    ]
+    if repaired:
+        warnings.append("figures rest on repaired data: " + "; ".join(repaired) + " intervals")
 
     core = _indicator(
         "carbon_per_energy",
@@ -356,6 +401,12 @@ def build_report(
         "completeness": _completeness(months),
         "months_with_data": [m.label for m in w.data],
         "projection_method": dict(PROJECTION_METHOD),
+        "projection": {
+            "status": "projected" if w.sufficient() else "insufficient_data",
+            "year_coverage": year_coverage,
+            "min_coverage": MIN_PROJECTION_COVERAGE,
+        },
+        "quality": quality,
         "energy_tce": energy_ytd,
         "energy_tce_projected": energy_proj,
         "core": core,
@@ -378,6 +429,7 @@ def build_report(
                 "heat_recovered_gj": m.fields.heat_recovered_gj,
                 "completeness": m.fields.completeness,
                 "coverage": m.coverage,
+                "quality": m.fields.quality,
             }
             for m in months
         ],

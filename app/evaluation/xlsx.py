@@ -14,7 +14,9 @@ from app.evaluation.labels import (
     fmt_target,
     indicator_rows,
     note,
+    projection_text,
     provenance_rows,
+    quality_rows,
     t,
     target_status,
     verdict,
@@ -52,6 +54,7 @@ def render_xlsx(doc: dict[str, Any], lang: str) -> bytes:
         ("energy", doc["energy_tce"]),
         ("energy_projected", doc["energy_tce_projected"]),
         ("projection", doc["projection_method"][lang]),
+        ("projection_status", projection_text(doc, lang)),
         ("hash", doc["hash"]),
         *provenance_rows(doc),
     ]
@@ -149,6 +152,17 @@ def render_xlsx(doc: dict[str, Any], lang: str) -> bytes:
         for c, (_, _, fmt) in enumerate(cols, start=1):
             if fmt:
                 ms.cell(ms.max_row, c).number_format = fmt
+
+    qs = wb.create_sheet(t("quality", lang))
+    qs.append(
+        [t("quality_category", lang), t("quality_intervals", lang), t("quality_devices", lang)]
+    )
+    for c in range(1, 4):
+        qs.cell(1, c).font = _BOLD
+        qs.cell(1, c).fill = _HEAD_FILL
+        qs.column_dimensions[get_column_letter(c)].width = 32
+    for label, count, devices in quality_rows(doc, lang):
+        qs.append([label, count, devices])
 
     buf = io.BytesIO()
     wb.save(buf)

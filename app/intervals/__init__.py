@@ -7,6 +7,7 @@ from app.intervals.engine import (
     IntervalEngine,
     compute_intervals,
     compute_window,
+    history_start_ns,
 )
 from app.intervals.models import IntervalEnergy
 
@@ -17,6 +18,7 @@ __all__ = [
     "IntervalEngine",
     "compute_intervals",
     "compute_window",
+    "history_start_ns",
     "interval_bounds",
     "interval_start_ns",
     "iter_interval_bounds",

@@ -8,8 +8,14 @@ result does not depend on the order in which readings arrived (the engine equals
 `compute_intervals` bit for bit). Inserting a point replaces one segment by two; only the
 intervals those segments overlap are rebuilt.
 
-Duplicates (same device, same ts): per counter, the value (and `reset`) of the last reading
-carrying that counter wins, in arrival order; identical duplicates change nothing.
+A segment's amount also depends on whether its end points are glitches (`rules.is_glitch`,
+decided by each point's two raw neighbours), so segment k (point k-1 to point k) depends on
+points k-2 .. k+1: inserting a point rebuilds the up to four segments whose window holds it.
+Segment flags are kept per segment start, so removing a segment takes off what was added.
+
+Duplicates (same device, same ts): per counter, the first value (and `reset`) held stays, in
+arrival order; a later differing one changes nothing (the collector keeps it as a conflict
+record, docs/intervals.md); identical duplicates change nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +29,16 @@ from app.intervals.align import interval_bounds, interval_ns
 from app.intervals.models import IntervalEnergy
 from app.intervals.rules import (
     F_GAP,
+    F_GLITCH,
     F_IMPLAUSIBLE,
+    F_SUSPECT,
     FLAG_NAMES,
     GAP_FACTOR,
+    GLITCH_DECIDE_S,
     classify_segment,
-    kwh_factor,
+    is_glitch,
+    plausibility_bound,
+    plausibility_kwh_factor,
 )
 from app.registry.models import COUNTER_QUANTITIES, Device, Park
 from app.telemetry.models import Reading
@@ -37,7 +48,7 @@ HORIZON_ALL = -(2**63)
 #: `horizon()` when no reading can be handled exactly yet (history too short after a seed).
 HORIZON_NONE = 2**63 - 1
 
-_N_FLAGS = 4  # counters per cell: one per flag bit, then one for estimated
+_N_FLAGS = len(FLAG_NAMES)  # counters per cell: one per flag bit, then one for estimated
 
 
 @dataclass(slots=True)
@@ -47,6 +58,8 @@ class _Series:
     ts: list[int] = field(default_factory=list)
     vals: list[float] = field(default_factory=list)
     resets: list[bool] = field(default_factory=list)
+    #: flags of each segment held in the cells, by the segment's start ts
+    seg_flags: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -56,6 +69,8 @@ class _Cell:
     end_ns: int
     parts: dict[str, dict[int, float]] = field(default_factory=dict)
     counts: list[int] = field(default_factory=lambda: [0] * (_N_FLAGS + 1))
+    #: conflicting readings the collector refused in this interval (`IntervalEngine.conflict`)
+    conflicts: int = 0
 
 
 class _DeviceState:
@@ -63,19 +78,23 @@ class _DeviceState:
 
     `origin` means the held series are the device's whole history (nothing earlier exists).
     Otherwise each series is a contiguous suffix of the real one: its first point's
-    predecessor is unknown, so only intervals starting at or after the latest first point
+    predecessor is unknown, and with it whether that point was a glitch, which decides the
+    segment after it; so only intervals starting at or after the latest second point
     (`exact_from`) are exactly known and ever reported. `floor_ns`: every reading of the
     device at or after it is held, so a counter without a series may only start there.
     """
 
     __slots__ = (
+        "_factors",
         "_last_bounds",
+        "bound_kw",
+        "bound_registry",
         "cells",
+        "decide_ns",
         "device",
         "emitted",
         "floor_ns",
         "gap_ns",
-        "max_kw",
         "newest_ns",
         "origin",
         "park",
@@ -86,8 +105,10 @@ class _DeviceState:
         self.park = park
         self.device = device
         self.origin = origin
-        self.max_kw = device.max_kw
+        self.bound_kw, self.bound_registry = plausibility_bound(park, device)
+        self._factors: dict[str, float | None] = {}
         self.gap_ns = int(GAP_FACTOR * interval_ns(park))
+        self.decide_ns = max(self.gap_ns, GLITCH_DECIDE_S * 1_000_000_000)
         self.series: dict[str, _Series] = {}
         self.cells: dict[int, _Cell] = {}
         self.emitted: dict[int, IntervalEnergy] = {}
@@ -107,19 +128,88 @@ class _DeviceState:
 
     # -- segments --------------------------------------------------------------------------
 
-    def _segment(self, quantity: str, s: _Series, i: int, touched: set[int], sign: int) -> None:
+    def _glitch(self, s: _Series, k: int) -> bool:
+        """Point k is a glitch (decided by its raw neighbours; the first point never is)."""
+        if k <= 0 or k + 1 >= len(s.ts):
+            return False
+        vals = s.vals
+        if vals[k - 1] <= vals[k] <= vals[k + 1]:
+            return False  # on the way from one neighbour to the other: the common case
+        return is_glitch(
+            s.vals[k - 1],
+            s.vals[k],
+            s.vals[k + 1],
+            s.resets[k],
+            s.resets[k + 1],
+            s.ts[k + 1] - s.ts[k],
+            self.decide_ns,
+        )
+
+    def _classify(
+        self, quantity: str, s: _Series, k: int, g0: bool | None = None
+    ) -> tuple[float, int]:
+        """Amount and flags of segment k (point k-1 to point k), from points k-2 .. k+1.
+
+        `g0`: whether point k-1 is a glitch, when the caller already knows.
+        """
+        ts, vals = s.ts, s.vals
+        dt = ts[k] - ts[k - 1]
+        factor = self._factors.get(quantity, 0.0)
+        if factor == 0.0:
+            factor = self._factors[quantity] = plausibility_kwh_factor(
+                quantity, self.bound_registry
+            )
+        if g0 is None:
+            g0 = self._glitch(s, k - 1)
+        g1 = k + 1 < len(ts) and self._glitch(s, k)
+        if not (g0 or g1):
+            if k == len(ts) - 1 and vals[k] < vals[k - 1] and not s.resets[k]:
+                # a drop the next reading has yet to decide: glitch or reset
+                return 0.0, F_SUSPECT | (F_GAP if dt > self.gap_ns else 0)
+            return classify_segment(
+                vals[k - 1], vals[k], s.resets[k], dt, self.gap_ns, factor, self.bound_kw
+            )
+        flags = F_GLITCH | (F_GAP if dt > self.gap_ns else 0)
+        if g0 and g1:
+            return 0.0, flags
+        # bridge the glitch: the step between its neighbours, spread over both segments
+        a, b = (k - 1, k + 1) if g1 else (k - 2, k)
+        span = ts[b] - ts[a]
+        amount, bridged = classify_segment(
+            vals[a], vals[b], False, span, self.gap_ns, factor, self.bound_kw
+        )
+        flags |= bridged & F_IMPLAUSIBLE
+        return (amount if span == dt else amount * dt / span), flags
+
+    def _segment(
+        self,
+        quantity: str,
+        s: _Series,
+        i: int,
+        touched: set[int],
+        sign: int,
+        g0: bool | None = None,
+    ) -> None:
         """Add (sign=+1) or remove (sign=-1) the segment from point i-1 to point i."""
         t0, t1 = s.ts[i - 1], s.ts[i]
         dt = t1 - t0
-        amount, flags = classify_segment(
-            s.vals[i - 1],
-            s.vals[i],
-            s.resets[i],
-            dt,
-            self.gap_ns,
-            kwh_factor(quantity),
-            self.max_kw,
-        )
+        if sign > 0:
+            if g0 is False and i == len(s.ts) - 1 and s.vals[i] >= s.vals[i - 1]:
+                # appended on the trajectory (the common case): a plain segment
+                factor = self._factors.get(quantity, 0.0)
+                if factor == 0.0:
+                    factor = self._factors[quantity] = plausibility_kwh_factor(
+                        quantity, self.bound_registry
+                    )
+                amount, flags = classify_segment(
+                    s.vals[i - 1], s.vals[i], s.resets[i], dt, self.gap_ns, factor, self.bound_kw
+                )
+            else:
+                amount, flags = self._classify(quantity, s, i, g0)
+            if flags:  # absent means 0
+                s.seg_flags[t0] = flags
+        else:
+            amount, flags = 0.0, s.seg_flags.pop(t0, 0)
         estimated = bool(flags & F_GAP) and not flags & F_IMPLAUSIBLE
         t = t0
         while t < t1:
@@ -156,7 +246,11 @@ class _DeviceState:
         touched: set[int],
         allow_before: bool,
     ) -> bool:
-        """Insert or replace one point; False when it lies before the held history."""
+        """Insert one point; False when it lies before the held history.
+
+        A point at a held ts changes nothing (the first one stays). Segments i-1 .. i+2 of
+        the new point's index i are the ones whose four-point window holds it.
+        """
         s = self.series.get(quantity)
         if s is None:
             if not allow_before and ts_ns < self.floor_ns:
@@ -168,34 +262,27 @@ class _DeviceState:
             ts.append(ts_ns)
             s.vals.append(value)
             s.resets.append(reset)
-            self._segment(quantity, s, n, touched, +1)
+            # the old last segment changes only if the new point makes its end a glitch or
+            # decides its suspect drop (its flags were stored when it was added)
+            vals = s.vals
+            glitch = n > 1 and not vals[n - 2] <= vals[n - 1] <= value and self._glitch(s, n - 1)
+            if n > 1 and (glitch or s.seg_flags.get(ts[n - 2], 0) & F_SUSPECT):
+                self._segment(quantity, s, n - 1, touched, -1)
+                self._segment(quantity, s, n - 1, touched, +1)
+            self._segment(quantity, s, n, touched, +1, glitch)
             return True
-        i = bisect_left(ts, ts_ns)
-        if i < n and ts[i] == ts_ns:  # duplicate: last one wins
-            if s.vals[i] == value and s.resets[i] == reset:
-                return True
-            if i > 0:
-                self._segment(quantity, s, i, touched, -1)
-            if i + 1 < n:
-                self._segment(quantity, s, i + 1, touched, -1)
-            s.vals[i] = value
-            s.resets[i] = reset
-            if i > 0:
-                self._segment(quantity, s, i, touched, +1)
-            if i + 1 < n:
-                self._segment(quantity, s, i + 1, touched, +1)
-            return True
+        i = n if not n else bisect_left(ts, ts_ns)
+        if i < n and ts[i] == ts_ns:
+            return True  # duplicate: the first one stays
         if i == 0 and n and not allow_before:
             return False
-        if 0 < i < n:
-            self._segment(quantity, s, i, touched, -1)
+        for k in range(max(1, i - 1), min(n - 1, i + 1) + 1):
+            self._segment(quantity, s, k, touched, -1)
         ts.insert(i, ts_ns)
         s.vals.insert(i, value)
         s.resets.insert(i, reset)
-        if i > 0:
-            self._segment(quantity, s, i, touched, +1)
-        if i + 1 < n + 1:
-            self._segment(quantity, s, i + 1, touched, +1)
+        for k in range(max(1, i - 1), min(n, i + 2) + 1):
+            self._segment(quantity, s, k, touched, +1)
         return True
 
     def add_reading(self, reading: Reading, touched: set[int], allow_before: bool) -> int:
@@ -216,13 +303,19 @@ class _DeviceState:
         """Intervals starting at or after this instant are exactly known."""
         if self.origin or not self.series:
             return HORIZON_ALL
-        return max(s.ts[0] for s in self.series.values() if s.ts)
+        # the first held point may have been a glitch (its predecessor is unknown), which
+        # changes the segment after it: exact from each series' second point on
+        # (a lone point is taken as it is: nothing after it is held yet)
+        return max(s.ts[1] if len(s.ts) > 1 else s.ts[0] for s in self.series.values() if s.ts)
 
     def build(self, start_ns: int) -> IntervalEnergy | None:
         cell = self.cells.get(start_ns)
         if cell is None or not cell.parts:
             return None
         counts = cell.counts
+        flags = [name for bit, name in FLAG_NAMES if counts[bit.bit_length() - 1] > 0]
+        if cell.conflicts:
+            flags = sorted([*flags, "conflict"])
         return IntervalEnergy(
             park=self.park.id,
             device=self.device.id,
@@ -231,7 +324,7 @@ class _DeviceState:
             end_ns=cell.end_ns,
             values={q: math.fsum(parts.values()) for q, parts in sorted(cell.parts.items())},
             estimated=counts[_N_FLAGS] > 0,
-            flags=tuple(name for bit, name in FLAG_NAMES if counts[bit.bit_length() - 1] > 0),
+            flags=tuple(flags),
         )
 
     def results(self, starts: Iterable[int]) -> list[IntervalEnergy]:
@@ -272,6 +365,10 @@ class _DeviceState:
             for i in range(1, k + 1):
                 self._segment(quantity, s, i, sink, -1)
             del s.ts[:k], s.vals[:k], s.resets[:k]
+            # segments 1, 2 looked at the dropped points: rebuild them (never emitted again)
+            for i in range(1, min(2, len(s.ts) - 1) + 1):
+                self._segment(quantity, s, i, sink, -1)
+                self._segment(quantity, s, i, sink, +1)
             pruned = True
         if not pruned:
             return
@@ -282,6 +379,20 @@ class _DeviceState:
             del self.cells[start]
         for start in [st for st in self.emitted if st < floor]:
             del self.emitted[start]
+
+
+#: How many interval lengths before a device's newest stored reading the collector loads its
+#: history from (docs/intervals.md, "Collector protocol"): the segment after a point depends
+#: on the two points before it, so the history must reach two readings before that point's
+#: interval, which three interval lengths do for any device reporting once per interval.
+HISTORY_INTERVALS = 3
+
+
+def history_start_ns(ts_ns: int, park: Park) -> int:
+    """Where the stored history to seed (or recompute) a device from starts, given the ts of
+    its newest stored reading before the new ones: the start of the interval holding
+    `ts_ns - HISTORY_INTERVALS` interval lengths."""
+    return interval_bounds(ts_ns - HISTORY_INTERVALS * interval_ns(park), park)[0]
 
 
 def _device_states(
@@ -314,17 +425,22 @@ def compute_intervals(readings: Sequence[Reading], park: Park) -> list[IntervalE
 
 
 def compute_window(
-    readings: Sequence[Reading], park: Park, start_ns: int, end_ns: int
+    readings: Sequence[Reading],
+    park: Park,
+    start_ns: int,
+    end_ns: int,
+    whole_history: bool = False,
 ) -> list[IntervalEnergy]:
     """Intervals overlapping [start_ns, end_ns) that `readings` determine exactly.
 
     For recomputing a window from storage: `readings` must hold, per device, every reading
     from its earliest one in the list onward (older history may exist and is unknown). An
-    interval is returned only if it starts at or after the first point of every counter of
+    interval is returned only if it starts at or after the second point of every counter of
     its device, so the unknown segment before those points cannot have touched it.
+    `whole_history`: nothing older exists, so every interval is exact.
     """
     out: list[IntervalEnergy] = []
-    for _, state in sorted(_device_states(readings, park, origin=False).items()):
+    for _, state in sorted(_device_states(readings, park, origin=whole_history).items()):
         starts = [s for s, c in state.cells.items() if s < end_ns and c.end_ns > start_ns]
         out.extend(state.results(starts))
     return out
@@ -358,7 +474,9 @@ class IntervalEngine:
         self.stale_readings = 0
         self.unknown_readings = 0
 
-    def _feed(self, readings: Iterable[Reading], seeding: bool) -> dict[tuple[str, str], set[int]]:
+    def _feed(
+        self, readings: Iterable[Reading], seeding: bool, whole: bool = False
+    ) -> dict[tuple[str, str], set[int]]:
         parks: dict[str, Park | None] = {}
         touched: dict[tuple[str, str], set[int]] = {}
         for reading in readings:
@@ -372,7 +490,7 @@ class IntervalEngine:
                 if park is None or device is None:
                     self.unknown_readings += 1
                     continue
-                state = self._states[key] = _DeviceState(park, device, origin=not seeding)
+                state = self._states[key] = _DeviceState(park, device, origin=whole or not seeding)
             cells = touched.get(key)
             if cells is None:
                 cells = touched[key] = set()
@@ -403,9 +521,13 @@ class IntervalEngine:
         self._prune(touched)
         return out
 
-    def seed(self, readings: Iterable[Reading]) -> None:
-        """Load stored history (e.g. after a restart) without emitting anything."""
-        touched = self._feed(readings, seeding=True)
+    def seed(self, readings: Iterable[Reading], whole_history: bool = False) -> None:
+        """Load stored history (e.g. after a restart) without emitting anything.
+
+        `whole_history`: nothing older than these readings exists for their devices (storage
+        had no reading before them), so their first points are known not to be glitches.
+        """
+        touched = self._feed(readings, seeding=True, whole=whole_history)
         for key, starts in touched.items():
             state = self._states[key]
             for energy in state.results(starts):
@@ -421,6 +543,41 @@ class IntervalEngine:
         """
         state = self._states.get((park, device))
         return None if state is None else state.horizon()
+
+    def held(self, park: str, device: str, ts_ns: int) -> dict[str, tuple[float, bool]]:
+        """The counter values (and reset marks) held for the device at exactly `ts_ns`."""
+        state = self._states.get((park, device))
+        if state is None:
+            return {}
+        out: dict[str, tuple[float, bool]] = {}
+        for quantity, s in state.series.items():
+            ts = s.ts
+            if not ts or ts_ns > ts[-1] or ts_ns < ts[0]:
+                continue
+            i = bisect_left(ts, ts_ns)
+            if ts[i] == ts_ns:
+                out[quantity] = (s.vals[i], s.resets[i])
+        return out
+
+    def conflict(self, park: str, device: str, ts_ns: int) -> list[IntervalEnergy]:
+        """Flag the interval holding a refused conflicting reading `conflict`; returns it when
+        it is exactly known (to be written), else nothing.
+
+        The mark lives in the engine only: an interval later recomputed from storage
+        (`compute_window`) no longer carries it; the conflict record itself is stored.
+        """
+        state = self._states.get((park, device))
+        if state is None:
+            return []
+        start, end = interval_bounds(ts_ns, state.park)
+        cell = state.cells.get(start)
+        if cell is None:  # no segment in it yet (the reading starts it): flagged once one is
+            cell = state.cells[start] = _Cell(end)
+        cell.conflicts += 1
+        out = state.results([start])
+        for energy in out:
+            state.emitted[energy.start_ns] = energy
+        return out
 
     def forget(self, park: str, device: str) -> None:
         """Drop all state of a device (e.g. after its registry entry changed)."""

@@ -30,6 +30,9 @@ FLAG_FIELDS: dict[str, str] = {
     "implausible": "implausible",
     "counter_decreases": "counter_decrease",
     "gaps": "gap",
+    "glitches": "glitch",
+    "suspect": "suspect",
+    "conflicts": "conflict",
 }
 #: A device's missing runs listed individually up to this many (the counts stay exact).
 MAX_MISSING_RANGES = 100
@@ -53,6 +56,10 @@ class QualityCounts:
     #: storage intervals without a state of charge: their losses are not observed, and the
     #: balance counts their net charge when charged (docs/accounting.md §2)
     storage_without_soc: int = 0
+    #: intervals with a suppressed glitch, a still undecided drop, a refused conflicting reading
+    glitches: int = 0
+    suspect: int = 0
+    conflicts: int = 0
     rejected_readings: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -81,6 +88,9 @@ class QualityCounts:
         self.counter_decreases += other.counter_decreases
         self.gaps += other.gaps
         self.storage_without_soc += other.storage_without_soc
+        self.glitches += other.glitches
+        self.suspect += other.suspect
+        self.conflicts += other.conflicts
         self.rejected_readings += other.rejected_readings
         self.rejected_by_reason.update(other.rejected_by_reason)
 
@@ -96,6 +106,9 @@ class QualityCounts:
         self.gaps += "gap" in flags
         if interval.role == "storage" and "soc_pct" not in interval.values:
             self.storage_without_soc += 1
+        self.glitches += "glitch" in flags
+        self.suspect += "suspect" in flags
+        self.conflicts += "conflict" in flags
 
     def count_rejection(self, letter: DeadLetter) -> None:
         self.rejected_readings += 1
@@ -115,6 +128,9 @@ class QualityCounts:
             "counter_decreases": self.counter_decreases,
             "gaps": self.gaps,
             "storage_without_soc": self.storage_without_soc,
+            "glitches": self.glitches,
+            "suspect": self.suspect,
+            "conflicts": self.conflicts,
             "rejected_readings": self.rejected_readings,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
         }

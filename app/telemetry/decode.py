@@ -19,6 +19,8 @@ TOPIC_FILTER = "lingtan/v1/+/+/telemetry"
 
 #: Earliest plausible timestamp: a gateway with an unset clock sends 1970 dates.
 MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
+#: Epoch numbers must land before this (2100-01-01T00:00:00Z) in the unit they are read in.
+MAX_EPOCH_NS = 4_102_444_800 * 10**9
 #: Largest absolute value accepted for any quantity; beyond this it is a glitch, not a reading.
 MAX_ABS_VALUE = 1e12
 #: Extra (unknown) field names we keep: same shape as the contract's `<quantity>_<unit>`.
@@ -151,7 +153,13 @@ def _parse_topic(topic: str) -> tuple[str, str] | None:
 
 
 def parse_ts(value: str | float | int) -> int:
-    """RFC 3339 with offset, or epoch seconds / milliseconds → UTC epoch ns."""
+    """RFC 3339 with offset, or epoch seconds / milliseconds → UTC epoch ns.
+
+    An epoch number is milliseconds when it is a JSON integer of 1e11 or more, otherwise
+    seconds (so `1e12` or `1795000000000.0` are seconds, far beyond 2100); either way it must
+    land before 2100, or it is refused rather than read in the other unit (the caller
+    refuses times before 2000).
+    """
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
@@ -164,12 +172,19 @@ def parse_ts(value: str | float | int) -> int:
         raise ValueError("ts is not finite")
     if value <= 0:
         raise ValueError(f"ts {value!r} is not a positive epoch time")
-    # seconds up to year 5138, milliseconds beyond that (a gateway never sends either past it)
-    if value < 1e11:
-        return round(value * 1_000_000) * 1000
-    if value < 1e14:
-        return round(value * 1000) * 1000
-    raise ValueError(f"ts {value!r} is neither epoch seconds nor milliseconds")
+    if type(value) is int and value >= 10**11:
+        if value >= _MAX_INT_TS:
+            raise ValueError(f"ts {value!r} is neither epoch seconds nor milliseconds")
+        ns, unit = value * 1_000_000, "milliseconds"
+    elif value < 1e11:
+        ns, unit = round(value * 1_000_000) * 1000, "seconds"
+    else:
+        raise ValueError(
+            f"ts {value!r} read as epoch seconds is after 2100 (milliseconds are integers)"
+        )
+    if ns >= MAX_EPOCH_NS:
+        raise ValueError(f"ts {value!r} read as epoch {unit} is after 2100")
+    return ns  # before 2000: the caller says so (a gateway clock that was never set)
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -203,16 +218,57 @@ def _element_bytes(item: Any, payload: bytes) -> bytes:
         return payload
 
 
+class _Underflow(float):
+    """A JSON number whose literal is not zero but which reads as 0.0 (e.g. `1e-400`)."""
+
+    literal: str
+
+
+def _parse_float(text: str) -> float:
+    number = float(text)
+    if number == 0.0 and any(c in "123456789" for c in text.split("e")[0].split("E")[0]):
+        marked = _Underflow(0.0)
+        marked.literal = text
+        return marked
+    return number
+
+
 _JSON = json.JSONDecoder()
+#: only for payloads that may hold an underflowing literal (an exponent or a long fraction)
+_JSON_UNDERFLOW = json.JSONDecoder(parse_float=_parse_float)
+_ZEROS = b"0" * 300
+
+
+class PayloadEncodingError(ValueError):
+    """The payload is not plain UTF-8 JSON text (a BOM, UTF-16/32, a lone surrogate)."""
 
 
 def _loads(payload: bytes) -> Any:
-    """`json.loads(payload)`, without its encoding detection where that would say UTF-8."""
-    # json.loads(bytes) reads UTF-16/32 when a BOM or NUL bytes start the payload; "{" or "["
-    # then a non-NUL byte is UTF-8 to it, so decode exactly as it would (same errors too)
-    if len(payload) >= 4 and payload[0] in b"{[" and payload[1]:
-        return _JSON.decode(payload.decode("utf-8", "surrogatepass"))
-    return json.loads(payload)
+    """The payload as JSON, read strictly as UTF-8 (the MQTT contract: UTF-8 JSON only).
+
+    `json.loads(bytes)` would guess UTF-16/32 from a BOM or NUL bytes and let surrogates
+    through; here a BOM, another encoding and a lone surrogate (raw or escaped) are refused.
+    """
+    head = payload[:4]
+    if not (len(head) > 1 and head[0] in b"{[" and head[1]):  # not plainly JSON: look closer
+        if payload.startswith(b"\xef\xbb\xbf"):
+            raise PayloadEncodingError("starts with a UTF-8 byte order mark (send plain UTF-8)")
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+            raise PayloadEncodingError("UTF-16 or UTF-32 (send UTF-8)")
+    text = payload.decode("utf-8")  # strict: raw surrogates and invalid bytes raise
+    # an exponent or a very long fraction may underflow: only then the slower decoder
+    underflow = b"e-" in payload or b"E-" in payload or _ZEROS in payload
+    doc = (_JSON_UNDERFLOW if underflow else _JSON).decode(text)
+    if "\\ud" in text or "\\uD" in text:  # an escaped surrogate: is each one paired?
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PayloadEncodingError("holds a lone surrogate (\\uD800-\\uDFFF)") from exc
+    return doc
+
+
+#: the strict payload reader every JSON gateway format uses (docs/gateway-contract.md §2)
+load_json = _loads
 
 
 def _first_error(exc: ValidationError) -> tuple[RejectReason, str]:
@@ -287,7 +343,18 @@ class TelemetryDecoder:
             # NaN/Infinity literals parse here and are rejected per reading, so one bad
             # element of a gateway's array does not take its good neighbours with it
             doc = _loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except PayloadEncodingError as exc:
+            return reject(
+                RejectReason.INVALID_JSON, f"not UTF-8 JSON: {exc}", park=park_id, device=device_id
+            )
+        except UnicodeDecodeError as exc:
+            return reject(
+                RejectReason.INVALID_JSON,
+                f"not UTF-8 JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})",
+                park=park_id,
+                device=device_id,
+            )
+        except ValueError as exc:
             return reject(
                 RejectReason.INVALID_JSON, f"not UTF-8 JSON: {exc}", park=park_id, device=device_id
             )
@@ -387,6 +454,8 @@ class TelemetryDecoder:
                 elif value is not None:
                     return None
             elif name == "ts":
+                if value is None:
+                    return None  # "ts": null is a dead letter, said by `_reading`
                 ts = value
             elif name == "reset":
                 if kind is not bool:
@@ -410,10 +479,8 @@ class TelemetryDecoder:
             return Reading(park, device, now_ns, values, reset, "collector")
         kind = type(ts)
         if kind is int:
-            # the model turns an integer ts into a float; exact below _MAX_INT_TS
             if not 0 < ts < _MAX_INT_TS:
                 return None
-            ts = float(ts)
         elif kind is not float and kind is not str:
             return None
         try:
@@ -433,6 +500,17 @@ class TelemetryDecoder:
                 RejectReason.INVALID_READING,
                 f"a reading must be a JSON object, not {type(item).__name__}",
             )
+        if "ts" in item and item["ts"] is None:
+            return (
+                RejectReason.INVALID_READING,
+                "ts is null: leave ts out to have the arrival time stamped, or send a time",
+            )
+        for name, value in item.items():
+            if type(value) is _Underflow:
+                return (
+                    RejectReason.OUT_OF_RANGE,
+                    f"{name}: {_input_repr(value.literal)} is not zero but underflows to 0",
+                )
         try:
             parsed = _ReadingIn.model_validate(item)
         except ValidationError as exc:
@@ -471,10 +549,14 @@ class TelemetryDecoder:
         if parsed.ts is None:
             ts_ns, source = now_ns, "collector"
         else:
+            raw_ts = item["ts"]  # the model made an integer a float: the unit needs the type
             try:
-                ts_ns = parse_ts(parsed.ts)
+                ts_ns = parse_ts(raw_ts if type(raw_ts) is int else parsed.ts)
             except ValueError as exc:
-                return RejectReason.INVALID_READING, str(exc)
+                reason = RejectReason.INVALID_READING
+                if "after 2100" in str(exc):
+                    reason = RejectReason.OUT_OF_RANGE
+                return reason, str(exc)
             source = "device"
             if ts_ns > max_ts_ns:
                 ahead_s = (ts_ns - now_ns) / 1e9

@@ -42,6 +42,8 @@ class RejectReason(StrEnum):
     UNKNOWN_ALIAS = "unknown_alias"
     #: the gateway reported an error code instead of a value (e.g. a Neuron tag's `errors`)
     GATEWAY_ERROR = "gateway_error"
+    #: same device and ts as a stored reading, other values: the first stays, this is kept
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from app.registry.models import Registry
 from app.registry.sources import DeviceSource
-from app.telemetry.decode import DecodeLimits, TelemetryDecoder
+from app.telemetry.decode import DecodeLimits, TelemetryDecoder, load_json
 from app.telemetry.formats.base import (
     Filters,
     FormatResult,
@@ -164,7 +164,7 @@ class MappedJsonFormat:
         if too_large(out, self.limits, topic, payload, now_ns):
             return out
         try:
-            doc = json.loads(payload)
+            doc = load_json(payload)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return reject(

@@ -9,12 +9,11 @@ with the tag's error code; its other quantities still count (docs/gateways.md).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from app.registry.models import Registry
-from app.telemetry.decode import DecodeLimits, TelemetryDecoder
+from app.telemetry.decode import DecodeLimits, TelemetryDecoder, load_json
 from app.telemetry.formats.base import Filters, FormatResult, emit, reject, scaled, too_large
 from app.telemetry.formats.base import topic_matches as _matches
 from app.telemetry.models import RejectReason
@@ -90,7 +89,7 @@ class NeuronFormat:
         if too_large(out, self.limits, topic, payload, now_ns):
             return out
         try:
-            doc = json.loads(payload)
+            doc = load_json(payload)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             return reject(

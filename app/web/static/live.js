@@ -20,6 +20,9 @@
       green_share_gauge: "绿电占比 %", intensity_gauge: "碳强度 g/kWh",
       load_kw: "负荷", import_kw: "购电", renewable_kw: "光伏/风电", direct_kw: "绿电直供",
       export_kw: "上网", no_eval: "暂无评价数据",
+      repaired: "今日数据含修复：", insufficient: "数据不足",
+      q_estimated: "估算", q_glitch: "异常读数已剔除", q_implausible: "不合理增量",
+      q_conflict: "冲突读数", q_reset: "计量表复位", intervals: "个区间",
     },
     en: {
       title: "Live energy and carbon", set_key: "set key", grid_import: "Grid import",
@@ -39,6 +42,9 @@
       intensity_gauge: "Carbon g/kWh", load_kw: "Load", import_kw: "Grid import",
       renewable_kw: "PV / wind", direct_kw: "Direct green", export_kw: "Export",
       no_eval: "no evaluation data yet",
+      repaired: "Today's figures rest on repaired data:", insufficient: "insufficient data",
+      q_estimated: "estimated", q_glitch: "glitch-suppressed", q_implausible: "implausible",
+      q_conflict: "conflicting", q_reset: "meter reset", intervals: "intervals",
     },
   };
 
@@ -169,10 +175,25 @@
     setText("updated", d.time || "–");
     const stale = (d.stale_devices || []).concat(d.missing_devices || []);
     setText("stale", stale.length ? stale.join(", ") : t("none"));
+    renderQuality(d.today && d.today.quality);
     renderSankey(d);
     renderGauges(d);
     if (!curvesLoadedAt) loadCurves();
     if (!evalLoaded) loadEvaluation();
+  }
+
+  // What today's figures rest on (docs/intervals.md, "Quality travels with the numbers").
+  const QUALITY = ["glitch", "implausible", "conflict", "reset", "estimated"];
+  function qualityText(q) {
+    if (!q || !q.repaired) return "";
+    return QUALITY.filter((k) => q[k] && q[k].intervals).map((k) => t("q_" + k) + " "
+      + q[k].intervals + " " + t("intervals") + " (" + q[k].devices.join(", ") + ")").join(" · ");
+  }
+  function renderQuality(q) {
+    const el = document.getElementById("quality");
+    const text = qualityText(q);
+    el.hidden = !text;
+    el.textContent = text ? "⚠ " + t("repaired") + " " + text : "";
   }
 
   // Today = local midnight of the park → now; both from the /live document (park zone).
@@ -244,12 +265,15 @@
       "<tr><td>" + esc(ind.name[lang] || ind.id) + (ind.target_confirmed ? "" : esc(t("unconfirmed")))
       + "</td><td>" + esc(fmt(ind, ind.value)) + "</td><td>"
       + (ind.target == null ? "–" : esc((ind.comparison || "") + " " + fmt(ind, ind.target)))
-      + "</td><td>" + verdict(ind.pass) + "</td><td>" + esc(fmt(ind, ind.projection && ind.projection.value))
-      + " " + verdict(ind.projection && ind.projection.pass) + "</td></tr>");
+      + "</td><td>" + verdict(ind.pass) + "</td><td>"
+      + (ind.projection && ind.projection.status === "insufficient_data" ? esc(t("insufficient"))
+        : esc(fmt(ind, ind.projection && ind.projection.value)) + " "
+          + verdict(ind.projection && ind.projection.pass)) + "</td></tr>");
     box.innerHTML = "<table><thead><tr><th>" + t("indicator") + "</th><th>" + t("value")
       + "</th><th>" + t("target") + "</th><th>" + t("result") + "</th><th>" + t("projection")
       + "</th></tr></thead><tbody>" + rows.join("") + "</tbody></table><p class=\"meta\">"
-      + t("completeness") + ": " + pct(doc.completeness, 1) + " %</p>";
+      + t("completeness") + ": " + pct(doc.completeness, 1) + " %"
+      + (qualityText(doc.quality) ? " · ⚠ " + esc(qualityText(doc.quality)) : "") + "</p>";
   }
 
   // Server-Sent Events over fetch(): blocks end with a blank line; `data:` lines form the body.
