@@ -39,9 +39,18 @@ class Principal:
         return self.key_id or "anonymous"
 
 
+#: cookie set by the live page's display link (`/kiosk`): a viewer key for wall screens
+KEY_COOKIE = "lingtan_key"
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
+        # The cookie is honoured for reads only: a page on another site cannot make the
+        # browser change anything with it (it is also SameSite=Strict and HttpOnly).
+        if request.method in ("GET", "HEAD"):
+            cookie = request.cookies.get(KEY_COOKIE, "").strip()
+            return cookie or None
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
