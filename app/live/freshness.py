@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from statistics import median_low
+from typing import NamedTuple
 
 _NS_PER_S = 1_000_000_000
 
@@ -15,12 +14,13 @@ STALE_CADENCES = 3
 MIN_STALE_NS = 60 * _NS_PER_S
 
 
-@dataclass(frozen=True, slots=True)
-class QuantitySeen:
+class QuantitySeen(NamedTuple):
     """When one quantity of one device was last reported, and its learned cadence.
 
-    `cadence_ns` is the median of the last `CADENCE_GAPS` gaps between distinct timestamps
-    (None until the quantity was seen twice): one outage or one burst does not move it.
+    `cadence_ns` is the median (the lower middle of an even count) of the last
+    `CADENCE_GAPS` gaps between distinct timestamps, None until the quantity was seen twice:
+    one outage or one burst does not move it. A tuple: made for every reading, it must be
+    cheap.
     """
 
     ts_ns: int
@@ -31,8 +31,8 @@ class QuantitySeen:
         """The state after a report at `ts_ns` (an older or equal timestamp changes nothing)."""
         if ts_ns <= self.ts_ns:
             return self
-        gaps = (*self.gaps, ts_ns - self.ts_ns)[-CADENCE_GAPS:]
-        return QuantitySeen(ts_ns, gaps, median_low(gaps))
+        gaps = (*self.gaps[1 - CADENCE_GAPS :], ts_ns - self.ts_ns)
+        return QuantitySeen(ts_ns, gaps, sorted(gaps)[(len(gaps) - 1) // 2])
 
 
 def stale_limit_ns(cadence_ns: int | None, default_ns: int) -> int:

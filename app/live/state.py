@@ -13,11 +13,18 @@ from typing import Any
 from app.accounting import BalanceResult, FactorSet, get_factor_set, live_balance
 from app.accounting.live import ThermalLive, emission_rate
 from app.http.times import ns_to_rfc3339
-from app.live.freshness import QuantitySeen, fresh_until_ns
+from app.live.freshness import (
+    CADENCE_GAPS,
+    MIN_STALE_NS,
+    STALE_CADENCES,
+    QuantitySeen,
+    fresh_until_ns,
+)
 from app.registry.models import COUNTER_QUANTITIES, SUBMETER_ROLES, Park, Registry, Role
 from app.telemetry.models import Reading
 
 _NS_PER_S = 1_000_000_000
+_new_seen = tuple.__new__
 _NS_PER_H = 3600 * _NS_PER_S
 
 #: (counter added, counter subtracted) whose rate is the device's power in SPEC §2 sign
@@ -279,19 +286,31 @@ class LiveState:
 
     def _track(self, dl: DeviceLive, prev: DeviceLive | None, r: Reading) -> None:
         """Per-quantity freshness and counter rates of `dl` (new dicts: a render may be
-        reading the previous ones outside the lock)."""
-        seen = dict(prev.seen) if prev is not None else {}
-        counts = dict(prev.counts) if prev is not None else {}
-        rates = dict(prev.rates) if prev is not None else {}
+        reading the previous ones outside the lock). Inlined `QuantitySeen.seen_at` and
+        `fresh_until_ns`: this runs for every reading."""
         ts = r.ts_ns
+        if prev is None:
+            seen: dict[str, QuantitySeen] = {}
+            counts: dict[str, tuple[int, float]] = {}
+            rates: dict[str, float] = {}
+        else:
+            seen, counts, rates = prev.seen.copy(), prev.counts, prev.rates
+        copied = prev is None
         for q, v in r.values.items():
             s = seen.get(q)
-            seen[q] = QuantitySeen(ts) if s is None else s.seen_at(ts)
+            # tuple.__new__: the NamedTuple without its Python-level constructor
+            if s is None:
+                seen[q] = _new_seen(QuantitySeen, (ts, (), None))
+            elif ts > s[0]:
+                gaps = (*s[1][1 - CADENCE_GAPS :], ts - s[0])
+                seen[q] = _new_seen(QuantitySeen, (ts, gaps, sorted(gaps)[(len(gaps) - 1) // 2]))
             if q not in COUNTER_QUANTITIES:
                 continue
             last = counts.get(q)
             if last is not None and ts <= last[0]:
                 continue
+            if not copied:
+                counts, rates, copied = counts.copy(), rates.copy(), True
             if last is not None:
                 delta = v - last[1]
                 if r.reset or delta < 0:  # a reset or a replaced meter: no rate until next
@@ -301,11 +320,19 @@ class LiveState:
             counts[q] = (ts, v)
         dl.seen, dl.counts, dl.rates = seen, counts, rates
         default = self.stale_after_ns
-        if seen:
-            limits = [fresh_until_ns(s, default) for s in seen.values()]
-            dl.fresh_until_ns, dl.all_fresh_until_ns = max(limits), min(limits)
-        else:
-            dl.fresh_until_ns = dl.all_fresh_until_ns = ts + default
+        hi = lo = ts + default
+        first = True
+        for s in seen.values():
+            c = s[2]
+            until = s[0] + (default if c is None else max(MIN_STALE_NS, STALE_CADENCES * c))
+            if first:
+                hi = lo = until
+                first = False
+            elif until > hi:
+                hi = until
+            elif until < lo:
+                lo = until
+        dl.fresh_until_ns, dl.all_fresh_until_ns = hi, lo
 
     def set_today(self, park: str, result: BalanceResult, computed_ns: int | None = None) -> None:
         """Install today's balance so far (from the background refresh)."""
