@@ -117,3 +117,15 @@ def test_thermal_flows_from_counter_rates() -> None:
     # 3 kg/h × 33.33 kWh/kg (120 MJ/kg)
     assert doc["hydrogen_kg_per_h"] == 3.0 and doc["hydrogen_kw"] == pytest.approx(100.0)
     assert doc["fuels"] == [{"fuel": "natural_gas", "counter": "gas_m3", "per_h": 90.0}]
+
+
+def test_reported_thermal_kw_stands_in_for_a_missing_heat_counter() -> None:
+    t = ThermalLive()
+    # a district-heat meter seen once but sending its thermal kW: the flow is known
+    assert t.add(Role.HEAT_PURCHASED, {}, power_kw=555.6)
+    # a boiler with its gas rate and its heat output as reported kW (no heat_kwh counter)
+    assert t.add(Role.HEAT_FUEL, {"gas_m3": 40.0}, fuel="natural_gas", power_kw=400.0)
+    # without a gas rate its emissions are unknown, whatever heat it reports
+    assert not t.add(Role.HEAT_FUEL, {}, fuel="natural_gas", power_kw=400.0)
+    assert t.district_heat_kw == 555.6 and t.boiler_heat_kw == 800.0
+    assert t.fuel_per_h == {("natural_gas", "gas_m3"): 40.0}

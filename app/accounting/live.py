@@ -152,7 +152,11 @@ class ThermalLive:
         h2_class: str | None = None,
         power_kw: float | None = None,
     ) -> bool:
-        """Add one device's current rates; False when its flow is unknown (no rate yet)."""
+        """Add one device's current rates; False when its flow is unknown (no rate yet).
+
+        `power_kw` is the device's reported power: electricity for heat pumps and
+        electrolyzers, heat output for boilers and heat meters (used when no heat counter
+        rate is known)."""
         if role is Role.HEAT_FUEL:
             known = False
             for counter in _FUEL_COUNTERS:
@@ -162,9 +166,13 @@ class ThermalLive:
                     known = True
             if "heat_kwh" in rates:
                 self.boiler_heat_kw += rates["heat_kwh"]
+            elif power_kw is not None:  # its heat output as it reports it
+                self.boiler_heat_kw += max(0.0, power_kw)
             return known
         if role in (Role.HEAT_PURCHASED, Role.HEAT_RECOVERED):
             q = _heat_kw(rates)
+            if q is None and power_kw is not None:  # thermal kW as the meter reports it
+                q = max(0.0, power_kw)
             if q is None:
                 return False
             if role is Role.HEAT_PURCHASED:

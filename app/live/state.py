@@ -523,7 +523,7 @@ class LiveState:
                         missing.append(dev_id)
                 elif kind == _THERMAL:
                     missing.append(dev_id)
-                if kind == _SUB_THERMAL and not is_stale and p is not None:
+                if not is_stale and p is not None:  # as published (thermal kW for heat)
                     by_role[rv] = by_role.get(rv, 0.0) + p
             elif is_stale or p is None:
                 if kind != _SUB:
