@@ -320,7 +320,8 @@
     // offline: stale by the device's own cadence, or never seen (sub-meters included)
     const fresh = d.freshness || {};
     const offline = (d.stale_devices || []).concat(Object.keys(fresh).filter((k) => fresh[k] === null));
-    setText("stale", offline.length ? offline.join(", ") : t("none"));
+    const since = (k) => (typeof fresh[k] === "number" ? k + " (" + age(fresh[k]) + ")" : k);
+    setText("stale", offline.length ? offline.map(since).join(", ") : t("none"));
     const waiting = (d.missing_devices || []).filter((k) => !offline.includes(k));
     show("waiting-box", "waiting", waiting.join(", "));
     const sq = d.stale_quantities || {};
