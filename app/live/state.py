@@ -515,10 +515,13 @@ class LiveState:
                 )
                 acc.stale_quantities[dev_id] = stale_q
             if kind in (_THERMAL, _SUB_THERMAL):
-                if not is_stale:
-                    role, fuel, h2_class = thermal_meta[dev_id]
+                # (no meta: the registry changed between two slices of this render)
+                meta = None if is_stale else thermal_meta.get(dev_id)
+                if meta is not None:
                     rates = {q: x for q, x in d.rates.items() if q not in stale_q}
-                    known = acc.thermal.add(role, rates, fuel=fuel, h2_class=h2_class, power_kw=p)
+                    known = acc.thermal.add(
+                        meta[0], rates, fuel=meta[1], h2_class=meta[2], power_kw=p
+                    )
                     if not known and kind == _THERMAL:
                         missing.append(dev_id)
                 elif kind == _THERMAL:
