@@ -267,27 +267,34 @@ class LiveState:
                     elif prev is not None and prev.ts_ns == r.ts_ns:
                         power, source = prev.power_kw, prev.power_source
                 soc = r.values.get("soc_pct", prev.soc_pct if prev is not None else None)
-                dl = DeviceLive(
-                    ts_ns=r.ts_ns,
-                    received_ns=now,
-                    power_kw=power,
-                    power_source=source,
-                    soc_pct=soc,
-                    counter=counter,
-                    values=dict(r.values),
+                seen, counts, rates, until_hi, until_lo = self._track(prev, r)
+                pl.devices[r.device] = DeviceLive(
+                    r.ts_ns,
+                    now,
+                    power,
+                    source,
+                    soc,
+                    counter,
+                    dict(r.values),
+                    seen,
+                    counts,
+                    rates,
+                    until_hi,
+                    until_lo,
                 )
-                self._track(dl, prev, r)
-                pl.devices[r.device] = dl
                 touched.add(r.park)
                 changed += 1
             for park_id in touched:
                 self._parks[park_id].version += 1
         return changed
 
-    def _track(self, dl: DeviceLive, prev: DeviceLive | None, r: Reading) -> None:
-        """Per-quantity freshness and counter rates of `dl` (new dicts: a render may be
-        reading the previous ones outside the lock). Inlined `QuantitySeen.seen_at` and
-        `fresh_until_ns`: this runs for every reading."""
+    def _track(
+        self, prev: DeviceLive | None, r: Reading
+    ) -> tuple[dict[str, QuantitySeen], dict[str, tuple[int, float]], dict[str, float], int, int]:
+        """Per-quantity freshness and counter rates after `r`: (seen, counts, rates, fresh
+        until, all fresh until). New dicts: a render may be reading the previous ones outside
+        the lock. Inlined `QuantitySeen.seen_at` and `fresh_until_ns`: this runs for every
+        reading."""
         ts = r.ts_ns
         if prev is None:
             seen: dict[str, QuantitySeen] = {}
@@ -318,7 +325,6 @@ class LiveState:
                 else:
                     rates[q] = delta / ((ts - last[0]) / _NS_PER_H)
             counts[q] = (ts, v)
-        dl.seen, dl.counts, dl.rates = seen, counts, rates
         default = self.stale_after_ns
         hi = lo = ts + default
         first = True
@@ -332,7 +338,7 @@ class LiveState:
                 hi = until
             elif until < lo:
                 lo = until
-        dl.fresh_until_ns, dl.all_fresh_until_ns = hi, lo
+        return seen, counts, rates, hi, lo
 
     def set_today(self, park: str, result: BalanceResult, computed_ns: int | None = None) -> None:
         """Install today's balance so far (from the background refresh)."""
