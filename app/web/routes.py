@@ -44,6 +44,10 @@ _KEY_ERRORS = {
         "en": "A display link takes a viewer key only; this key has the {role} role. "
         "Create one with `lingtan keys create --role viewer`.",
     },
+    404: {  # answered 403: the park exists, the key may not read it
+        "zh": "此密钥无权查看园区 {park}。",
+        "en": "This key may not read park {park}.",
+    },
 }
 #: a display stays signed in for about a year (browsers cap cookies at 400 days)
 _COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -76,6 +80,10 @@ async def _sign_in(
         return _message_page(401, lang, _KEY_ERRORS[401][lang])
     if info.role is not ApiRole.VIEWER:
         return _message_page(403, lang, _KEY_ERRORS[403][lang].format(role=info.role.value))
+    # a key scoped to parks (None: every park) opens only those
+    scope = getattr(info, "park_scope", None)
+    if scope is not None and park not in scope:
+        return _message_page(403, lang, _KEY_ERRORS[404][lang].format(park=park))
     resp = RedirectResponse(_page_url(park, lang, display), status_code=303)
     resp.set_cookie(
         KEY_COOKIE,
