@@ -75,6 +75,15 @@ class MemoryIntervals:
             for (s, role), rs in sorted(groups.items())
         ]
 
+    async def flagged_intervals(
+        self, park: str, start_ns: int, end_ns: int, roles: Sequence[str]
+    ) -> list[tuple[int, str, bool, tuple[str, ...]]]:
+        return [
+            (r.start_ns, r.device, r.estimated, r.flags)
+            for r in await self.intervals(park, start_ns, end_ns)
+            if r.role in roles and (r.estimated or r.flags)
+        ]
+
     async def interval_changes(self, park: str) -> dict[int, int]:
         return dict(self.changes.get(park, {}))
 

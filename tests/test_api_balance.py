@@ -436,6 +436,15 @@ def _store_day(park: Park) -> tuple[list[IntervalEnergy], int, int]:
         {"energy_import_kwh": 10.0, "energy_export_kwh": 0.0},
         estimated=True,
     )
+    rows[4] = IntervalEnergy(  # pv-s at 01:00 rests on a suppressed glitch
+        "store",
+        "pv-s",
+        "pv",
+        rows[4].start_ns,
+        rows[4].end_ns,
+        {"energy_kwh": 3.0},
+        flags=("glitch",),
+    )
     return rows, to_ns(t0), to_ns(t0 + timedelta(days=1))
 
 
@@ -448,4 +457,7 @@ def _assert_same_totals(fast: list[IntervalTotals], slow: list[IntervalTotals]) 
         assert f.renewable_kwh == pytest.approx(s.renewable_kwh)
         assert f.storage == s.storage
         assert (f.measured, f.estimated) == (s.measured, s.estimated)
+        assert f.quality == s.quality  # the flagged rows, read apart from the sums
     assert (fast[0].measured, fast[0].estimated) == (2, 1)
+    assert fast[0].quality == {"estimated": ("grid-s",)}
+    assert fast[1].quality == {"glitch": ("pv-s",)}

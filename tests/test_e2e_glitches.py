@@ -90,10 +90,9 @@ async def test_glitches_leave_the_grid_import_exact_and_are_flagged(
         refresh_today_in_background=False,
     )
     svc: Services = app.state.services
-    # the quality objects as the row-by-row read path gives them (the summing fast path of
-    # the balance adds them once it reads flagged rows, docs/intervals.md); /balance is
-    # asked once, after all data is in
-    svc.balance.cache.aggregate = False
+    # /balance is asked on the default read path, which sums rows by role in the store and
+    # reads the flagged ones apart (docs/intervals.md, "Quality travels with the numbers")
+    assert svc.balance.cache.aggregate
     service = await start_collector(settings, serve_metrics=False)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
     try:

@@ -503,3 +503,26 @@ async def test_interval_role_sums_and_series(storage_backend: Storage) -> None:
         ("pv-b", "pv"),
         ("b", "storage"),
     }
+
+
+async def test_flagged_intervals_are_read_apart(storage_backend: Storage) -> None:
+    storage = storage_backend
+    park = "p-flags"
+    T0 = 1_795_399_200_000_000_000  # 2026-11-23T08:00Z
+    rows = [
+        IntervalEnergy(park, "g", "grid", T0, T0 + Q, {"energy_import_kwh": 1.0}),
+        IntervalEnergy(
+            park, "g", "grid", T0 + Q, T0 + 2 * Q, {"energy_import_kwh": 1.0}, flags=("glitch",)
+        ),
+        IntervalEnergy(park, "pv", "pv", T0, T0 + Q, {"energy_kwh": 1.0}, estimated=True),
+        IntervalEnergy(
+            park, "m", "load", T0, T0 + Q, {"energy_import_kwh": 1.0}, flags=("reset", "gap")
+        ),
+    ]
+    await storage.write(WriteBatch(intervals=rows))
+    got = await storage.flagged_intervals(park, T0, T0 + 2 * Q, ["grid", "pv"])
+    assert got == [(T0, "pv", True, ()), (T0 + Q, "g", False, ("glitch",))]
+    assert await storage.flagged_intervals(park, T0, T0 + Q, ["load"]) == [
+        (T0, "m", False, ("reset", "gap"))
+    ]
+    assert await storage.flagged_intervals(park, T0, T0 + 2 * Q, []) == []

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,19 +14,25 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import uvicorn
+from selenium.webdriver.common.by import By
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
 from app.http.options import ApiOptions
-from app.ledgers import LedgerStore
+from app.intervals.models import IntervalEnergy
+from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
 from app.main import create_app
+from app.registry import load_registry
+from app.registry.models import Registry
 from app.storage.base import WriteBatch
 from app.storage.embedded import EmbeddedStorage
+from app.telemetry.decode import TelemetryDecoder
 from app.telemetry.models import Reading
 from tests.api_support import iv, registry
 from tests.fixtures.influx import free_port
@@ -63,12 +70,18 @@ class Served:
         return done.result(timeout=10)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    reg = registry()
-    park = reg.park("demo")
-    assert park is not None
-    live = LiveState(reg, clock=lambda: NOW_NS)
+@contextlib.contextmanager
+def serve(
+    tmp_path: Path,
+    reg: Registry,
+    now_ns: int,
+    intervals: list[IntervalEnergy],
+    options: ApiOptions,
+    keys: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """uvicorn on a free loopback port with `reg`, the clock pinned at `now_ns`, `intervals`
+    stored; `keys` (if given) receives a viewer and a manager key."""
+    live = LiveState(reg, clock=lambda: now_ns)
     settings = Settings(data_dir=tmp_path, parks=tmp_path / "parks.yaml")
     port = free_port()
     ready = threading.Event()
@@ -77,28 +90,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
     async def main() -> None:
         storage = EmbeddedStorage(tmp_path / "store.db")
         ledgers = LedgerStore(f"sqlite:///{tmp_path}/ledgers.db")
-        # today 00:00-14:00, hour h: 100 kWh imported; PV 50 × (h − 5) kWh from 06:00
-        rows = []
-        for h in range(14):
-            start = MIDNIGHT + timedelta(hours=h)
-            grid = iv(park, "grid-main", start, 60, energy_import_kwh=100.0)
-            # 03:00-04:00 rests on a suppressed glitch: the page says so
-            rows.append(replace(grid, flags=("glitch",)) if h == 3 else grid)
-            rows.append(iv(park, "pv-1", start, 60, energy_kwh=50.0 * max(0, h - 5)))
-            rows.append(iv(park, "bldg-a", start, 60, energy_import_kwh=60.0))
-        await storage.write(WriteBatch(intervals=rows))
+        if keys is not None:
+            for role in (ApiRole.VIEWER, ApiRole.MANAGER):
+                keys[role.value] = ledgers.create_key(role, "test").key
+        await storage.write(WriteBatch(intervals=intervals))
         app = create_app(
-            settings,
-            registry=reg,
-            storage=storage,
-            ledgers=ledgers,
-            live=live,
-            options=ApiOptions(anonymous_read=True),
+            settings, registry=reg, storage=storage, ledgers=ledgers, live=live, options=options
         )
-        app.state.services.balance.clock = lambda: NOW_NS
-        app.state.services.balance.cache.clock = lambda: NOW_NS
-        # row by row: the summing fast path does not read interval flags yet
-        app.state.services.balance.cache.aggregate = False
+        app.state.services.balance.clock = lambda: now_ns
+        app.state.services.balance.cache.clock = lambda: now_ns
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )
@@ -124,11 +124,37 @@ def served(tmp_path: Path) -> Iterator[Served]:
         thread.join(15)
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    reg = registry()
+    park = reg.park("demo")
+    assert park is not None
+    # today 00:00-14:00, hour h: 100 kWh imported; PV 50 × (h − 5) kWh from 06:00
+    rows = []
+    for h in range(14):
+        start = MIDNIGHT + timedelta(hours=h)
+        grid = iv(park, "grid-main", start, 60, energy_import_kwh=100.0)
+        # 03:00-04:00 rests on a suppressed glitch: the page says so
+        rows.append(replace(grid, flags=("glitch",)) if h == 3 else grid)
+        rows.append(iv(park, "pv-1", start, 60, energy_kwh=50.0 * max(0, h - 5)))
+        rows.append(iv(park, "bldg-a", start, 60, energy_import_kwh=60.0))
+    with serve(tmp_path, reg, NOW_NS, rows, ApiOptions(anonymous_read=True)) as s:
+        yield s
+
+
 def reading(device: str, age_s: float, **values: float) -> Reading:
     return Reading("demo", device, NOW_NS - int(age_s * S), dict(values))
 
 
-def _driver() -> Any:
+def shot(driver: Any, target: Path) -> None:
+    """Screenshot into a temp file; copied over the docs image with LINGTAN_UPDATE_SCREENSHOT=1."""
+    png = driver.get_screenshot_as_png()
+    assert len(png) > 10_000
+    if os.environ.get("LINGTAN_UPDATE_SCREENSHOT") == "1":
+        target.write_bytes(png)
+
+
+def _driver(*, performance: bool = False) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -146,7 +172,8 @@ def _driver() -> Any:
         "--window-size=1400,1250",
     ):
         opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    prefs = {"browser": "ALL", **({"performance": "ALL"} if performance else {})}
+    opts.set_capability("goog:loggingPrefs", prefs)
     return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
 
 
@@ -178,9 +205,7 @@ def text(driver: Any, element_id: str) -> str:
     return str(driver.find_element(By.ID, element_id).text)
 
 
-def test_live_page_shows_and_updates_live_numbers(
-    served: Served, driver: Any, tmp_path: Path
-) -> None:
+def test_live_page_shows_and_updates_live_numbers(served: Served, driver: Any) -> None:
     served.call(
         lambda: served.live.apply(
             [
@@ -214,7 +239,19 @@ def test_live_page_shows_and_updates_live_numbers(
         "return echarts.getInstanceByDom(document.getElementById('sankey'))"
         ".getOption().series[0].links.map(l => [l.source, l.target, l.value]);"
     )
-    assert sorted(links) == [["Grid", "Loads", 420.5], ["PV / wind", "Loads", 79.5]]
+    assert sorted(links) == [
+        ["Grid", "Electric loads", 420.5],
+        ["PV / wind", "Electric loads", 79.5],
+    ]
+
+    # today's figures rest on a suppressed glitch (03:00 of grid-main): the page says so
+    wait_for(
+        lambda: (
+            text(driver, "quality")
+            == "⚠ Today's figures rest on repaired data: glitch-suppressed 1 intervals (grid-main)"
+        ),
+        "quality flags",
+    )
 
     # today's curves, hourly (the park's meters report hourly), in average kW: the loads
     # draw the 100 kW import plus the PV, which rises by 50 kW an hour from 06:00
@@ -234,12 +271,6 @@ def test_live_page_shows_and_updates_live_numbers(
     # the evaluation summary of 2026 (JSON of /evaluation)
     wait_for(lambda: "Carbon emissions per unit of energy" in text(driver, "evaluation"), "eval")
     assert text(driver, "eval-year") == "2026"
-    # 14 hours of a year: no projection, and the glitch behind today's figures is named
-    assert "insufficient data" in text(driver, "evaluation")
-    assert "glitch-suppressed 1 intervals (grid-main)" in text(driver, "evaluation")
-    assert text(driver, "quality") == (
-        "⚠ Today's figures rest on repaired data: glitch-suppressed 1 intervals (grid-main)"
-    )
 
     # Chinese (the default) relabels the page
     driver.get(f"{served.url}/parks/demo")
@@ -247,11 +278,8 @@ def test_live_page_shows_and_updates_live_numbers(
     assert "实时能源与碳" in driver.title or "实时能源与碳" in driver.page_source
     wait_for(lambda: "单位能耗碳排放" in text(driver, "evaluation"), "zh evaluation")
     time.sleep(1.0)  # let ECharts finish its animations before the screenshot
-    shot = tmp_path / "live-page.png"
-    driver.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("LINGTAN_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(shot, DOCS_SCREENSHOT)
+    # (the docs screenshots are of the demo park, below)
+    assert len(driver.get_screenshot_as_png()) > 10_000
 
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
@@ -277,3 +305,235 @@ def test_static_files_are_bundled_and_served(served: Served) -> None:
         for park in ("demo", "berlin", "store"):
             assert f'href="/parks/{park}?lang=zh"' in root.text
         assert c.get("/", params={"lang": "fr"}).status_code == 422
+
+
+# --- the demo park (`lingtan up --demo`): heat, fuel, emissions, display mode ----------------
+
+DEMO_REGISTRY = Path(__file__).resolve().parents[1] / "lingtan" / "demo-parks.yaml"
+DISPLAY_SCREENSHOT = DOCS_SCREENSHOT.with_name("live-page-display.png")
+DEMO = "shenfu-demo"
+# a January morning in Shenyang (−13 °C): the gas boiler tops up district heat and heat pump
+DEMO_NOW = datetime.fromisoformat("2026-01-15T06:45:00+08:00")
+DEMO_MIDNIGHT = datetime.fromisoformat("2026-01-15T00:00:00+08:00")
+#: the collector was down 03:00-04:00: no interval of that hour was stored
+GAP = (to_ns(DEMO_MIDNIGHT + timedelta(hours=3)), to_ns(DEMO_MIDNIGHT + timedelta(hours=4)))
+LOOPBACK = ("127.0.0.1", "localhost")
+HEAT_METERS = ("boiler-gas-1", "dh-inlet", "hp-1")
+#: window.prompt / alert / confirm, counted instead of shown (installed before any script)
+PROMPT_TRAP = (
+    "window.__prompts = 0;"
+    "for (const f of ['prompt', 'alert', 'confirm'])"
+    " window[f] = function () { window.__prompts += 1; return null; };"
+)
+
+
+@dataclass
+class Demo:
+    served: Served
+    keys: dict[str, str]
+    #: (device, counter, interval start ns) → amount, from the simulator's meters
+    truth: dict[tuple[str, str, int], float]
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    from simulator import TruthAccumulator, simulate
+
+    reg = load_registry(DEMO_REGISTRY)
+    park = reg.park(DEMO)
+    assert park is not None
+    truth = TruthAccumulator()
+    messages = list(
+        simulate(reg, DEMO, DEMO_MIDNIGHT, DEMO_NOW - DEMO_MIDNIGHT, step_s=60, seed=1, truth=truth)
+    )
+    # today's 15-minute intervals as the collector would have stored them, minus the gap
+    values: dict[tuple[str, int], dict[str, float]] = {}
+    amounts = {(d, c, s): v for (p, d, c, s), v in truth.by_interval().items() if p == DEMO}
+    for (device, counter, start), amount in amounts.items():
+        values.setdefault((device, start), {})[counter] = amount
+    step = park.interval_minutes * 60 * S
+    rows = [
+        IntervalEnergy(DEMO, dev, park.device_map[dev].role.value, start, start + step, v)
+        for (dev, start), v in sorted(values.items())
+        if not GAP[0] <= start < GAP[1] and start + step <= to_ns(DEMO_NOW)
+    ]
+    keys: dict[str, str] = {}
+    with serve(tmp_path, reg, to_ns(DEMO_NOW), rows, ApiOptions(), keys) as s:
+        # the gateways' messages of the morning, decoded as the collector does, fed live
+        decoder = TelemetryDecoder(reg)
+        readings = [
+            r for m in messages for r in decoder.decode(m.topic, m.payload, m.sim_ns).readings
+        ]
+        s.call(lambda: s.live.apply(readings))
+        yield Demo(s, keys, amounts)
+
+
+def _browser() -> Any:
+    d = _driver(performance=True)
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PROMPT_TRAP})
+    return d
+
+
+def requested_urls(driver: Any) -> list[str]:
+    """Every URL the browser requested so far (Chrome performance log, Network domain)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def assert_loopback_only(urls: list[str]) -> None:
+    assert urls, "no request was logged"
+    for url in urls:
+        u = urlsplit(url)
+        if u.scheme == "data":  # inline (the page's empty icon): nothing is fetched
+            continue
+        assert u.scheme in ("http", "ws") and u.hostname in LOOPBACK, url
+
+
+def sankey_nodes(driver: Any) -> list[str]:
+    return list(
+        driver.execute_script(
+            "return echarts.getInstanceByDom(document.getElementById('sankey'))"
+            ".getOption().series[0].data.map(n => n.name);"
+        )
+    )
+
+
+def test_demo_park_display_shows_heat_and_emissions_without_a_prompt(demo: Demo) -> None:
+    url = demo.served.url
+    with httpx.Client(base_url=url, timeout=10) as c:
+        r = c.get(
+            f"/api/v1/parks/{DEMO}/live", headers={"Authorization": f"Bearer {demo.keys['viewer']}"}
+        )
+        assert r.status_code == 200, r.text
+        live = r.json()
+    # the boiler runs on this cold morning (its meter sends gas and heat counters, no kW)
+    assert live["thermal"]["boiler_heat_kw"] > 0 and live["thermal"]["fuels"][0]["per_h"] > 0
+    assert live["emission_rate_kg_per_h"]["scope1"] > 0
+    assert live["emission_rate_location_kg_per_h"] > live["emission_rate_kg_per_h"]["scope1"]
+
+    driver = _browser()
+    try:
+        # the display link: key checked, kept in a cookie, and gone from the address
+        driver.get(f"{url}/kiosk?park={DEMO}&key={demo.keys['viewer']}&lang=en")
+        assert driver.current_url == f"{url}/parks/{DEMO}?lang=en&display=1"
+        wait_for(lambda: text(driver, "status") == "live", "the stream")
+        emitted = wait_for(lambda: text(driver, "kpi-emission-location"), "emission rate")
+        assert float(emitted) > 0
+        assert emitted == f"{live['emission_rate_location_kg_per_h']:.0f}"
+        assert text(driver, "kpi-emission-market") == f"{live['emission_rate_market_kg_per_h']:.0f}"
+        assert float(text(driver, "kpi-fuel")) > 0 and text(driver, "kpi-fuel-unit") == "m³/h"
+        # the heat side of the Sankey
+        nodes = sankey_nodes(driver)
+        for node in ("Natural gas", "Boiler", "District heat", "Heat pump", "Heat loads"):
+            assert node in nodes, nodes
+        # every meter reports every minute: nobody offline, no heat meter listed anywhere
+        assert text(driver, "stale") == "none"
+        for box in ("waiting-box", "stale-q-box"):
+            assert not driver.find_element(By.ID, box).is_displayed()
+        # park-local time for people, no fractions of a second
+        assert text(driver, "clock") == "06:45:00 (UTC+08:00)"
+        # the collector's outage 03:00-04:00 is a gap in today's curves, not 0 kW
+        hours, imports, emissions = wait_for(
+            lambda: driver.execute_script(
+                "const o = echarts.getInstanceByDom(document.getElementById('curves')).getOption();"
+                "return o.series && o.series.length > 6 && "
+                "[o.xAxis[0].data, o.series[1].data, o.series[6].data];"
+            ),
+            "today's curves",
+        )
+        assert len(hours) == 27 and hours[0] == "00:00" and hours[-1] == "06:30"
+        gap = [i for i, h in enumerate(hours) if "03:00" <= h < "04:00"]
+        assert gap == [12, 13, 14, 15]
+        assert all(imports[i] is None and emissions[i] is None for i in gap)
+        assert all(imports[i] is not None for i in range(27) if i not in gap)
+        # 00:00-00:15 from the simulated grid meter: kWh in 15 min × 4 = kW
+        first = demo.truth[("grid-main", "energy_import_kwh", to_ns(DEMO_MIDNIGHT))]
+        assert imports[0] == pytest.approx(first * 4, abs=0.01)
+        assert driver.execute_script("return window.__prompts") == 0
+        # the key is in an HttpOnly cookie: page scripts cannot read it
+        cookie = driver.get_cookie("lingtan_key")
+        assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert demo.keys["viewer"] not in driver.execute_script("return document.cookie")
+        assert not driver.find_element(By.ID, "key-form").is_displayed()
+        time.sleep(1.0)  # let ECharts finish its animations before the screenshot
+        shot(driver, DISPLAY_SCREENSHOT)
+
+        # the same browser, the desk layout in Chinese: still no key asked for
+        driver.get(f"{url}/parks/{DEMO}")
+        wait_for(lambda: text(driver, "status") == "实时", "zh stream")
+        assert text(driver, "updated") == "2026-01-15 06:45:00 (UTC+08:00)"
+        assert "锅炉" in sankey_nodes(driver) and "外购热力" in sankey_nodes(driver)
+        wait_for(lambda: "单位能耗碳排放" in text(driver, "evaluation"), "zh evaluation")
+        time.sleep(1.0)
+        shot(driver, DOCS_SCREENSHOT)
+        assert driver.execute_script("return window.__prompts") == 0
+
+        assert_loopback_only(requested_urls(driver))
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+
+
+def test_without_a_key_the_page_says_so_and_takes_one_without_a_prompt(demo: Demo) -> None:
+    url = demo.served.url
+    driver = _browser()
+    try:
+        driver.get(f"{url}/parks/{DEMO}?lang=en")
+        wait_for(lambda: text(driver, "status") == "API key needed", "the 401")
+        assert driver.find_element(By.ID, "need-key").is_displayed()
+        form = driver.find_element(By.ID, "key-form")
+        assert form.is_displayed()
+        form.find_element(By.NAME, "key").send_keys(demo.keys["viewer"])
+        form.submit()
+        wait_for(lambda: text(driver, "status") == "live", "the stream after the key form")
+        assert driver.current_url == f"{url}/parks/{DEMO}?lang=en"
+        assert float(text(driver, "kpi-emission-market")) > 0
+        # a wall display without a valid key shows how to fix it, and never prompts
+        driver.get(f"{url}/kiosk/forget?park={DEMO}&lang=en")
+        assert driver.get_cookie("lingtan_key") is None
+        driver.get(f"{url}/parks/{DEMO}?lang=en&display=1")
+        wait_for(lambda: "display link" in text(driver, "need-key"), "display: key needed")
+        assert not driver.find_element(By.ID, "key-form").is_displayed()
+        assert driver.execute_script("return window.__prompts") == 0
+        assert_loopback_only(requested_urls(driver))
+    finally:
+        driver.quit()
+
+
+def test_display_link_takes_viewer_keys_only_and_the_cookie_only_reads(demo: Demo) -> None:
+    live = f"/api/v1/parks/{DEMO}/live"
+    with httpx.Client(base_url=demo.served.url, timeout=10) as c:
+        r = c.get("/kiosk", params={"park": DEMO, "key": demo.keys["manager"], "lang": "en"})
+        assert r.status_code == 403 and "viewer key only" in r.text and "manager" in r.text
+        r = c.get("/kiosk", params={"park": DEMO, "key": "not-a-key", "lang": "en"})
+        assert r.status_code == 401 and "lingtan keys create --role viewer" in r.text
+        assert (
+            c.get("/kiosk", params={"park": "nope", "key": demo.keys["viewer"]}).status_code == 404
+        )
+        r = c.get("/kiosk", params={"park": DEMO, "key": demo.keys["viewer"]})
+        assert r.status_code == 303 and r.headers["location"] == f"/parks/{DEMO}?lang=zh&display=1"
+        set_cookie = r.headers["set-cookie"]
+        assert set_cookie.startswith(f"lingtan_key={demo.keys['viewer']};")
+        for attr in ("HttpOnly", "SameSite=strict", "Path=/"):
+            assert attr.lower() in set_cookie.lower(), set_cookie
+        # the older `?key=` address and `/?park=..&key=..` sign in the same way
+        r = c.get(f"/parks/{DEMO}", params={"key": demo.keys["viewer"], "lang": "en"})
+        assert r.status_code == 303 and r.headers["location"] == f"/parks/{DEMO}?lang=en"
+        r = c.get("/", params={"park": DEMO, "key": demo.keys["viewer"]})
+        assert r.status_code == 303 and r.headers["location"] == f"/parks/{DEMO}?lang=zh&display=1"
+    # the cookie authenticates reads, never writes (even holding a manager key)
+    for role, method, path, expected in (
+        ("viewer", "GET", live, 200),
+        ("manager", "POST", f"/api/v1/parks/{DEMO}/offsets", 401),
+    ):
+        with httpx.Client(
+            base_url=demo.served.url, timeout=10, cookies={"lingtan_key": demo.keys[role]}
+        ) as c:
+            assert c.request(method, path, json={}).status_code == expected
+    with httpx.Client(base_url=demo.served.url, timeout=10) as c:
+        assert c.get(live).status_code == 401  # and without it, reading needs a key

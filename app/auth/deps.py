@@ -54,7 +54,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def _too_many(retry_after: int) -> HTTPException:
+def too_many(retry_after: int) -> HTTPException:
     return HTTPException(
         429,
         f"too many bad API keys from this address: retry in {retry_after} s",
@@ -62,14 +62,28 @@ def _too_many(retry_after: int) -> HTTPException:
     )
 
 
+#: cookie set by the live page's display link (`/kiosk`): a viewer key for wall screens
+KEY_COOKIE = "lingtan_key"
+
+
 def _bearer(request: Request, svc: Services) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
-        return None
+        # The cookie is honoured for reads only: a page on another site cannot make the
+        # browser change anything with it (it is also SameSite=Strict and HttpOnly).
+        if request.method not in ("GET", "HEAD"):
+            return None
+        cookie = request.cookies.get(KEY_COOKIE, "").strip()
+        if not cookie:
+            return None
+        retry = svc.auth_failures.retry_after(client_address(request))
+        if retry is not None:
+            raise too_many(retry)
+        return cookie
     client = client_address(request)
     retry = svc.auth_failures.retry_after(client)
     if retry is not None:  # before the lookup: guessing gets no answer at all
-        raise _too_many(retry)
+        raise too_many(retry)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         svc.auth_failures.failed(client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from app.accounting import IntervalTotals, interval_totals
+from app.accounting.totals import add_row_quality
 from app.intervals.models import IntervalEnergy
 from app.registry.models import SUBMETER_ROLES, Park, Role
 from app.storage.base import RoleSums, Storage
@@ -85,6 +86,8 @@ async def aggregated_totals(
     rows = await asyncio.gather(
         *(storage.intervals(park.id, start_ns, end_ns, d.id) for d in others)
     )
+    balance_roles = [r.value for r in (Role.GRID, Role.PV, Role.WIND, Role.GREEN_DIRECT)]
+    flagged = await storage.flagged_intervals(park.id, start_ns, end_ns, balance_roles)
     special: list[IntervalEnergy] = [r for chunk in rows for r in chunk]
     by_start = {t.start_ns: t for t in interval_totals(special, park)}
     for group in sums:
@@ -93,4 +96,9 @@ async def aggregated_totals(
             if t is None:
                 t = by_start[s.start_ns] = IntervalTotals(s.start_ns, s.start_ns + interval_ns)
             _add(t, s)
+    # what stands behind the summed rows: the few estimated or flagged ones, read apart
+    for start_ns, device, estimated, flags in flagged:
+        t = by_start.get(start_ns)
+        if t is not None:
+            add_row_quality(t, device, estimated, flags)
     return [by_start[k] for k in sorted(by_start)]

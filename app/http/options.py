@@ -25,7 +25,8 @@ class ApiOptions:
     max_readings_span: timedelta = timedelta(days=400)
     #: how often today's balance behind /live is recomputed
     live_refresh_s: float = 30.0
-    #: a device whose latest reading is older than this is stale (left out of live power)
+    #: stale limit of a quantity whose reporting cadence is not known yet (seen once); after
+    #: that, 3 cadences (at least 60 s): docs/live-page.md
     stale_after_s: float = 900.0
     #: SSE: send the document at least this often even when nothing changed
     sse_heartbeat_s: float = 5.0

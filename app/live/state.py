@@ -11,11 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.accounting import BalanceResult, FactorSet, get_factor_set, live_balance
+from app.accounting.live import ThermalLive, emission_rate
 from app.http.times import ns_to_rfc3339
-from app.registry.models import SUBMETER_ROLES, Park, Registry, Role
+from app.live.freshness import (
+    CADENCE_GAPS,
+    MIN_STALE_NS,
+    STALE_CADENCES,
+    QuantitySeen,
+    fresh_until_ns,
+)
+from app.registry.models import COUNTER_QUANTITIES, SUBMETER_ROLES, Park, Registry, Role
 from app.telemetry.models import Reading
 
 _NS_PER_S = 1_000_000_000
+_new_seen = tuple.__new__
 _NS_PER_H = 3600 * _NS_PER_S
 
 #: (counter added, counter subtracted) whose rate is the device's power in SPEC §2 sign
@@ -43,6 +52,16 @@ class DeviceLive:
     soc_pct: float | None
     counter: float | None  # main counter (net, see _MAIN_COUNTER) for the derived power
     values: dict[str, float] = field(default_factory=dict)
+    #: quantity → when it was last reported and its learned cadence (docs/live-page.md)
+    seen: dict[str, QuantitySeen] = field(default_factory=dict)
+    #: counter → (timestamp, value) of its latest report, for the rates
+    counts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: counter → rate per hour between its last two reports (kWh/h = kW, m³/h, GJ/h, kg/h)
+    rates: dict[str, float] = field(default_factory=dict)
+    #: fresh while the clock is ≤ this (its freshest quantity is within its cadence limit)
+    fresh_until_ns: int = 0
+    #: every quantity is fresh while the clock is ≤ this
+    all_fresh_until_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -85,7 +104,15 @@ def _virtual_park(park: Park) -> Park:
     )
 
 
-_GRID, _SUPPLY, _STORAGE, _SUB, _OTHER = range(5)
+_GRID, _SUPPLY, _STORAGE, _SUB, _OTHER, _THERMAL, _SUB_THERMAL = range(7)
+#: roles whose flow comes from counter rates (heat, fuel, hydrogen), not from power_kw
+_THERMAL_ROLES = frozenset(
+    {Role.HEAT_FUEL, Role.HEAT_PURCHASED, Role.HEAT_RECOVERED, Role.HYDROGEN}
+)
+#: sub-meters drawn on the thermal side of the flows (their kW is inside the loads)
+_SUB_THERMAL_ROLES = frozenset({Role.HEAT_PUMP, Role.ELECTROLYZER})
+#: devices whose flows carry emissions: missing one makes the emission rate incomplete
+_EMITTING_ROLES = frozenset({Role.GRID, Role.HEAT_FUEL, Role.HEAT_PURCHASED, Role.HYDROGEN})
 #: devices scanned between two yields to the event loop in `document_json_async`
 _SLICE = 500
 
@@ -101,9 +128,15 @@ class _Scan:
     details: list[dict[str, Any]] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     oldest_ts: int | None = None
+    stale_quantities: dict[str, list[str]] = field(default_factory=dict)
+    thermal: ThermalLive = field(default_factory=ThermalLive)
 
 
 def _kind(role: Role) -> int:
+    if role in _THERMAL_ROLES:
+        return _THERMAL
+    if role in _SUB_THERMAL_ROLES:
+        return _SUB_THERMAL
     if role is Role.GRID:
         return _GRID
     if role in _SUPPLY_ROLES:
@@ -155,6 +188,22 @@ class LiveState:
         self._virtual = {p.id: _virtual_park(p) for p in registry.parks}
         self._plans = {
             p.id: [(d.id, d.role.value, _kind(d.role)) for d in p.devices] for p in registry.parks
+        }
+        self._thermal_meta = {
+            p.id: {
+                d.id: (
+                    d.role,
+                    d.fuel.value if d.fuel else None,
+                    d.h2_class.value if d.h2_class else None,
+                )
+                for d in p.devices
+                if d.role in _THERMAL_ROLES or d.role in _SUB_THERMAL_ROLES
+            }
+            for p in registry.parks
+        }
+        self._emitting = {
+            p.id: frozenset(d.id for d in p.devices if d.role in _EMITTING_ROLES)
+            for p in registry.parks
         }
 
     def set_registry(self, registry: Registry, stale: Iterable[tuple[str, str]] = ()) -> None:
@@ -218,20 +267,78 @@ class LiveState:
                     elif prev is not None and prev.ts_ns == r.ts_ns:
                         power, source = prev.power_kw, prev.power_source
                 soc = r.values.get("soc_pct", prev.soc_pct if prev is not None else None)
+                seen, counts, rates, until_hi, until_lo = self._track(prev, r)
                 pl.devices[r.device] = DeviceLive(
-                    ts_ns=r.ts_ns,
-                    received_ns=now,
-                    power_kw=power,
-                    power_source=source,
-                    soc_pct=soc,
-                    counter=counter,
-                    values=dict(r.values),
+                    r.ts_ns,
+                    now,
+                    power,
+                    source,
+                    soc,
+                    counter,
+                    dict(r.values),
+                    seen,
+                    counts,
+                    rates,
+                    until_hi,
+                    until_lo,
                 )
                 touched.add(r.park)
                 changed += 1
             for park_id in touched:
                 self._parks[park_id].version += 1
         return changed
+
+    def _track(
+        self, prev: DeviceLive | None, r: Reading
+    ) -> tuple[dict[str, QuantitySeen], dict[str, tuple[int, float]], dict[str, float], int, int]:
+        """Per-quantity freshness and counter rates after `r`: (seen, counts, rates, fresh
+        until, all fresh until). New dicts: a render may be reading the previous ones outside
+        the lock. Inlined `QuantitySeen.seen_at` and `fresh_until_ns`: this runs for every
+        reading."""
+        ts = r.ts_ns
+        if prev is None:
+            seen: dict[str, QuantitySeen] = {}
+            counts: dict[str, tuple[int, float]] = {}
+            rates: dict[str, float] = {}
+        else:
+            seen, counts, rates = prev.seen.copy(), prev.counts, prev.rates
+        copied = prev is None
+        for q, v in r.values.items():
+            s = seen.get(q)
+            # tuple.__new__: the NamedTuple without its Python-level constructor
+            if s is None:
+                seen[q] = _new_seen(QuantitySeen, (ts, (), None))
+            elif ts > s[0]:
+                gaps = (*s[1][1 - CADENCE_GAPS :], ts - s[0])
+                seen[q] = _new_seen(QuantitySeen, (ts, gaps, sorted(gaps)[(len(gaps) - 1) // 2]))
+            if q not in COUNTER_QUANTITIES:
+                continue
+            last = counts.get(q)
+            if last is not None and ts <= last[0]:
+                continue
+            if not copied:
+                counts, rates, copied = counts.copy(), rates.copy(), True
+            if last is not None:
+                delta = v - last[1]
+                if r.reset or delta < 0:  # a reset or a replaced meter: no rate until next
+                    rates.pop(q, None)
+                else:
+                    rates[q] = delta / ((ts - last[0]) / _NS_PER_H)
+            counts[q] = (ts, v)
+        default = self.stale_after_ns
+        hi = lo = ts + default
+        first = True
+        for s in seen.values():
+            c = s[2]
+            until = s[0] + (default if c is None else max(MIN_STALE_NS, STALE_CADENCES * c))
+            if first:
+                hi = lo = until
+                first = False
+            elif until > hi:
+                hi = until
+            elif until < lo:
+                lo = until
+        return seen, counts, rates, hi, lo
 
     def set_today(self, park: str, result: BalanceResult, computed_ns: int | None = None) -> None:
         """Install today's balance so far (from the background refresh)."""
@@ -386,14 +493,15 @@ class LiveState:
     ) -> None:
         by_role, power, missing = acc.by_role, acc.power, acc.missing
         freshness, details, stale = acc.freshness, acc.details, acc.stale
-        stale_before = now - self.stale_after_ns
+        default_ns = self.stale_after_ns
+        thermal_meta = self._thermal_meta[park.id]
         oldest_ts = acc.oldest_ts
         # Hot loop (thousands of devices, once a second): plain tuples and int codes only.
         for dev_id, rv, kind in plan:
             d = devices.get(dev_id)
             if d is None:
                 freshness[dev_id] = None
-                if kind != _SUB:
+                if kind not in (_SUB, _SUB_THERMAL):
                     missing.append(dev_id)
                 if detail:
                     details.append({"id": dev_id, "role": rv, "ts": None})
@@ -403,10 +511,30 @@ class LiveState:
             if oldest_ts is None or ts < oldest_ts:
                 oldest_ts = ts
             p = d.power_kw
-            is_stale = ts < stale_before
+            is_stale = now > d.fresh_until_ns
+            stale_q: list[str] = []
             if is_stale:
                 stale.append(dev_id)
-            if is_stale or p is None:
+            elif now > d.all_fresh_until_ns:
+                stale_q = sorted(
+                    q for q, s in d.seen.items() if now > fresh_until_ns(s, default_ns)
+                )
+                acc.stale_quantities[dev_id] = stale_q
+            if kind in (_THERMAL, _SUB_THERMAL):
+                # (no meta: the registry changed between two slices of this render)
+                meta = None if is_stale else thermal_meta.get(dev_id)
+                if meta is not None:
+                    rates = {q: x for q, x in d.rates.items() if q not in stale_q}
+                    known = acc.thermal.add(
+                        meta[0], rates, fuel=meta[1], h2_class=meta[2], power_kw=p
+                    )
+                    if not known and kind == _THERMAL:
+                        missing.append(dev_id)
+                elif kind == _THERMAL:
+                    missing.append(dev_id)
+                if not is_stale and p is not None:  # as published (thermal kW for heat)
+                    by_role[rv] = by_role.get(rv, 0.0) + p
+            elif is_stale or p is None:
                 if kind != _SUB:
                     missing.append(dev_id)
             else:
@@ -430,6 +558,17 @@ class LiveState:
                         "power_kw": p,
                         "power_source": d.power_source,
                         "soc_pct": d.soc_pct,
+                        "quantities": {
+                            q: {
+                                "age_s": ((now - s.ts_ns) // 100_000_000) / 10,
+                                "cadence_s": None
+                                if s.cadence_ns is None
+                                else round(s.cadence_ns / _NS_PER_S, 1),
+                                "stale": now > fresh_until_ns(s, default_ns),
+                            }
+                            for q, s in sorted(d.seen.items())
+                        },
+                        "rates_per_h": {q: round(x, 6) for q, x in sorted(d.rates.items())},
                     }
                 )
         acc.oldest_ts = oldest_ts
@@ -450,6 +589,11 @@ class LiveState:
         if today is not None and today.total.grid_import_kwh > 0:
             certified_fraction = today.total.certificates_applied_kwh / today.total.grid_import_kwh
         lb = live_balance(self._virtual[park.id], acc.power, storage_state, fs, certified_fraction)
+        rate = emission_rate(
+            lb.grid_import_kw, acc.thermal, fs, park.grid_region, certified_fraction
+        )
+        emitting = self._emitting[park.id]
+        rate_missing = [d for d in acc.missing if d in emitting]
         today_doc: dict[str, Any] | None = None
         if today is not None:
             today_doc = {
@@ -475,9 +619,20 @@ class LiveState:
             "carbon_intensity_g_per_kwh": lb.carbon_intensity_location_g_per_kwh,
             "carbon_intensity_location_g_per_kwh": lb.carbon_intensity_location_g_per_kwh,
             "carbon_intensity_market_g_per_kwh": lb.carbon_intensity_market_g_per_kwh,
+            # kgCO2/h of the whole park (scope 1 + 2 + purchased heat), not per kWh
+            "emission_rate_location_kg_per_h": round(rate.location, 3),
+            "emission_rate_market_kg_per_h": round(rate.market, 3),
+            "emission_rate_kg_per_h": {
+                **rate.as_dict(),
+                "complete": not rate_missing,
+                "missing_devices": rate_missing,
+                "warnings": list(rate.warnings),
+            },
+            "thermal": acc.thermal.as_dict(fs),
             "today": today_doc,
             "missing_devices": acc.missing,
             "stale_devices": acc.stale,
+            "stale_quantities": acc.stale_quantities,
             "stale_after_s": self.stale_after_ns / _NS_PER_S,
             "oldest_age_s": oldest_s,
             "freshness": acc.freshness,

@@ -53,6 +53,10 @@ class RoleSums:
     sums: dict[str, float]
 
 
+#: (start_ns, device, estimated, flags) of one flagged interval row
+FlaggedRow = tuple[int, str, bool, tuple[str, ...]]
+
+
 def changed_days(intervals: Iterable[IntervalEnergy]) -> dict[str, set[int]]:
     """Per park, the UTC days (`start_ns // NS_PER_DAY`) that a write of `intervals` touches:
     what a store records as change markers beside the data (docs/storage.md, "Change
@@ -258,6 +262,14 @@ class Storage(Protocol):
         `interval_ns` is the park's interval length (the row's `end_ns` where the store
         does not keep it). The role is the one stored with each row: check
         `interval_series` against the registry before trusting it."""
+        ...
+
+    async def flagged_intervals(
+        self, park: str, start_ns: int, end_ns: int, roles: Sequence[str]
+    ) -> list[FlaggedRow]:
+        """Interval rows of `roles` starting in [start_ns, end_ns) that are estimated or carry
+        any flag, as (start_ns, device, estimated, flags): what stands behind summed rows
+        (docs/intervals.md, "Quality travels with the numbers"). Such rows are rare."""
         ...
 
     async def interval_changes(self, park: str) -> dict[int, int]:

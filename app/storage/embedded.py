@@ -44,6 +44,7 @@ from app.intervals.models import IntervalEnergy
 from app.storage import schema
 from app.storage.base import (
     ROLE_SUM_FIELDS,
+    FlaggedRow,
     History,
     RoleSums,
     StorageRejected,
@@ -686,6 +687,27 @@ class EmbeddedStorage:
             return [
                 RoleSums(s, e, role, n, est, {_IMP: imp, _EXP: exp, _GEN: gen})
                 for s, e, role, n, est, imp, exp, gen in self._reader().execute(sql, tuple(args))
+            ]
+
+        return await self._run(self._rexec, run)
+
+    async def flagged_intervals(
+        self, park: str, start_ns: int, end_ns: int, roles: Sequence[str]
+    ) -> list[FlaggedRow]:
+        if not roles:
+            return []
+        sql = (
+            "SELECT start_ns, device, estimated, flags FROM interval_energy"
+            " WHERE park = ? AND start_ns >= ? AND start_ns < ?"
+            f" AND role IN ({', '.join('?' * len(roles))}) AND (estimated != 0 OR flags != '')"
+            " ORDER BY start_ns, device"
+        )
+        args = (park, start_ns, end_ns, *roles)
+
+        def run() -> list[FlaggedRow]:
+            return [
+                (int(s), str(d), bool(e), tuple(f.split(",")) if f else ())
+                for s, d, e, f in self._reader().execute(sql, args)
             ]
 
         return await self._run(self._rexec, run)

@@ -20,6 +20,7 @@ from app.storage.base import (
     FAR_NS,
     NS_PER_DAY,
     ROLE_SUM_FIELDS,
+    FlaggedRow,
     History,
     RoleSums,
     StorageRejected,
@@ -595,6 +596,35 @@ class InfluxStorage:
                     )
                 )
         out.sort(key=lambda r: (r.start_ns, r.role))
+        return out
+
+    async def flagged_intervals(
+        self, park: str, start_ns: int, end_ns: int, roles: Sequence[str]
+    ) -> list[FlaggedRow]:
+        if not roles:
+            return []
+        alt = "|".join(re.escape(r) for r in sorted(set(roles)))
+        q = (
+            f'SELECT "device", "estimated", "flags" FROM "{schema.INTERVAL}"'
+            f" WHERE {self._tag_eq('park', park)} AND time >= {int(start_ns)}"
+            f' AND time < {int(end_ns)} AND "role" =~ /^({alt})$/'
+            ' AND ("estimated" = true OR "flags" != \'\')'
+        )
+        out: list[FlaggedRow] = []
+        for s in await self.query(q):
+            cols = s.columns
+            for row in s.values:
+                rec = dict(zip(cols, row, strict=False))
+                flags = rec.get("flags") or ""
+                out.append(
+                    (
+                        int(rec["time"]),
+                        str(rec.get("device") or s.tags.get("device", "")),
+                        rec.get("estimated") is True,
+                        tuple(str(flags).split(",")) if flags else (),
+                    )
+                )
+        out.sort()
         return out
 
     async def interval_changes(self, park: str) -> dict[int, int]:

@@ -1,47 +1,94 @@
 // Built-in live page: reads /live, follows /live/stream, draws with the bundled ECharts.
-// Plain ES2017, no build step. The API key (if anonymous reading is off) comes from ?key=
-// or a prompt and is kept in localStorage; it is sent as `Authorization: Bearer`, which is
-// why the stream is read with fetch() rather than EventSource (that cannot send headers).
+// Plain ES2017, no build step. Keys: the page never prompts. A viewer key is kept by the
+// server in an HttpOnly cookie (display link /kiosk?park=..&key=.., or the key form, which
+// posts to /kiosk); same-origin fetches send it, so the stream is read with fetch() as well.
+// See docs/live-page.md.
 (function () {
   "use strict";
 
   const I18N = {
     zh: {
-      title: "实时能源与碳", set_key: "设置密钥", grid_import: "电网购电", renewable: "光伏/风电",
-      green_direct: "绿电直供", load: "负荷", export: "上网电量", storage_net: "储能净放电",
-      green_share: "绿电占比", intensity: "碳排放强度", updated: "更新于", stale: "离线设备",
-      flows: "实时能流", gauges: "绿电占比与碳强度", today: "今日曲线（平均功率）",
+      title: "实时能源与碳", set_key: "设置密钥", display_mode: "大屏模式",
+      grid_import: "电网购电", renewable: "光伏/风电",
+      green_direct: "绿电直供", load: "电力负荷", export: "上网电量", storage_net: "储能净放电",
+      green_share: "绿电占比", intensity: "用电碳强度",
+      intensity_note: "每千瓦时用电，仅电力",
+      heat_supplied: "供热功率", boiler_fuel: "锅炉燃料", district_heat: "外购热力",
+      hydrogen: "外购氢气", emission_location: "园区碳排放速率（基于位置）",
+      emission_market: "园区碳排放速率（基于市场）",
+      emission_note: "范围一 + 范围二 + 外购热力，全园区每小时",
+      incomplete: "不完整：缺 ", complete: "数据完整",
+      updated: "更新于", offline: "离线设备：", waiting: "等待第二条读数：",
+      stale_quantities: "过期数据项：", quality: "数据质量：",
+      flows: "实时能流（电与热，kW）", gauges: "绿电占比与用电碳强度",
+      emissions_now: "当前碳排放速率构成（kgCO₂/h）",
+      today: "今日曲线（平均功率；无数据的时段留空）",
       evaluation: "零碳园区评价", loading: "加载中…", live: "实时", connecting: "连接中…",
-      reconnecting: "重新连接…", need_key: "需要 API 密钥", key_prompt: "请输入 API 密钥（只读）：",
+      reconnecting: "重新连接…", need_key: "需要 API 密钥",
+      need_key_long: "读取数据需要只读（viewer）API 密钥：点击“设置密钥”。",
+      need_key_display: "此大屏没有有效密钥：请重新打开大屏链接 /kiosk?park=…&key=…（只读密钥）。",
+      key_label: "只读（viewer）API 密钥：", key_save: "保存到此浏览器", key_forget: "清除",
+      key_hint: "密钥保存在 HttpOnly Cookie 中，页面脚本无法读取。",
       grid: "电网", pv_wind: "光伏/风电", direct: "绿电直供", discharge: "储能放电",
-      loads: "负荷", exported: "上网", charge: "储能充电", none: "无",
+      loads: "电力负荷", loads_other: "其他电力负荷", exported: "上网", charge: "储能充电", none: "无",
+      heat_pump: "热泵", electrolyzer: "电解槽", ambient: "环境热", boiler: "锅炉",
+      dh_in: "外购热力", recovered: "余热回收", heat: "热负荷", losses: "锅炉损失",
+      h2_in: "外购氢气", h2_use: "用氢",
+      natural_gas: "天然气", coal: "煤", diesel: "柴油", lpg: "液化石油气", biomass: "生物质",
       indicator: "指标", value: "数值", target: "目标", result: "结果", projection: "年末预测",
       pass: "达标", fail: "未达标", completeness: "数据完整度", unconfirmed: "（目标待确认）",
-      green_share_gauge: "绿电占比 %", intensity_gauge: "碳强度 g/kWh",
-      load_kw: "负荷", import_kw: "购电", renewable_kw: "光伏/风电", direct_kw: "绿电直供",
-      export_kw: "上网", no_eval: "暂无评价数据",
+      green_share_gauge: "绿电占比 %", intensity_gauge: "用电碳强度 gCO₂/kWh",
+      load_kw: "电力负荷", import_kw: "购电", renewable_kw: "光伏/风电", direct_kw: "绿电直供",
+      export_kw: "上网", heat_kw: "外购热力", emissions_kg_h: "碳排放 kgCO₂/h（市场）",
+      no_eval: "暂无评价数据",
+      scope1: "范围一（燃料）", scope2: "范围二（电力）", heat_purchased: "外购热力",
+      h2_beside: "氢气（另列）", location: "基于位置", market: "基于市场",
+      ago_s: " 秒前", ago_min: " 分钟前", ago_h: " 小时前",
       repaired: "今日数据含修复：", insufficient: "数据不足",
       q_estimated: "估算", q_glitch: "异常读数已剔除", q_implausible: "不合理增量",
       q_conflict: "冲突读数", q_reset: "计量表复位", intervals: "个区间",
     },
     en: {
-      title: "Live energy and carbon", set_key: "set key", grid_import: "Grid import",
-      renewable: "PV / wind", green_direct: "Direct green", load: "Load", export: "Export",
-      storage_net: "Storage net discharge", green_share: "Green share",
-      intensity: "Carbon intensity", updated: "updated", stale: "stale devices",
-      flows: "Live energy flows", gauges: "Green share and carbon intensity",
-      today: "Today (average power)", evaluation: "Zero-carbon park evaluation",
+      title: "Live energy and carbon", set_key: "set key", display_mode: "wall display",
+      grid_import: "Grid import", renewable: "PV / wind", green_direct: "Direct green",
+      load: "Electric load", export: "Export", storage_net: "Storage net discharge",
+      green_share: "Green share", intensity: "Electricity carbon intensity",
+      intensity_note: "per kWh used now, electricity only",
+      heat_supplied: "Heat supplied", boiler_fuel: "Boiler fuel", district_heat: "District heat in",
+      hydrogen: "Hydrogen bought", emission_location: "Park emission rate (location)",
+      emission_market: "Park emission rate (market)",
+      emission_note: "scope 1 + scope 2 + purchased heat, whole park per hour",
+      incomplete: "incomplete: no data from ", complete: "all sources reporting",
+      updated: "updated", offline: "offline:", waiting: "awaiting a second reading:",
+      stale_quantities: "stale quantities:", quality: "data quality:",
+      flows: "Live energy flows (electricity and heat, kW)",
+      gauges: "Green share and electricity carbon intensity",
+      emissions_now: "Park emission rate now by source (kgCO₂/h)",
+      today: "Today (average power; hours without data left blank)",
+      evaluation: "Zero-carbon park evaluation",
       loading: "loading…", live: "live", connecting: "connecting…",
       reconnecting: "reconnecting…", need_key: "API key needed",
-      key_prompt: "API key (viewer):", grid: "Grid", pv_wind: "PV / wind",
-      direct: "Direct green", discharge: "Storage discharge", loads: "Loads",
-      exported: "Export", charge: "Storage charge", none: "none", indicator: "Indicator",
+      need_key_long: "Reading needs a viewer API key: use “set key”.",
+      need_key_display: "This display has no valid key: open its display link again, /kiosk?park=…&key=… (a viewer key).",
+      key_label: "Viewer API key:", key_save: "keep in this browser", key_forget: "forget",
+      key_hint: "The key is kept in an HttpOnly cookie; page scripts cannot read it.",
+      grid: "Grid", pv_wind: "PV / wind", direct: "Direct green", discharge: "Storage discharge",
+      loads: "Electric loads", loads_other: "Other electric loads", exported: "Export", charge: "Storage charge", none: "none",
+      heat_pump: "Heat pump", electrolyzer: "Electrolyzer", ambient: "Ambient heat",
+      boiler: "Boiler", dh_in: "District heat", recovered: "Recovered heat", heat: "Heat loads",
+      losses: "Boiler losses", h2_in: "Hydrogen bought", h2_use: "Hydrogen use",
+      natural_gas: "Natural gas", coal: "Coal", diesel: "Diesel", lpg: "LPG", biomass: "Biomass",
+      indicator: "Indicator",
       value: "Value", target: "Target", result: "Result", projection: "Year-end projection",
       pass: "pass", fail: "fail", completeness: "Data completeness",
       unconfirmed: " (target unconfirmed)", green_share_gauge: "Green share %",
-      intensity_gauge: "Carbon g/kWh", load_kw: "Load", import_kw: "Grid import",
+      intensity_gauge: "Electricity gCO₂/kWh", load_kw: "Electric load", import_kw: "Grid import",
       renewable_kw: "PV / wind", direct_kw: "Direct green", export_kw: "Export",
+      heat_kw: "District heat", emissions_kg_h: "Emissions kgCO₂/h (market)",
       no_eval: "no evaluation data yet",
+      scope1: "Scope 1 (fuels)", scope2: "Scope 2 (electricity)", heat_purchased: "Purchased heat",
+      h2_beside: "Hydrogen (shown apart)", location: "location", market: "market",
+      ago_s: " s ago", ago_min: " min ago", ago_h: " h ago",
       repaired: "Today's figures rest on repaired data:", insufficient: "insufficient data",
       q_estimated: "estimated", q_glitch: "glitch-suppressed", q_implausible: "implausible",
       q_conflict: "conflicting", q_reset: "meter reset", intervals: "intervals",
@@ -51,40 +98,37 @@
   const body = document.body;
   const park = body.dataset.park;
   const lang = body.dataset.lang === "en" ? "en" : "zh";
+  const display = body.dataset.display === "1";
   const t = (k) => I18N[lang][k] || k;
   const base = "/api/v1/parks/" + encodeURIComponent(park);
-  const KEY_STORE = "lingtan.apiKey";
+  const FUEL_UNITS = { gas_m3: "m³/h", fuel_kg: "kg/h", fuel_l: "L/h" };
 
-  // A key in the address is remembered, then removed from the address bar and history.
-  const params = new URLSearchParams(location.search);
-  if (params.get("key")) {
-    localStorage.setItem(KEY_STORE, params.get("key"));
-    params.delete("key");
-    const q = params.toString();
-    history.replaceState(null, "", location.pathname + (q ? "?" + q : ""));
-  }
-  const headers = () => {
-    const key = localStorage.getItem(KEY_STORE);
-    return key ? { Authorization: "Bearer " + key } : {};
-  };
-  function askKey() {
-    const key = window.prompt(t("key_prompt"), "");
-    if (key) { localStorage.setItem(KEY_STORE, key.trim()); location.reload(); }
-  }
-  document.getElementById("set-key").addEventListener("click", (e) => { e.preventDefault(); askKey(); });
+  // Earlier versions kept the key in localStorage: forget it (the cookie replaces it).
+  try { localStorage.removeItem("lingtan.apiKey"); } catch (e) { /* storage disabled */ }
+
+  const keyForm = document.getElementById("key-form");
+  document.getElementById("set-key").addEventListener("click", (e) => {
+    e.preventDefault();
+    keyForm.hidden = !keyForm.hidden;
+    if (!keyForm.hidden) keyForm.querySelector("input[name=key]").focus();
+  });
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
 
   const statusEl = document.getElementById("status");
   function status(text, cls) { statusEl.textContent = text; statusEl.className = "status " + (cls || ""); }
 
-  let askedForKey = false;
+  // No prompt, ever: a missing or revoked key shows a line (and the form outside displays).
+  function needKey() {
+    status(t("need_key"), "err");
+    const p = document.getElementById("need-key");
+    p.textContent = display ? t("need_key_display") : t("need_key_long");
+    p.hidden = false;
+    if (!display) keyForm.hidden = false;
+  }
+
   async function getJson(url) {
-    const r = await fetch(url, { headers: headers() });
-    if (r.status === 401) {
-      status(t("need_key"), "err");
-      if (!askedForKey) { askedForKey = true; askKey(); }
-      throw new Error("401");
-    }
+    const r = await fetch(url, { credentials: "same-origin" });
+    if (r.status === 401) { needKey(); throw new Error("401"); }
     if (!r.ok) throw new Error(r.status + " " + (await r.text()));
     return r.json();
   }
@@ -93,22 +137,47 @@
   const pct = (v, d) => (typeof v === "number" && isFinite(v) ? (v * 100).toFixed(d) : "–");
   const setText = (id, text) => { document.getElementById(id).textContent = text; };
 
+  // Park-local time from an RFC 3339 string of the API (already in the park's zone), for
+  // people: "2026-06-01 14:00:05 (UTC+08:00)", no fractions of a second.
+  function localTime(iso, withDate) {
+    const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(iso || "");
+    if (!m) return "–";
+    const zone = m[3] === "Z" ? "UTC" : "UTC" + m[3];
+    return (withDate ? m[1] + " " : "") + m[2] + " (" + zone + ")";
+  }
+  function age(s) {
+    if (typeof s !== "number") return "–";
+    if (s < 90) return Math.round(s) + t("ago_s");
+    if (s < 5400) return Math.round(s / 60) + t("ago_min");
+    return (s / 3600).toFixed(1) + t("ago_h");
+  }
+
   const sankey = echarts.init(document.getElementById("sankey"));
   const gauges = echarts.init(document.getElementById("gauges"));
+  const emissions = echarts.init(document.getElementById("emissions"));
   const curves = echarts.init(document.getElementById("curves"));
-  window.addEventListener("resize", () => { sankey.resize(); gauges.resize(); curves.resize(); });
+  window.addEventListener("resize", () => {
+    sankey.resize(); gauges.resize(); emissions.resize(); curves.resize();
+  });
 
   // Split the live supplies over the sinks for drawing: export and charging are taken from
-  // renewables first (surplus), the loads get what is left. Sums match the /live flows.
-  function flowLinks(d) {
+  // renewables first (surplus), then the heat pumps and electrolyzers (sub-meters inside the
+  // loads), the other loads get what is left. Sums match the /live flows.
+  function electricLinks(d, th) {
     const src = {
       grid: d.grid_import_kw || 0, pv_wind: d.renewable_kw || 0,
       direct: d.green_direct_kw || 0, discharge: d.storage_discharge_kw || 0,
     };
+    const load = d.load_kw || 0;
+    const hp = Math.min(th.heat_pump_kw || 0, load);
+    const el = Math.min(th.electrolyzer_kw || 0, load - hp);
+    const loadOrder = ["discharge", "pv_wind", "direct", "grid"];
     const sinks = [
       ["exported", d.grid_export_kw || 0, ["pv_wind", "direct", "discharge", "grid"]],
       ["charge", d.storage_charge_kw || 0, ["pv_wind", "direct", "grid", "discharge"]],
-      ["loads", Infinity, ["discharge", "pv_wind", "direct", "grid"]],
+      ["heat_pump", hp, loadOrder],
+      ["electrolyzer", el, loadOrder],
+      [hp + el > 1e-6 ? "loads_other" : "loads", Infinity, loadOrder],
     ];
     const links = [];
     for (const [sink, amount, order] of sinks) {
@@ -122,27 +191,55 @@
     return links;
   }
 
+  // Heat, fuel and hydrogen (kW; fuels on the standard-coal energy basis, hydrogen at 120 MJ/kg).
+  function thermalLinks(th) {
+    const links = [];
+    const add = (s, d, v) => { if (v > 1e-6) links.push({ source: t(s), target: t(d), value: +v.toFixed(1) }); };
+    const fuels = th.fuels || [];
+    const fuelName = fuels.length === 1 ? fuels[0].fuel : "boiler_fuel";
+    add(fuelName, "boiler", th.boiler_fuel_kw || 0);
+    add("boiler", "heat", th.boiler_heat_kw || 0);
+    add("boiler", "losses", (th.boiler_fuel_kw || 0) - (th.boiler_heat_kw || 0));
+    add("dh_in", "heat", th.district_heat_kw || 0);
+    add("recovered", "heat", th.heat_recovered_kw || 0);
+    add("ambient", "heat_pump", (th.heat_pump_heat_kw || 0) - (th.heat_pump_kw || 0));
+    add("heat_pump", "heat", th.heat_pump_heat_kw || 0);
+    add("h2_in", "h2_use", th.hydrogen_kw || 0);
+    return links;
+  }
+
+  const THERMAL_NODES = new Set(["boiler", "heat", "losses", "dh_in", "recovered", "ambient",
+    "h2_in", "h2_use", "natural_gas", "coal", "diesel", "lpg", "biomass", "boiler_fuel"].map(t));
+
   function renderSankey(d) {
-    const links = flowLinks(d);
+    const th = d.thermal || {};
+    const links = electricLinks(d, th).concat(thermalLinks(th));
     const names = new Set();
     links.forEach((l) => { names.add(l.source); names.add(l.target); });
     sankey.setOption({
-      tooltip: { trigger: "item" },
+      tooltip: { trigger: "item",
+        formatter: (p) => (p.dataType === "edge"
+          ? p.data.source + " → " + p.data.target + ": " + p.data.value + " kW ("
+            + (p.data.value * 0.0036).toFixed(2) + " GJ/h)"
+          : p.name) },
       series: [{
-        type: "sankey", emphasis: { focus: "adjacency" }, nodeAlign: "justify",
-        data: Array.from(names, (n) => ({ name: n })), links: links,
-        label: { formatter: "{b}" }, lineStyle: { color: "gradient", curveness: 0.5 },
+        type: "sankey", emphasis: { focus: "adjacency" }, nodeAlign: "justify", nodeGap: 10,
+        layoutIterations: 32, left: 8, right: 110,
+        data: Array.from(names, (n) => ({ name: n,
+          itemStyle: { color: THERMAL_NODES.has(n) ? "#d9822b" : (n === t("heat_pump") ? "#b5651d" : "#2e7d5b") } })),
+        links: links,
+        label: { formatter: "{b}" }, lineStyle: { color: "gradient", curveness: 0.5, opacity: 0.35 },
       }],
     }, { notMerge: true });
   }
 
   function gauge(center, name, value, max, unit, colors) {
     return {
-      type: "gauge", center: center, radius: "70%", min: 0, max: max,
-      axisLine: { lineStyle: { width: 12, color: colors } },
-      pointer: { width: 4 }, splitNumber: 5, axisLabel: { distance: 16, fontSize: 10 },
-      title: { offsetCenter: [0, "85%"], fontSize: 12 },
-      detail: { valueAnimation: true, fontSize: 18, offsetCenter: [0, "45%"],
+      type: "gauge", center: center, radius: "80%", min: 0, max: max,
+      axisLine: { lineStyle: { width: 10, color: colors } },
+      pointer: { width: 4 }, splitNumber: 5, axisLabel: { distance: 14, fontSize: 9 },
+      title: { offsetCenter: [0, "88%"], fontSize: 11 },
+      detail: { valueAnimation: true, fontSize: 16, offsetCenter: [0, "50%"],
         formatter: (v) => v.toFixed(unit === "%" ? 1 : 0) },
       data: [{ value: value, name: name }],
     };
@@ -153,17 +250,42 @@
     const ci = typeof d.carbon_intensity_g_per_kwh === "number" ? d.carbon_intensity_g_per_kwh : 0;
     gauges.setOption({
       series: [
-        gauge(["27%", "50%"], t("green_share_gauge"), share, 100, "%",
+        gauge(["27%", "55%"], t("green_share_gauge"), share, 100, "%",
           [[0.3, "#c0504d"], [0.7, "#e0a030"], [1, "#2e8b57"]]),
-        gauge(["75%", "50%"], t("intensity_gauge"), ci, 1000, "g",
+        gauge(["75%", "55%"], t("intensity_gauge"), ci, 1000, "g",
           [[0.3, "#2e8b57"], [0.6, "#e0a030"], [1, "#c0504d"]]),
       ],
     });
   }
 
+  function renderEmissions(d) {
+    const r = d.emission_rate_kg_per_h || {};
+    const bar = (key, color, loc, mkt) => ({ name: t(key), type: "bar", stack: "e",
+      itemStyle: { color: color }, data: [+(loc || 0).toFixed(1), +(mkt || 0).toFixed(1)] });
+    emissions.setOption({
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      legend: { top: 0, textStyle: { fontSize: 11 } },
+      grid: { left: 70, right: 20, top: 48, bottom: 24 },
+      xAxis: { type: "value", name: "kgCO₂/h", nameLocation: "end", nameGap: -40, nameTextStyle: { padding: [28, 0, 0, 0] } },
+      yAxis: { type: "category", data: [t("location"), t("market")] },
+      series: [
+        bar("scope1", "#d9822b", r.scope1, r.scope1),
+        bar("scope2", "#5470c6", r.scope2_location, r.scope2_market),
+        bar("heat_purchased", "#c0504d", r.heat_purchased, r.heat_purchased),
+      ],
+    }, { notMerge: true });
+  }
+
+  // A `quality` object on /live (glitch and estimated flags) is shown when present.
+  function show(boxId, textId, text) {
+    document.getElementById(boxId).hidden = !text;
+    setText(textId, text || "");
+  }
+
   let lastDoc = null;
   function renderLive(d) {
     lastDoc = d;
+    document.getElementById("need-key").hidden = true;
     setText("kpi-grid", num(d.grid_import_kw, 1));
     setText("kpi-renewable", num(d.renewable_kw, 1));
     setText("kpi-green-direct", num(d.green_direct_kw, 1));
@@ -172,14 +294,37 @@
     setText("kpi-storage", num((d.storage_discharge_kw || 0) - (d.storage_charge_kw || 0), 1));
     setText("kpi-green-share", pct(d.green_share_physical, 1));
     setText("kpi-intensity", num(d.carbon_intensity_g_per_kwh, 0));
-    setText("updated", d.time || "–");
-    const stale = (d.stale_devices || []).concat(d.missing_devices || []);
-    setText("stale", stale.length ? stale.join(", ") : t("none"));
+    const th = d.thermal || {};
+    setText("kpi-heat", num(th.heat_kw, 0));
+    setText("kpi-heat-gj", num(th.heat_gj_per_h, 2));
+    const fuels = th.fuels || [];
+    setText("kpi-fuel", fuels.length === 1 ? num(fuels[0].per_h, 1) : num(th.boiler_fuel_kw, 0));
+    setText("kpi-fuel-unit", fuels.length === 1 ? FUEL_UNITS[fuels[0].counter] || "" : "kW");
+    setText("kpi-district", num(th.district_heat_gj_per_h, 2));
+    setText("kpi-h2", num(th.hydrogen_kg_per_h, 1));
+    setText("kpi-emission-location", num(d.emission_rate_location_kg_per_h, 0));
+    setText("kpi-emission-market", num(d.emission_rate_market_kg_per_h, 0));
+    const er = d.emission_rate_kg_per_h || {};
+    const erMissing = er.missing_devices || [];
+    setText("emission-complete", erMissing.length ? t("incomplete") + erMissing.join(", ") : t("complete"));
+    document.getElementById("emission-complete").className = erMissing.length ? "warn" : "";
+    setText("updated", localTime(d.time, !display));
+    setText("clock", localTime(d.time, false));
+    // offline: stale by the device's own cadence, or never seen (sub-meters included)
+    const fresh = d.freshness || {};
+    const offline = (d.stale_devices || []).concat(Object.keys(fresh).filter((k) => fresh[k] === null));
+    const since = (k) => (typeof fresh[k] === "number" ? k + " (" + age(fresh[k]) + ")" : k);
+    setText("stale", offline.length ? offline.map(since).join(", ") : t("none"));
+    const waiting = (d.missing_devices || []).filter((k) => !offline.includes(k));
+    show("waiting-box", "waiting", waiting.join(", "));
+    const sq = d.stale_quantities || {};
+    show("stale-q-box", "stale-q", Object.keys(sq).map((k) => k + " (" + sq[k].join(", ") + ")").join("; "));
     renderQuality(d.today && d.today.quality);
     renderSankey(d);
     renderGauges(d);
+    renderEmissions(d);
     if (!curvesLoadedAt) loadCurves();
-    if (!evalLoaded) loadEvaluation();
+    if (!evalLoaded && !display) loadEvaluation();
   }
 
   // What today's figures rest on (docs/intervals.md, "Quality travels with the numbers").
@@ -190,10 +335,8 @@
       + q[k].intervals + " " + t("intervals") + " (" + q[k].devices.join(", ") + ")").join(" · ");
   }
   function renderQuality(q) {
-    const el = document.getElementById("quality");
     const text = qualityText(q);
-    el.hidden = !text;
-    el.textContent = text ? "⚠ " + t("repaired") + " " + text : "";
+    show("quality-box", "quality", text ? "⚠ " + t("repaired") + " " + text : "");
   }
 
   // Today = local midnight of the park → now; both from the /live document (park zone).
@@ -227,22 +370,30 @@
     const q = "?every=" + (await curveStep()) + "&start=" + encodeURIComponent(w[0]) + "&end=" + encodeURIComponent(w[1]);
     let doc;
     try { doc = await getJson(base + "/balance" + q); } catch (e) { console.warn("balance:", e.message); return; }
-    // Category axis labelled with the park's local clock (a time axis would use the browser's).
-    const kw = (b, f) => {
+    // A bucket without any interval (measured or estimated) is a gap: null, drawn as a break,
+    // never as 0 kW. Category axis labelled with the park's local clock.
+    const hasData = (b) => (b.measured_intervals || 0) + (b.estimated_intervals || 0) > 0;
+    const perHour = (b, v) => {
       const h = (Date.parse(b.end) - Date.parse(b.start)) / 3.6e6;
-      return h > 0 ? +((b[f] || 0) / h).toFixed(2) : 0;
+      return h > 0 && hasData(b) ? +(v / h).toFixed(2) : null;
     };
-    const line = (name, f) => ({ name: t(name), type: "line", showSymbol: false,
-      data: doc.buckets.map((b) => kw(b, f)) });
+    const line = (name, f, extra) => Object.assign({ name: t(name), type: "line", showSymbol: false,
+      connectNulls: false, data: doc.buckets.map((b) => perHour(b, b[f] || 0)) }, extra || {});
+    const emitted = (b) => (b.scope1_kg || 0) + (b.scope2_market_kg || 0) + (b.heat_purchased_kg || 0);
     curves.setOption({
       tooltip: { trigger: "axis" }, legend: { top: 0 },
-      grid: { left: 50, right: 20, top: 30, bottom: 30 },
+      grid: { left: 56, right: 70, top: 36, bottom: 30 },
       xAxis: { type: "category", boundaryGap: false,
-        data: doc.buckets.map((b) => b.start.slice(11, 16)) }, yAxis: { type: "value", name: "kW" },
+        data: doc.buckets.map((b) => b.start.slice(11, 16)) },
+      yAxis: [{ type: "value", name: "kW" }, { type: "value", name: "kgCO₂/h", splitLine: { show: false } }],
       series: [
         line("load_kw", "consumption_kwh"), line("import_kw", "grid_import_kwh"),
         line("renewable_kw", "renewable_kwh"), line("direct_kw", "green_direct_kwh"),
         line("export_kw", "grid_export_kwh"),
+        Object.assign(line("heat_kw", "heat_purchased_gj"), {
+          data: doc.buckets.map((b) => { const v = perHour(b, b.heat_purchased_gj || 0); return v === null ? null : +(v / 0.0036).toFixed(2); }) }),
+        Object.assign(line("emissions_kg_h", "net_kg", { yAxisIndex: 1, lineStyle: { type: "dashed" } }), {
+          data: doc.buckets.map((b) => perHour(b, emitted(b))) }),
       ],
     });
   }
@@ -278,8 +429,8 @@
 
   // Server-Sent Events over fetch(): blocks end with a blank line; `data:` lines form the body.
   async function follow() {
-    const r = await fetch(base + "/live/stream", { headers: headers(), cache: "no-store" });
-    if (r.status === 401) { status(t("need_key"), "err"); return false; }
+    const r = await fetch(base + "/live/stream", { credentials: "same-origin", cache: "no-store" });
+    if (r.status === 401) { needKey(); return false; }
     if (!r.ok || !r.body) throw new Error("stream " + r.status);
     status(t("live"), "ok");
     const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -309,13 +460,15 @@
     let delay = 1000;
     for (;;) {
       try {
-        if ((await follow()) === false) return; // needs a key: wait for the user
-        delay = 1000;
+        const ok = await follow();
+        // a wall display keeps trying (its key may be fixed server-side); a desk waits
+        if (ok === false && !display) return;
+        delay = ok === false ? 60000 : 1000;
       } catch (e) {
         console.warn("stream:", e.message);
         delay = Math.min(delay * 2, 30000);
       }
-      status(t("reconnecting"), "err");
+      if (delay < 60000) status(t("reconnecting"), "err");
       await new Promise((res) => setTimeout(res, delay));
     }
   }
