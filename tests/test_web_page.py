@@ -93,6 +93,10 @@ def serve(
         if keys is not None:
             for role in (ApiRole.VIEWER, ApiRole.MANAGER):
                 keys[role.value] = ledgers.create_key(role, "test").key
+            # a viewer of another park only (docs/security.md, keys scoped to parks)
+            keys["viewer-elsewhere"] = ledgers.create_key(
+                ApiRole.VIEWER, "elsewhere", parks=["elsewhere"]
+            ).key
         await storage.write(WriteBatch(intervals=intervals))
         app = create_app(
             settings, registry=reg, storage=storage, ledgers=ledgers, live=live, options=options
@@ -512,6 +516,9 @@ def test_display_link_takes_viewer_keys_only_and_the_cookie_only_reads(demo: Dem
         assert r.status_code == 403 and "viewer key only" in r.text and "manager" in r.text
         r = c.get("/kiosk", params={"park": DEMO, "key": "not-a-key", "lang": "en"})
         assert r.status_code == 401 and "lingtan keys create --role viewer" in r.text
+        # a viewer key of another park opens nothing here
+        r = c.get("/kiosk", params={"park": DEMO, "key": demo.keys["viewer-elsewhere"]})
+        assert r.status_code == 403 and "set-cookie" not in r.headers
         assert (
             c.get("/kiosk", params={"park": "nope", "key": demo.keys["viewer"]}).status_code == 404
         )
