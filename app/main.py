@@ -134,7 +134,7 @@ def create_app(
     holder = registry if isinstance(registry, RegistryHolder) else RegistryHolder(registry)
     metrics = ApiMetrics()
     cache = cache or IntervalCache(storage)
-    # user factor sets from the ledger store, next to the built-ins (SPEC §5)
+    # user factor sets from the ledger store, next to the built-ins (docs/accounting.md)
     factor_sets = StoredFactorSets(ledgers)
     balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets, factor_sets=factor_sets)
     if live._factor_sets is None:  # /live resolves a park's set the same way

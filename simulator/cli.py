@@ -23,12 +23,13 @@ from simulator.publish import JsonLinesSink, Publisher, publish_messages
 from simulator.registry_ext import add_synthetic_loads, dump_registry
 from simulator.truth import NS, TruthAccumulator
 
-#: The collector rejects readings stamped more than this far ahead of its clock (SPEC §2).
+#: The collector rejects readings stamped more than this far ahead of its clock
+#: (docs/gateway-contract.md).
 COLLECTOR_FUTURE_LIMIT_S = 300
 
 DESCRIPTION = """\
 Simulate the parks of a registry and publish their meters' telemetry over MQTT exactly as
-real gateways do (topic lingtan/v1/{park}/{device}/telemetry, SPEC §2 JSON, QoS 1).
+real gateways do (topic lingtan/v1/{park}/{device}/telemetry, docs/gateway-contract.md JSON, QoS 1).
 Physics: clear-sky PV with clouds, Weibull wind through a power curve, factory/office/EV
 loads, storage dispatch, heat pumps/boilers/district heat driven by outdoor temperature,
 and a grid meter that closes the park's energy balance at every step. Deterministic for a

@@ -117,7 +117,8 @@ class StepResult:
     balance: Balance
     #: per device, per counter: amount over the step in the counter's unit (kWh, m³, kg, GJ)
     amounts: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: per device: instantaneous values at t_ns (power_kw with the SPEC sign, soc_pct, temps)
+    #: per device: instantaneous values at t_ns (power_kw signed as in docs/gateway-contract.md,
+    #: soc_pct, temps)
     instant: dict[str, dict[str, float]] = field(default_factory=dict)
     #: heat delivered per heat device, kW (for tests and the docs' examples)
     heat_kw: dict[str, float] = field(default_factory=dict)

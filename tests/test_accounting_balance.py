@@ -1,4 +1,4 @@
-"""Hand-computed balance scenarios (SPEC §5): export, storage provenance, heat, sub-meters."""
+"""Hand-computed balance scenarios (docs/accounting.md): export, storage, heat, sub-meters."""
 
 from __future__ import annotations
 
@@ -338,7 +338,7 @@ def test_green_direct_and_hydrogen() -> None:
     assert t.green_share_physical == pytest.approx(0.75)
     assert t.scope2_market_kg == pytest.approx(100.0 * RES)  # D counts as zero
     assert t.hydrogen_kg == pytest.approx(145.1)  # 10 kg × 14.51
-    assert t.net_kg == pytest.approx(60.96)  # hydrogen reported, not in net (SPEC §5)
+    assert t.net_kg == pytest.approx(60.96)  # hydrogen reported, not in net (docs/accounting.md)
 
 
 def test_completeness_counts_measured_non_submeter_device_intervals() -> None:

@@ -1,4 +1,4 @@
-"""Factor sets: SPEC §5 values, provenance on every value, registration and clear errors."""
+"""Factor sets: documented values, provenance on every value, registration, clear errors."""
 
 from __future__ import annotations
 

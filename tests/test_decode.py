@@ -1,4 +1,4 @@
-"""Payload validation (SPEC §2): what is accepted, and each rejection's reason."""
+"""Payload validation (docs/gateway-contract.md): what is accepted, and each rejection's reason."""
 
 from __future__ import annotations
 

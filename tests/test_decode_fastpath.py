@@ -1,4 +1,4 @@
-"""The decoder's fast path for well-formed readings agrees with the pydantic reference (SPEC §2)."""
+"""The decoder's fast path for well-formed readings agrees with the pydantic reference."""
 
 from __future__ import annotations
 

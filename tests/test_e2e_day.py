@@ -19,8 +19,8 @@ The battery charges only in block C, when the park imports nothing: per interval
 G = 450, X = 125, G_self = 325, N = I + D + G_self = 325, f_N = 1, so the 75 kWh charged each
 interval are 100 % green (physical and market). It holds 1200 kWh of PV at 14:00 and gives all
 of it back in block E (75 kWh per interval at fraction 1), empty again at 22:00: storage holds
-the same (nothing) at both ends of the day, so SPEC's Σ(I + D + G − X) and Σ(G_self + D) are
-the day's consumption and physical green (docs/accounting.md §2).
+the same (nothing) at both ends of the day, so the boundary identity Σ(I + D + G − X) and
+Σ(G_self + D) are the day's consumption and physical green (docs/accounting.md §2).
 
 Gas boiler: 120 m³/h in block A (30 m³ per interval), 40 m³/h after (10 m³ per interval).
 District heat: 2 GJ/h all day (0.5 GJ per interval). Building sub-meter: 300 kW all day.
@@ -55,7 +55,7 @@ The battery publishes its SoC (2000 kWh capacity): 0 % at midnight, +3.75 % (75 
 quarter in block C, 60 % from 14:00, −3.75 % per quarter in block E, 0 % from 22:00. In the
 lossless run it discharges 300 kW (75 kWh per quarter, the SoC's drop). The lossy run
 discharges 270 kW (67.5 kWh) for the same SoC drop: 7.5 kWh lost per quarter, 120 kWh over the
-day, all stored PV. Losses are consumption and green (SPEC §5, docs/accounting.md §2), so the
+day, all stored PV. Losses are consumption and green (docs/accounting.md §2), so the
 day's figures are the same as lossless except storage_discharge_kwh (1080) and
 storage_losses_kwh (120); the loads drawing 30 kW less in block E is made up by the losses.
 
@@ -125,7 +125,7 @@ class Block:
     export_kw: float
     pv_kw: float
     wind_kw: float
-    battery_kw: float  # + discharge, − charge (SPEC §2 sign)
+    battery_kw: float  # + discharge, − charge (docs/gateway-contract.md sign)
     gas_m3h: float
     soc_step_pct: float = 0.0  # the battery's SoC change per quarter hour (2000 kWh capacity)
 
@@ -426,7 +426,7 @@ async def check_live_at_midnight(client: httpx.AsyncClient) -> None:
 
 DAY_TOTAL = {
     "consumption_kwh": 20800.0,
-    "boundary_consumption_kwh": 20800.0,  # SPEC E = I + D + G − X; battery empty at both ends
+    "boundary_consumption_kwh": 20800.0,  # boundary E = I + D + G − X; battery empty at both ends
     "grid_import_kwh": 6800.0,
     "grid_export_kwh": 2000.0,
     "renewable_kwh": 16000.0,
@@ -481,7 +481,7 @@ HOURS = {
     # C, 11–12: import 0, export 500, G 1800, battery charges 300 (all green)
     11: {
         "consumption_kwh": 1000.0,  # loads (docs/accounting.md §2)
-        "boundary_consumption_kwh": 1300.0,  # SPEC E = 0 + 1800 − 500; the 300 sit in storage
+        "boundary_consumption_kwh": 1300.0,  # boundary E = 0 + 1800 − 500; the 300 sit in storage
         "grid_import_kwh": 0.0,
         "grid_export_kwh": 500.0,
         "renewable_kwh": 1800.0,
@@ -495,7 +495,7 @@ HOURS = {
     # E, 19–20: import 500, wind 200, 300 kWh of stored PV discharged
     19: {
         "consumption_kwh": 1000.0,
-        "boundary_consumption_kwh": 700.0,  # SPEC E = 500 + 200
+        "boundary_consumption_kwh": 700.0,  # boundary E = 500 + 200
         "green_physical_kwh": 500.0,
         "green_market_kwh": 500.0,  # the certificate was used up at 01:15
         "green_share_physical": 0.5,
@@ -549,7 +549,8 @@ async def check_balance(client: httpx.AsyncClient, s_kw: float) -> None:
     assert doc["total"]["submeter_kwh"] == {"load": approx(7200.0)}
     for hour, expected in hours.items():
         assert_fields(doc["buckets"][hour], expected, f"bucket {hour:02d}:00")
-    # every hourly bucket: consumption = loads, boundary = I + G − X (SPEC), green ≤ consumption
+    # every hourly bucket: consumption = loads, boundary = I + G − X (docs/accounting.md §2),
+    # green ≤ consumption
     for b in doc["buckets"]:
         spec_e = b["grid_import_kwh"] + b["renewable_kwh"] - b["grid_export_kwh"]
         assert b["boundary_consumption_kwh"] == approx(spec_e)

@@ -1,6 +1,6 @@
 """Schemathesis over the API's own OpenAPI document: no generated request may get a 5xx, and
 every response must be declared there: its status code, media type, headers and body schema
-(SPEC §6: user input never produces a 500; docs/api.md: errors are `{"detail": ...}`)."""
+(docs/api.md §4: user input never produces a 500; docs/api.md: errors are `{"detail": ...}`)."""
 
 from __future__ import annotations
 

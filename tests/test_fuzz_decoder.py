@@ -1,5 +1,6 @@
-"""Fuzzing the payload decoder (SPEC §2): it never raises, and every element is either a reading
-or a dead letter — in the pure decoder and through the real collector (Mosquitto → influxd)."""
+"""Fuzzing the payload decoder (docs/gateway-contract.md): it never raises, and every element is
+either a reading or a dead letter — in the pure decoder and through the real collector
+(Mosquitto → influxd)."""
 
 from __future__ import annotations
 

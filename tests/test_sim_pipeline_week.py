@@ -65,7 +65,7 @@ END_NS = int(END.timestamp()) * NS
 # the late-data path must still give every interval exactly the energy the meters registered
 GATEWAY = GatewayOptions(batch=3, offline_per_day=2.0, offline_max_min=45)
 
-# Balance field ← (role, counter) whose ground-truth sum it must equal (SPEC §5: I, X, G, D)
+# Balance field ← (role, counter) whose ground-truth sum it must equal (I, X, G, D)
 BALANCE_SOURCES: dict[str, list[tuple[str, str]]] = {
     "grid_import_kwh": [("grid", "energy_import_kwh")],
     "grid_export_kwh": [("grid", "energy_export_kwh")],
@@ -222,7 +222,7 @@ async def test_simulated_week_through_the_pipeline_matches_the_ground_truth(
         total = body["total"]
         for field, value in sums.items():
             assert total[field] == pytest.approx(value, rel=REL), field
-        # SPEC §5 boundary consumption E = I + D + G − X
+        # docs/accounting.md boundary consumption E = I + D + G − X
         boundary = (
             sums["grid_import_kwh"]
             + sums["green_direct_kwh"]

@@ -218,7 +218,7 @@ def compute_balance(
     initial_storage: Mapping[str, StorageDeviceState] | None = None,
     certificates_used_before_kwh: Mapping[str, float] | None = None,
 ) -> BalanceResult:
-    """Balance of `park` over [start, end) in buckets of `every` (SPEC §5, §6).
+    """Balance of `park` over [start, end) in `every` buckets (docs/accounting.md, api.md §4).
 
     `intervals` are raw `IntervalEnergy` rows or precomputed `interval_totals(...)`. Intervals
     before `start` are not reported but are run through (storage state, certificate use):

@@ -1,4 +1,4 @@
-"""Versioned emission and standard-coal factor sets (SPEC §5), every value with unit and source."""
+"""Versioned emission and standard-coal factor sets (docs/accounting.md §8), units and sources."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ _GBT32150 = (
     "derived from GB/T 32150-2015 appendix defaults (NCV × carbon content × oxidation × 44/12); "
     "not confirmed against the official text here"
 )
-_GBT2589 = "GB/T 2589-2020 appendix (standard-coal reference coefficients), as given in SPEC §5"
+_GBT2589 = (
+    "GB/T 2589-2020 appendix (standard-coal reference coefficients),"
+    " as given in docs/accounting.md §8"
+)
 _H2_STD = (
     "T/CAB 0078-2020 (China Hydrogen Alliance) class threshold used as a conservative "
     "upper bound; NOT an official emission factor, not confirmed from the official text"
@@ -122,7 +125,7 @@ def _fuels(year: int) -> dict[tuple[str, str], FuelFactors]:
     per_l_lpg = f"× assumed {lpg_density} kg/L"
     return {
         ("natural_gas", "gas_m3"): FuelFactors(
-            _f(2.162, "kgCO2/m3", "SPEC §5 (≈2.162); " + _GBT32150, year),
+            _f(2.162, "kgCO2/m3", "docs/accounting.md §8 (≈2.162); " + _GBT32150, year),
             _f(1.2143, f"{ce}/m3", _KGCE_SOURCE + " (gas-field gas; oilfield gas 1.3300)", year),
         ),
         ("coal", "fuel_kg"): FuelFactors(
@@ -207,7 +210,8 @@ def _common(
         heat=_f(
             110.0,
             "kgCO2/GJ",
-            "SPEC §5 (0.11 tCO2/GJ, MEE accounting-guideline default for purchased heat)",
+            "docs/accounting.md §8 (0.11 tCO2/GJ, MEE accounting-guideline default for"
+            " purchased heat)",
             year,
         ),
         hydrogen=MappingProxyType(_hydrogen(year)),

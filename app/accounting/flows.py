@@ -47,7 +47,7 @@ def allocate(
     discharge_green_physical: float,
     discharge_green_market: float,
 ) -> Flows:
-    """Allocate one interval's sources to its sinks (SPEC §5 storage provenance).
+    """Allocate one interval's sources to its sinks (docs/accounting.md storage provenance).
 
     Sources: non-storage supply N = I + D + G_self at green fraction (G_self + D)/N, and the
     net storage discharge at the green fraction it carries. Sinks, in order: exports take

@@ -17,7 +17,8 @@ from .storage import StorageDeviceState
 class LiveBalance:
     """Instantaneous balance (kW) and the green share / intensity of what the loads use now."""
 
-    power_by_role_kw: dict[str, float]  # signed as published (SPEC §2), summed per role
+    #: signed as published (docs/gateway-contract.md), summed per role
+    power_by_role_kw: dict[str, float]
     grid_import_kw: float
     grid_export_kw: float
     renewable_kw: float
@@ -39,7 +40,7 @@ def live_balance(
     factor_set: FactorSet,
     certified_fraction: float = 0.0,
 ) -> LiveBalance:
-    """Live balance from the latest `power_kw` per device id (sign per SPEC §2).
+    """Live balance from the latest `power_kw` per device id (sign per docs/gateway-contract.md).
 
     Grid: + import, − export. PV/wind/green_direct: + supply. Storage: + discharge, − charge.
     Sub-meters appear in `power_by_role_kw` only. The green share is that of the power the

@@ -1,4 +1,4 @@
-"""Result types of the balance: the SPEC §6 `/balance` fields per bucket and in total."""
+"""Result types of the balance: the docs/api.md §4 `/balance` fields per bucket and in total."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .certificates import CertificateUse
 from .storage import StorageDeviceState
 from .totals import QUALITY_CATEGORIES
 
-#: SPEC §6 field names, in contract order.
+#: docs/api.md §4 field names, in contract order.
 BALANCE_FIELDS: tuple[str, ...] = (
     "consumption_kwh",
     "grid_import_kwh",
@@ -58,7 +58,7 @@ class Sums:
     heat_purchased_kg: float = 0.0
     heat_purchased_gj: float = 0.0
     heat_recovered_gj: float = 0.0
-    hydrogen_kg: float = 0.0  # kgCO2 attributed to hydrogen (not in net_kg, SPEC §5)
+    hydrogen_kg: float = 0.0  # kgCO2 attributed to hydrogen (not in net_kg, docs/accounting.md)
     h2_consumed_kg: float = 0.0
     avoided_kg: float = 0.0
     offsets_kg: float = 0.0
@@ -114,7 +114,7 @@ def _share(num: float, den: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class BalanceFields:
-    """The `/balance` fields of one bucket or of the total (SPEC §6), plus useful extras.
+    """The `/balance` fields of one bucket or of the total (docs/api.md §4), plus useful extras.
 
     Shares are None when consumption is 0 (no meaningful share), `tco2_per_tce` is None when
     energy_tce is 0, `completeness` is None when no device-interval was expected.
@@ -225,7 +225,7 @@ class BalanceFields:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """All fields as a plain dict (SPEC fields first)."""
+        """All fields as a plain dict (contract fields first)."""
         return asdict(self)
 
 
@@ -262,7 +262,7 @@ class BalanceResult:
     warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready body of `/balance` (SPEC §6) with the trail; datetimes as RFC 3339."""
+        """JSON-ready body of `/balance` (docs/api.md §4) with the trail; datetimes as RFC 3339."""
         return {
             "park": self.park,
             "factor_set": self.factor_set,

@@ -98,7 +98,7 @@ def add_row_quality(
 
 def _v(values: Mapping[str, float], key: str) -> float:
     x = values.get(key, 0.0)
-    # Interval amounts are never negative (SPEC §3); guard anyway so one bad row cannot
+    # Interval amounts are never negative (docs/storage.md §1); guard anyway so one bad row cannot
     # create green energy or negative emissions.
     return x if x > 0.0 else 0.0
 

@@ -36,7 +36,7 @@ from app.registry.models import Park
 
 _NS_PER_S = 1_000_000_000
 _STEP_S = {"15m": 900, "1h": 3600, "1d": 82_800, "1mo": 28 * 86_400}
-#: SPEC §5: the evaluation's base year is 2025; the chain of days starts there by default
+#: docs/accounting.md: the evaluation's base year is 2025; the chain of days starts there by default
 DEFAULT_EPOCH = date(2025, 1, 1)
 
 

@@ -1,4 +1,4 @@
-"""Zero-carbon park evaluation (SPEC §5): indicators, targets, completeness and projection."""
+"""Zero-carbon park evaluation (docs/evaluation.md): indicators, targets, coverage, projection."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class SizeBand:
         }
 
 
-#: SPEC §5: ≤ 0.2 tCO2/tce for 200k–1M tce/year, ≤ 0.3 above 1M tce/year
+#: docs/accounting.md: ≤ 0.2 tCO2/tce for 200k–1M tce/year, ≤ 0.3 above 1M tce/year
 DEFAULT_SIZE_BANDS = (
     SizeBand(200_000.0, 1_000_000.0, 0.2),
     SizeBand(1_000_000.0, None, 0.3),

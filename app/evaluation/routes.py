@@ -38,7 +38,8 @@ def _format(fmt: str | None, accept: str) -> str:
 
 
 def _config(request: Request) -> EvaluationConfig:
-    # The composition root may set `app.state.evaluation_config`; otherwise SPEC defaults.
+    # The composition root may set `app.state.evaluation_config`; otherwise the documented
+    # defaults (docs/evaluation.md).
     cfg = getattr(request.app.state, "evaluation_config", None)
     return cfg if isinstance(cfg, EvaluationConfig) else DEFAULT_CONFIG
 

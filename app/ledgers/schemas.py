@@ -42,7 +42,7 @@ class _In(BaseModel):
 
 
 class CertificateIn(_In):
-    """A GEC batch (1 certificate = 1 MWh) or green-power trade, as POSTed (SPEC §6)."""
+    """A GEC batch (1 certificate = 1 MWh) or green-power trade, as POSTed (docs/api.md §4)."""
 
     id: str = Field(pattern=ENTRY_ID_PATTERN, description="globally unique identifier")
     kind: CertificateKind
@@ -75,7 +75,7 @@ class CertificateIn(_In):
 
 
 class OffsetIn(_In):
-    """A carbon offset (CCER, sink, ...) in tonnes CO2, as POSTed (SPEC §6)."""
+    """A carbon offset (CCER, sink, ...) in tonnes CO2, as POSTed (docs/api.md §4)."""
 
     id: str = Field(pattern=ENTRY_ID_PATTERN, description="globally unique identifier")
     kind: str = Field(pattern=OFFSET_KIND_PATTERN, description="e.g. ccer, sink")

@@ -27,7 +27,8 @@ _NS_PER_S = 1_000_000_000
 _new_seen = tuple.__new__
 _NS_PER_H = 3600 * _NS_PER_S
 
-#: (counter added, counter subtracted) whose rate is the device's power in SPEC §2 sign
+#: (counter added, counter subtracted) whose rate is the device's power, signed as in
+#: docs/gateway-contract.md
 _MAIN_COUNTER: dict[Role, tuple[str, str | None]] = {
     Role.GRID: ("energy_import_kwh", "energy_export_kwh"),
     Role.PV: ("energy_kwh", None),

@@ -5,10 +5,11 @@ year of a large park is counted without holding it in memory.
 
 Expected intervals: every interval of the park's local-time grid (`app.intervals.align`)
 whose *start* lies in `[start_ns, end_ns)` — the same rule `Storage.intervals` selects by —
-for every registry device (every role of SPEC §4 publishes a cumulative counter, so each
-device owes one interval energy per interval). A stored interval counts as `estimated` when
-part of its amount was spread over a gap in the readings, else as `measured`; an expected
-interval with nothing stored is `missing`. Flags are counted as intervals carrying them.
+for every registry device (every role of docs/gateway-contract.md §7 publishes a cumulative
+counter, so each device owes one interval energy per interval). A stored interval counts as
+`estimated` when part of its amount was spread over a gap in the readings, else as
+`measured`; an expected interval with nothing stored is `missing`. Flags are counted as
+intervals carrying them.
 """
 
 from __future__ import annotations

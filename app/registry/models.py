@@ -17,7 +17,7 @@ _ID_RE = re.compile(ID_PATTERN)
 
 
 class Role(StrEnum):
-    """What a device is, which decides how its counters enter the accounting (SPEC §4)."""
+    """What a device is: how its counters enter the accounting (docs/gateway-contract.md §7)."""
 
     GRID = "grid"
     PV = "pv"
@@ -56,7 +56,7 @@ class H2Class(StrEnum):
     RENEWABLE = "renewable"
 
 
-#: Cumulative counters (never decreasing except at a reset), SPEC §2.
+#: Cumulative counters (never decreasing except at a reset), docs/gateway-contract.md.
 COUNTER_QUANTITIES = frozenset(
     {
         "energy_import_kwh",
@@ -73,7 +73,7 @@ COUNTER_QUANTITIES = frozenset(
     }
 )
 
-#: Instantaneous quantities, SPEC §2.
+#: Instantaneous quantities, docs/gateway-contract.md.
 INSTANT_QUANTITIES = frozenset(
     {
         "power_kw",
@@ -88,7 +88,7 @@ INSTANT_QUANTITIES = frozenset(
     }
 )
 
-#: Counters each role is expected to publish (SPEC §4 table); used for completeness.
+#: Counters each role is expected to publish (docs/gateway-contract.md §7); for completeness.
 ROLE_COUNTERS: dict[Role, tuple[str, ...]] = {
     Role.GRID: ("energy_import_kwh", "energy_export_kwh"),
     Role.PV: ("energy_kwh",),

@@ -44,7 +44,8 @@ _QUERY_BODY_BYTES = 256 * 1024
 # Devices one statement of a batched read selects by a regex alternation: measured on influxd
 # 1.6 with 2,000 devices, 500 a statement is fastest, and an OR of `"device" = '...'` terms
 # is 4-10x slower than the regex from 100 terms up. The regex is only built from ids of the
-# MQTT alphabet (SPEC §2), which need no escaping beyond `.`; other ids get a statement each.
+# MQTT alphabet (docs/gateway-contract.md), which need no escaping beyond `.`; other ids get a
+# statement each.
 _DEVICES_PER_STATEMENT = 500
 _REGEX_SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 # Auth failures, a missing database, throttling: the data is fine, the server (or its

@@ -1,4 +1,4 @@
-"""Decode one MQTT telemetry message into accepted readings and dead letters (SPEC §2)."""
+"""Decode one MQTT telemetry message into readings and dead letters (docs/gateway-contract.md)."""
 
 from __future__ import annotations
 
@@ -523,7 +523,8 @@ class TelemetryDecoder:
                 continue
             if name in RESERVED_NAMES:
                 continue
-            # unknown fields: numbers are kept (SPEC §2); anything else is counted, not stored
+            # unknown fields: numbers are kept (docs/gateway-contract.md); anything else is
+            # counted, not stored
             if (
                 isinstance(value, (int, float))
                 and not isinstance(value, bool)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-# Same alphabet as park/device ids (SPEC §2). It keeps ':' out of the password file, spaces and
-# newlines out of the ACL file's `user` lines, and MQTT wildcards out of topic rules.
+# Same alphabet as park/device ids (docs/gateway-contract.md). It keeps ':' out of the password
+# file, spaces and newlines out of the ACL file's `user` lines, and MQTT wildcards out of topic
+# rules.
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
