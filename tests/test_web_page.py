@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -55,6 +55,7 @@ class Served:
     url: str
     live: LiveState
     loop: asyncio.AbstractEventLoop
+    services: Any = None
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the server's event loop (LiveState is not shared across threads)."""
@@ -107,6 +108,7 @@ def serve(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )
         state["server"] = server
+        state["services"] = app.state.services
         state["loop"] = asyncio.get_running_loop()
         task = asyncio.create_task(server.serve())
         while not server.started:
@@ -122,7 +124,7 @@ def serve(
     thread.start()
     assert ready.wait(20), "uvicorn did not start"
     try:
-        yield Served(f"http://127.0.0.1:{port}", live, state["loop"])
+        yield Served(f"http://127.0.0.1:{port}", live, state["loop"], state["services"])
     finally:
         state["server"].should_exit = True
         thread.join(15)
@@ -256,6 +258,35 @@ def test_live_page_shows_and_updates_live_numbers(served: Served, driver: Any) -
         ),
         "quality flags",
     )
+
+    # an open alarm of the park is on the page (docs/alarms.md), and leaves it when resolved
+    from app.alarms.store import AlarmRecord
+
+    assert not driver.find_element(By.ID, "alarms-box").is_displayed()
+    alarm = AlarmRecord(
+        id=7,
+        park="demo",
+        rule="device_offline",
+        subject="pv-1",
+        severity="warning",
+        state="firing",
+        value=1200.0,
+        threshold=960.0,
+        params={},
+        message={"en": "pv-1 silent for 20 min", "zh": "pv-1 已 20 分钟无数据"},
+        fired_at=datetime.fromtimestamp(NOW_NS / 1e9, tz=UTC),
+        acked_at=None,
+        acked_by=None,
+        ack_reason=None,
+        resolved_at=None,
+    )
+    view = served.services.alarms.view
+    served.call(lambda: view.update([alarm]))
+    served.call(lambda: served.live.apply([reading("grid-main", 0.6, power_kw=420.5)]))
+    wait_for(lambda: text(driver, "alarms") == "pv-1 silent for 20 min", "the alarm on the page")
+    served.call(lambda: view.update([]))
+    served.call(lambda: served.live.apply([reading("grid-main", 0.7, power_kw=420.5)]))
+    wait_for(lambda: not driver.find_element(By.ID, "alarms-box").is_displayed(), "alarm resolved")
 
     # today's curves, hourly (the park's meters report hourly), in average kW: the loads
     # draw the 100 kW import plus the PV, which rises by 50 kW an hour from 06:00

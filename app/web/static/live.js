@@ -19,7 +19,7 @@
       emission_note: "范围一 + 范围二 + 外购热力，全园区每小时",
       incomplete: "不完整：缺 ", complete: "数据完整",
       updated: "更新于", offline: "离线设备：", waiting: "等待第二条读数：",
-      stale_quantities: "过期数据项：", quality: "数据质量：",
+      stale_quantities: "过期数据项：", quality: "数据质量：", alarms: "告警：",
       flows: "实时能流（电与热，kW）", gauges: "绿电占比与用电碳强度",
       emissions_now: "当前碳排放速率构成（kgCO₂/h）",
       today: "今日曲线（平均功率；无数据的时段留空）",
@@ -60,7 +60,7 @@
       emission_note: "scope 1 + scope 2 + purchased heat, whole park per hour",
       incomplete: "incomplete: no data from ", complete: "all sources reporting",
       updated: "updated", offline: "offline:", waiting: "awaiting a second reading:",
-      stale_quantities: "stale quantities:", quality: "data quality:",
+      stale_quantities: "stale quantities:", quality: "data quality:", alarms: "alarms:",
       flows: "Live energy flows (electricity and heat, kW)",
       gauges: "Green share and electricity carbon intensity",
       emissions_now: "Park emission rate now by source (kgCO₂/h)",
@@ -320,6 +320,10 @@
     const sq = d.stale_quantities || {};
     show("stale-q-box", "stale-q", Object.keys(sq).map((k) => k + " (" + sq[k].join(", ") + ")").join("; "));
     renderQuality(d.today && d.today.quality);
+    // open alarms (docs/alarms.md): the park's message in the page's language
+    const alarms = (d.alarms || []).map((a) => ((a.message && (a.message[lang] || a.message.en))
+      || a.rule + " " + a.subject) + (a.state === "acknowledged" ? " ✓" : ""));
+    show("alarms-box", "alarms", alarms.join(" · "));
     renderSankey(d);
     renderGauges(d);
     renderEmissions(d);
