@@ -272,6 +272,7 @@ def render_pdf(doc: dict[str, Any], lang: str) -> bytes:
             [
                 ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDEBF7")),
+                ("FONTNAME", (0, 0), (-1, -1), FONT),
                 ("FONTSIZE", (0, 0), (-1, -1), 8),
                 ("ALIGN", (1, 1), (1, -1), "RIGHT"),
             ]
