@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -195,3 +196,31 @@ def test_documents_are_versioned_and_audited(store: LedgerStore) -> None:
     expected = hashlib.sha256(b'{"grid":{"northeast":0.52}}').hexdigest()
     assert entries[1].details["body_sha256"] == expected
     assert entries[1].details["version"] == 2
+
+
+def _open_and_bootstrap(url_at: tuple[str, float]) -> str:
+    import time
+
+    from app.ledgers import LedgerStore
+
+    url, at = url_at
+    time.sleep(max(0.0, at - time.time()))  # every process opens at the same instant
+    store = LedgerStore(url)
+    try:
+        return store.bootstrap_admin("race-admin-key-0123456789abcdef").id
+    finally:
+        store.close()
+
+
+def test_processes_opening_a_new_sqlite_ledger_together_all_start(tmp_path: Path) -> None:
+    """Two API replicas starting at the same moment on a new SQLite file: before the fix one
+    of them died with "database is locked" (WAL switch, then the schema's lock upgrade)."""
+    import multiprocessing as mp
+    import time
+
+    with mp.get_context("spawn").Pool(4) as pool:
+        for k in range(4):
+            url = f"sqlite:///{tmp_path}/ledger-{k}.db"
+            at = time.time() + (4.0 if k == 0 else 0.5)  # the first round waits for imports
+            ids = pool.map(_open_and_bootstrap, [(url, at)] * 4, chunksize=1)
+            assert len(set(ids)) == 1  # one bootstrap key, whoever created it

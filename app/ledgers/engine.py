@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
@@ -128,13 +130,29 @@ def make_engines(url: str, *, echo: bool = False) -> tuple[Engine, Engine]:
     return engine, engine.execution_options(**{WRITE_OPTION: True})
 
 
+def _switch_to_wal(cursor: Any, attempts: int = 300) -> None:
+    """WAL mode, once per database file. SQLite answers "database is locked" at once, without
+    its busy timeout, when two processes open a new file together and both switch it (seen
+    with two `lingtan api` replicas starting at the same moment): retry for up to ~30 s."""
+    for attempt in range(attempts):
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see make_engines)
         cursor = dbapi_conn.cursor()
         if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -159,6 +177,11 @@ def create_schema(engine: Engine) -> None:
 
     Ledger tables refuse DELETE (and TRUNCATE) and every UPDATE but the store's own:
     revocation, and the bootstrap key's rotation (docs/security.md)."""
+    if engine.dialect.name == "sqlite":
+        # BEGIN IMMEDIATE: a deferred transaction that reads the schema, then writes, fails at
+        # once with "database is locked" when another process does the same (two replicas
+        # starting together); an immediate one waits for the other's commit instead.
+        engine = engine.execution_options(**{WRITE_OPTION: True})
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two processes starting together must not race on CREATE TABLE / FUNCTION.
