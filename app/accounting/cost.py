@@ -7,7 +7,7 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.tariffs.models import Tariff, TariffRevision
+from app.tariffs.models import Schedule, Tariff, TariffRevision
 
 from .buckets import from_ns, to_ns
 
@@ -199,18 +199,23 @@ class CostMeter:
         self.tariff = tariff
         self.tz = tz
         self.window_ns = max(DEMAND_WINDOW_NS, interval_ns)
-        self._days: dict[date, TariffRevision | None] = {}
+        self._days: dict[date, tuple[TariffRevision, Schedule] | None] = {}
         # (bucket sums id) -> window start -> [import kWh, revision at the window, month]
         self._windows: dict[int, dict[int, tuple[float, TariffRevision, str]]] = {}
         self._sums: dict[int, CostSums] = {}
 
     def add(self, cs: CostSums, f: IntervalFlows) -> None:
         local = from_ns(f.start_ns, self.tz)
-        found = self.tariff.price_at(local)
+        day = local.date()
+        if day not in self._days:
+            self._days[day] = self.tariff.day_schedule(day)
+        found = self._days[day]
         if found is None:
             cs.unpriced_intervals += 1
             return
-        rev, period, p = found
+        rev, sched = found
+        period = sched.period_at(local.hour * 60 + local.minute)
+        p = rev.import_cny_per_kwh[period]
         cs.priced_intervals += 1
         e, d = rev.export_cny_per_kwh, rev.green_direct_cny_per_kwh
         i, x, g, dd = f.grid_import_kwh, f.grid_export_kwh, f.renewable_kwh, f.green_direct_kwh

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -85,10 +86,15 @@ class Schedule(BaseModel):
             raise ValueError("bands must cover 00:00–24:00 without gap or overlap (end)")
         return self
 
+    @cached_property
+    def _spans(self) -> tuple[tuple[int, int, Period], ...]:
+        return tuple((_minutes(b.start), _minutes(b.end), b.period) for b in self.bands)
+
     def period_at(self, minute: int) -> Period:
-        for band in self.bands:
-            if _minutes(band.start) <= minute < _minutes(band.end):
-                return band.period
+        """The period at `minute` after local midnight (0–1439)."""
+        for lo, hi, period in self._spans:
+            if lo <= minute < hi:
+                return period
         raise AssertionError("bands cover the day")  # validated
 
 
@@ -172,12 +178,18 @@ class Tariff(BaseModel):
                 found = r
         return found
 
-    def price_at(self, local: datetime) -> tuple[TariffRevision, Period, float] | None:
-        """Revision, period and import price (CNY/kWh) at a local wall-clock instant."""
-        day = local.date()
+    def day_schedule(self, day: date) -> tuple[TariffRevision, Schedule] | None:
+        """The revision and schedule of local `day` (None before the first revision)."""
         rev = self.revision_on(day)
         if rev is None:
             return None
-        sched = rev.schedule_for(day, day in self.holidays)
+        return rev, rev.schedule_for(day, day in self.holidays)
+
+    def price_at(self, local: datetime) -> tuple[TariffRevision, Period, float] | None:
+        """Revision, period and import price (CNY/kWh) at a local wall-clock instant."""
+        found = self.day_schedule(local.date())
+        if found is None:
+            return None
+        rev, sched = found
         period = sched.period_at(local.hour * 60 + local.minute)
         return rev, period, rev.import_cny_per_kwh[period]
