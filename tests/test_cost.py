@@ -101,8 +101,8 @@ def run(
         CN_2023,
         start,
         end,
-        every,
-        **kw,  # type: ignore[arg-type]
+        every,  # type: ignore[arg-type]
+        **kw,
     )
 
 
@@ -160,7 +160,7 @@ def test_month_crossing_a_revision(every: str) -> None:
         assert day16.cost["demand_months"]["2026-03"]["charge_cny"] == pytest.approx(8000.0)
         assert day16.cost["demand_peak_kw"] == pytest.approx(200.0)
         assert r.buckets[1].fields.cost_cny == pytest.approx(100.0)  # 03-02
-        assert r.buckets[2].fields.cost_cny == pytest.approx(0.0)  # a priced day without import
+        assert r.buckets[2].fields.cost_cny is None  # 03-03: no interval, nothing known
     else:
         assert r.buckets[0].fields.cost_cny == pytest.approx(8316.0)
 
@@ -328,7 +328,7 @@ def test_before_the_first_revision_is_unpriced() -> None:
     ]
     r = run(park, rows, at(park, d, 0), at(park, d + timedelta(days=2), 0), "1d")
     assert r.buckets[0].fields.cost_cny is None
-    assert r.buckets[1].fields.cost_cny == pytest.approx(3.0)  # Sunday 03-01: flat 0.6
+    assert r.buckets[1].fields.cost_cny == pytest.approx(6.0)  # Sunday 03-01: 10 × flat 0.6
     assert r.total.cost["unpriced_intervals"] == 1
     assert any("first revision" in w for w in r.warnings)
 
