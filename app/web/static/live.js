@@ -25,7 +25,7 @@
       today: "今日曲线（平均功率；无数据的时段留空）",
       tou_period: "当前电价时段", import_price: "购电电价", export_price: "上网电价",
       cost_rate: "当前用能成本速率", cost_today: "今日电费与能源成本", saved_today: "今日节省",
-      demand_peak: "本月最大需量（15 分钟）", unconfirmed: "电价未经核实",
+      demand_peak: "本月最大需量（15 分钟）", tariff_unconfirmed: "电价未经核实",
       period_names: { critical_peak: "尖峰", peak: "高峰", flat: "平段", valley: "低谷" },
       saved_parts: "光伏/风电 {r} · 绿电直供 {g} · 储能 {s}", month_charge: "需量电费（至今）{c} CNY",
       evaluation: "零碳园区评价", loading: "加载中…", live: "实时", connecting: "连接中…",
@@ -72,7 +72,7 @@
       today: "Today (average power; hours without data left blank)",
       tou_period: "Time-of-use period now", import_price: "Import price", export_price: "export",
       cost_rate: "Energy cost rate now", cost_today: "Energy cost today", saved_today: "Saved today",
-      demand_peak: "Month's max 15-min demand", unconfirmed: "tariff not confirmed",
+      demand_peak: "Month's max 15-min demand", tariff_unconfirmed: "tariff not confirmed",
       period_names: { critical_peak: "critical peak", peak: "peak", flat: "flat", valley: "valley" },
       saved_parts: "renewables {r} · green line {g} · storage {s}", month_charge: "demand charge so far {c} CNY",
       evaluation: "Zero-carbon park evaluation",
@@ -345,7 +345,7 @@
     panel.hidden = !tf;
     if (!tf) return;
     setText("kpi-period", (t("period_names") || {})[tf.period] || tf.period);
-    setText("kpi-period-note", tf.confirmed ? tf.name : tf.name + " · " + t("unconfirmed"));
+    setText("kpi-period-note", tf.confirmed ? tf.name : tf.name + " · " + t("tariff_unconfirmed"));
     document.getElementById("kpi-period-note").className = tf.confirmed ? "" : "warn";
     setText("kpi-price", num(tf.import_cny_per_kwh, 3));
     setText("kpi-export-price", num(tf.export_cny_per_kwh, 3));
