@@ -353,3 +353,24 @@ def test_tariff_validation() -> None:
     bad["revisions"] = [revision("2026-03-16", 1, 1, 1, 1), revision("2026-03-01", 1, 1, 1, 1)]
     with pytest.raises(ValueError, match="increasing order"):
         Tariff.model_validate(bad)
+
+
+def test_capacity_charge_counts_once_per_whole_month() -> None:
+    """A capacity charge (CNY per kVA-month × contracted kVA) instead of a demand charge."""
+    tariff = {**TARIFF, "revisions": [revision("2026-03-01", 1.0, 0.6, 0.3, 0.0)]}
+    tariff["revisions"][0].update(capacity_cny_per_kva_month=22.0, capacity_kva=1000.0)
+    park = make_park(tariff=tariff)
+    rows = [
+        tot(park, at(park, date(2026, 3, 2), 9), grid_import_kwh=100.0),  # peak 1.0 → 100
+        tot(park, at(park, date(2026, 4, 4), 9), grid_import_kwh=100.0),  # Sat, flat → 60
+    ]
+    # March and April whole: 2 × 22 × 1000 = 44000 on top of 160
+    start, end = at(park, date(2026, 3, 1), 0), at(park, date(2026, 5, 1), 0)
+    r = run(park, rows, start, end, "1mo")
+    assert [b.fields.cost_cny for b in r.buckets] == pytest.approx([22100.0, 22060.0])
+    assert r.total.cost["capacity_charge_cny"] == pytest.approx(44000.0)
+    assert r.total.cost["demand_charge_cny"] == 0.0
+    # a window ending mid-April covers only March whole
+    r = run(park, rows, start, at(park, date(2026, 4, 15), 0), "1d")
+    assert r.total.cost_cny == pytest.approx(160.0 + 22000.0)
+    assert r.total.cost["demand_months"]["2026-04"]["complete"] is False
