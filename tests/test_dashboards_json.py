@@ -26,6 +26,7 @@ KNOWN_UNITS = {
     "none",
     "suffix: kgCO2",
     "suffix: tce",
+    "currencyCNY",
     "dateTimeFromNow",
 }
 

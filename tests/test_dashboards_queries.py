@@ -137,6 +137,7 @@ EXPECTED: dict[tuple[str, int, str], tuple[list[str], set[str]]] = {
     ("lingtan-carbon", 2, "B"): (["time", "scope1_gas_kgco2"], set()),
     ("lingtan-carbon", 2, "C"): (["time", "purchased_heat_kgco2"], set()),
     ("lingtan-carbon", 3, "A"): (["time", "energy_tce"], set()),
+    ("lingtan-carbon", 5, "A"): (["time", "energy_cost_cny"], set()),
     ("lingtan-carbon", 4, "A"): (
         [
             "time",
@@ -296,6 +297,9 @@ async def test_carbon_figures(seeded: InfluxServer) -> None:
     assert _only_value(r[(3, "A")], "energy_tce") == pytest.approx(0.0969692)
     assert _by_tag(r[(4, "A")], "role", "gas_m3") == {"heat_fuel": 16.0}
     assert _by_tag(r[(4, "A")], "role", "import_kwh")["grid"] == 40.0
+    # cost at the dashboard's example prices: 40 kWh × 0.60 − 4 kWh exported × 0.3749
+    # + 16 m³ × 3.50 + 2 GJ × 40 = 24 − 1.4996 + 56 + 80
+    assert _only_value(r[(5, "A")], "energy_cost_cny") == pytest.approx(158.5004)
 
 
 async def test_data_quality_figures(seeded: InfluxServer) -> None:

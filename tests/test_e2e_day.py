@@ -59,6 +59,25 @@ day, all stored PV. Losses are consumption and green (docs/accounting.md §2), s
 day's figures are the same as lossless except storage_discharge_kwh (1080) and
 storage_losses_kwh (120); the loads drawing 30 kW less in block E is made up by the losses.
 
+Cost (docs/cost.md), tariff valley 00–06 and 22–24 at 0.30, flat 06–18 at 0.60, peak 18–22
+at 0.90 CNY/kWh, export 0.35, gas 3.5 CNY/m³, heat 40 CNY/GJ, certificates 50 CNY/MWh,
+demand 30 CNY/kW·month:
+
+    import valley (A 2400 + F 800) 3200 kWh × 0.30 = 960; flat (B 800 + D 800) 1600 × 0.60
+    = 960; peak (E) 2000 × 0.90 = 1800; import 3720
+    export credit 2000 × 0.35 = 700; gas 1440 × 3.5 = 5040; heat 48 × 40 = 1920;
+    certificates 0.5 MWh × 50 = 25
+    energy_cny = 3720 − 700 + 5040 + 1920 + 25 = 10005 = cost_cny (one day is not a whole
+    month: the demand charge is shown, not counted: peak 125 kWh per quarter = 500 kW in
+    block E from 18:00, 500 × 30 = 15000 so far)
+    saved by renewables (G − min(G, X)) × p + min(G, X) × 0.35: A 1200 × 0.3 = 360,
+    B 3200 × 0.6 = 1920, C 5200 × 0.6 + 2000 × 0.35 = 3820, D 1920, E 800 × 0.9 = 720,
+    F 400 × 0.3 = 120 → 8860
+    saved by storage (S − C) × p: −1200 × 0.6 + 1200 × 0.9 = 360 (lossy: 1080 × 0.9 − 720
+    = 252); total 9220 (lossy 9112) = loads bought at their hour's price (A 3600 × 0.3 +
+    B..D 12000 × 0.6 + E 4000 × 0.9 + F 1200 × 0.3 = 12240; lossy E 3880: 12132) − paid for
+    electricity (3720 − 700)
+
 The day is published in two parts so `/live` can be checked twice: after the 21:00 readings
 (battery discharging stored PV) and after the 24:00 readings (battery idle, next day).
 """
@@ -113,6 +132,23 @@ parks:
       - {{id: boiler-1, role: heat_fuel, fuel: natural_gas}}
       - {{id: dh-1, role: heat_purchased}}
       - {{id: bldg-a, role: load, included_in: grid-main}}
+    tariff:
+      name: e2e-tou
+      revisions:
+        - valid_from: 2026-01-01
+          source: e2e test tariff
+          schedules:
+            - bands:
+                - {{start: "00:00", end: "06:00", period: valley}}
+                - {{start: "06:00", end: "18:00", period: flat}}
+                - {{start: "18:00", end: "22:00", period: peak}}
+                - {{start: "22:00", end: "24:00", period: valley}}
+          import_cny_per_kwh: {{peak: 0.90, flat: 0.60, valley: 0.30}}
+          export_cny_per_kwh: 0.35
+          demand_cny_per_kw_month: 30.0
+          gas_cny_per_m3: 3.5
+          heat_cny_per_gj: 40.0
+          certificate_cny_per_mwh: 50.0
 """
 
 
@@ -398,6 +434,17 @@ async def check_live_at_2100(client: httpx.AsyncClient, s_kw: float) -> None:
     assert today["storage_charge_kwh"] == approx(1200.0)
     assert today["storage_discharge_kwh"] == approx(3 * s_kw)
     assert today["storage_losses_kwh"] == approx(3 * (LOSSLESS_KW - s_kw))
+    # the tariff now: 21:00 is peak, 500 kW imported at 0.90 → 450 CNY/h
+    tariff = doc["tariff"]
+    assert (tariff["name"], tariff["period"]) == ("e2e-tou", "peak")
+    assert tariff["import_cny_per_kwh"] == approx(0.9)
+    assert tariff["cost_rate_cny_per_h"] == approx(450.0)
+    assert tariff["confirmed"] is False
+    # today so far: import valley 2400 × 0.3 + flat 1600 × 0.6 + peak (18–21) 1500 × 0.9
+    # = 3030; − export 700; gas (720 + 60 × 10) m³ × 3.5 = 4620; heat 42 GJ × 40 = 1680;
+    # certificates 25 → 8655
+    assert today["cost_cny"] == approx(8655.0)
+    assert today["cost"]["by_period"]["peak"] == {"kwh": approx(1500.0), "cny": approx(1350.0)}
 
 
 async def check_live_at_midnight(client: httpx.AsyncClient) -> None:
@@ -422,6 +469,9 @@ async def check_live_at_midnight(client: httpx.AsyncClient) -> None:
     assert doc["carbon_intensity_market_g_per_kwh"] == approx(2 / 3 * 609.6)
     assert doc["freshness"] == dict.fromkeys(DEVICES, 30.0)
     assert doc["today"]["consumption_kwh"] == 0.0
+    # 00:00 is valley: 400 kW at 0.30 → 120 CNY/h
+    assert doc["tariff"]["period"] == "valley"
+    assert doc["tariff"]["cost_rate_cny_per_h"] == approx(120.0)
 
 
 DAY_TOTAL = {
@@ -561,6 +611,7 @@ async def check_balance(client: httpx.AsyncClient, s_kw: float) -> None:
     assert trail[0]["start_ns"] == to_ns(DAY)
     assert trail[-1]["end_ns"] == to_ns(DAY + 5 * QUARTER)
     assert {t["certificate_id"] for t in trail} == {"GEC-E2E-1"}
+    check_cost(doc, s_kw)
 
     # the same day as one daily bucket (the cached day chain): the same totals
     r = await client.get(f"/api/v1/parks/{PARK}/balance", params={**params, "every": "1d"})
@@ -569,3 +620,49 @@ async def check_balance(client: httpx.AsyncClient, s_kw: float) -> None:
     assert len(daily["buckets"]) == 1
     assert_fields(daily["total"], day_total, "total (1d)")
     assert_fields(daily["buckets"][0], day_total, "daily bucket")
+    check_cost(daily, s_kw)
+    for b in doc["buckets"][:1]:
+        assert b["cost"]["demand_charge_cny"] == 0.0
+
+
+def check_cost(doc: dict[str, Any], s_kw: float) -> None:
+    """The day's cost and savings by hand (module docstring)."""
+    c = doc["total"]["cost"]
+    assert c["by_period"] == {
+        "valley": {"kwh": approx(3200.0), "cny": approx(960.0)},
+        "flat": {"kwh": approx(1600.0), "cny": approx(960.0)},
+        "peak": {"kwh": approx(2000.0), "cny": approx(1800.0)},
+    }
+    assert c["import_cny"] == approx(3720.0)
+    assert c["export_credit_cny"] == approx(700.0)
+    assert c["fuel_cny"] == approx(5040.0)
+    assert c["heat_cny"] == approx(1920.0)
+    assert c["certificate_cny"] == approx(25.0)
+    assert c["energy_cny"] == approx(10005.0)
+    assert doc["total"]["cost_cny"] == approx(10005.0)
+    assert c["demand_peak_kw"] == approx(500.0)
+    assert c["demand_charge_cny"] == 0.0
+    assert c["demand_months"] == {
+        "2026-11": {
+            "peak_kw": approx(500.0),
+            "at": "2026-11-20T10:00:00+00:00",
+            "charge_cny": approx(15000.0),
+            "complete": False,
+        }
+    }
+    storage = 360.0 if s_kw == LOSSLESS_KW else 252.0
+    assert c["saved_cny"] == {
+        "renewable": approx(8860.0),
+        "green_direct": approx(0.0),
+        "storage": approx(storage),
+        "total": approx(8860.0 + storage),
+    }
+    if doc["every"] == "1h":
+        hours = doc["buckets"]
+        # 00–01: 400 kWh valley 120 + 0.4 MWh certified 20 + gas 120 m³ 420 + heat 2 GJ 80
+        assert hours[0]["cost_cny"] == approx(640.0)
+        # 11–12: export 500 × 0.35 = −175 + gas 40 m³ 140 + heat 80
+        assert hours[11]["cost_cny"] == approx(45.0)
+        # 19–20: 500 kWh peak 450 + 140 + 80
+        assert hours[19]["cost_cny"] == approx(670.0)
+        assert sum(h["cost_cny"] for h in hours) == approx(10005.0)

@@ -13,6 +13,7 @@ from app.registry.models import Park, Role
 
 from .buckets import Every, bucket_edges, to_ns
 from .certificates import CertificateUse, allocate_certificates
+from .cost import CostMeter, IntervalFlows, month_coverage
 from .factors import FactorSet
 from .flows import Supply, allocate
 from .ledger_types import Certificate, Offset
@@ -200,6 +201,22 @@ def _add_interval(
         s.submeter_kwh[role] = s.submeter_kwh.get(role, 0.0) + kwh
 
 
+def _flows(t: IntervalTotals, ib: IntervalBalance) -> IntervalFlows:
+    return IntervalFlows(
+        start_ns=t.start_ns,
+        end_ns=t.end_ns,
+        grid_import_kwh=t.grid_import_kwh,
+        grid_export_kwh=t.grid_export_kwh,
+        renewable_kwh=t.renewable_kwh,
+        green_direct_kwh=t.green_direct_kwh,
+        storage_charge_kwh=t.storage_charge_kwh,
+        storage_discharge_kwh=t.storage_discharge_kwh,
+        certificates_applied_kwh=ib.certificates_applied_kwh,
+        fuel=tuple((f, c, q) for (f, c), q in sorted(t.fuel.items())),
+        heat_purchased_gj=t.heat_purchased_gj,
+    )
+
+
 def _offset_instant(offset: Offset, park: Park) -> int:
     local_midnight = datetime.combine(offset.date, time(0), tzinfo=park.tz)
     return to_ns(local_midnight.astimezone(UTC))
@@ -257,6 +274,7 @@ def compute_balance(
         span = to_ns(hi) - to_ns(lo)
         bucket_sums[k].expected_intervals = n_expected * math.ceil(span / interval_ns)
     warnings: set[str] = set()
+    meter = CostMeter(park.tariff, park.tz, interval_ns) if park.tariff is not None else None
     for t in totals:
         if t.start_ns >= start_ns and state_at_start is None:
             state_at_start = dict(state)
@@ -271,6 +289,16 @@ def compute_balance(
             )
         k = bisect_right(bucket_starts, t.start_ns) - 1
         _add_interval(bucket_sums[k], t, ib, factor_set, ef_grid, warnings)
+        if meter is not None:
+            meter.add(bucket_sums[k].cost_sums, _flows(t, ib))
+    if meter is not None:
+        meter.close()
+        for (lo, hi), s in zip(edges, bucket_sums, strict=True):
+            s.cost_sums.months = month_coverage(lo, hi, park.tz)
+        if any(s.cost_sums.unpriced_intervals for s in bucket_sums):
+            warnings.add(
+                "tariff: intervals before its first revision are not priced (docs/cost.md)"
+            )
     if state_at_start is None:
         state_at_start = dict(state)
 

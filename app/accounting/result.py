@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from .certificates import CertificateUse
+from .cost import CostSums
 from .storage import StorageDeviceState
 from .totals import QUALITY_CATEGORIES
 
@@ -71,6 +73,8 @@ class Sums:
     quality_intervals: dict[str, int] = field(default_factory=dict)
     #: quality category -> the devices behind those intervals
     quality_devices: dict[str, set[str]] = field(default_factory=dict)
+    #: cost under the park's tariff (docs/cost.md); empty without a tariff
+    cost_sums: CostSums = field(default_factory=CostSums)
 
     def add_quality(self, quality: dict[str, tuple[str, ...]]) -> None:
         """Count one interval's `IntervalTotals.quality`."""
@@ -89,6 +93,8 @@ class Sums:
             elif name == "quality_devices":
                 for k, devs in other.quality_devices.items():
                     self.quality_devices.setdefault(k, set()).update(devs)
+            elif name == "cost_sums":
+                self.cost_sums.add(other.cost_sums)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -163,6 +169,15 @@ class BalanceFields:
     #: {"glitch": {"intervals": 1, "devices": ["grid-main"]}, ...}; `repaired` says whether
     #: any figure rests on such an interval
     quality: dict[str, Any]
+    #: what the energy cost under the park's tariff, CNY (docs/cost.md): energy priced per
+    #: kWh, m³, GJ and MWh of certificates, less export credit, plus the demand or capacity
+    #: charges of the local months the bucket covers whole; None when the park has no tariff
+    cost_cny: float | None
+    #: its breakdown: import by period, export credit, fuels, heat, certificates, demand,
+    #: and what on-site renewables, direct green supply and storage saved (docs/cost.md)
+    cost: dict[str, Any] | None
+    #: the additive sums behind `cost` (not in the JSON body)
+    cost_sums: CostSums
 
     @property
     def quality_intervals(self) -> dict[str, int]:
@@ -176,6 +191,7 @@ class BalanceFields:
 
     @classmethod
     def from_sums(cls, s: Sums) -> BalanceFields:
+        cost_cny, cost = s.cost_sums.fields()
         gross_kg = s.scope1_kg + s.scope2_market_kg + s.heat_purchased_kg
         net_kg = gross_kg - s.offsets_kg
         energy_tce = s.energy_kgce / 1000.0
@@ -222,11 +238,15 @@ class BalanceFields:
             expected_intervals=s.expected_intervals,
             submeter_kwh=dict(s.submeter_kwh),
             quality=quality_summary(s.quality_intervals, s.quality_devices),
+            cost_cny=cost_cny,
+            cost=cost,
+            cost_sums=s.cost_sums.copy(),
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """All fields as a plain dict (contract fields first)."""
-        return asdict(self)
+        """All fields as a plain dict (contract fields first), without `cost_sums`."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cost_sums"}
+        return deepcopy(out)
 
 
 @dataclass(frozen=True, slots=True)

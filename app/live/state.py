@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.accounting import BalanceResult, FactorSet, get_factor_set, live_balance
+from app.accounting.cost import live_price
 from app.accounting.live import ThermalLive, emission_rate
 from app.http.times import ns_to_rfc3339
 from app.live.freshness import (
@@ -631,6 +632,10 @@ class LiveState:
             },
             "thermal": acc.thermal.as_dict(fs),
             "today": today_doc,
+            # the period and price in force now (docs/cost.md); None without a tariff
+            "tariff": None
+            if park.tariff is None
+            else live_price(park.tariff, now, park.tz, lb.grid_import_kw, lb.grid_export_kw),
             "missing_devices": acc.missing,
             "stale_devices": acc.stale,
             "stale_quantities": acc.stale_quantities,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.alarms.settings import AlarmSettings
 from app.registry.sources import DeviceSource
+from app.tariffs.models import Tariff
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -155,6 +156,8 @@ class Park(BaseModel):
     devices: tuple[Device, ...] = ()
     #: thresholds and delivery of the park's alarms (docs/alarms.md); None = the defaults
     alarms: AlarmSettings | None = None
+    #: time-of-use tariff the balance prices energy with (docs/cost.md); None = no cost
+    tariff: Tariff | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -23,6 +23,11 @@
       flows: "实时能流（电与热，kW）", gauges: "绿电占比与用电碳强度",
       emissions_now: "当前碳排放速率构成（kgCO₂/h）",
       today: "今日曲线（平均功率；无数据的时段留空）",
+      tou_period: "当前电价时段", import_price: "购电电价", export_price: "上网电价",
+      cost_rate: "当前用能成本速率", cost_today: "今日电费与能源成本", saved_today: "今日节省",
+      demand_peak: "本月最大需量（15 分钟）", tariff_unconfirmed: "电价未经核实",
+      period_names: { critical_peak: "尖峰", peak: "高峰", flat: "平段", valley: "低谷" },
+      saved_parts: "光伏/风电 {r} · 绿电直供 {g} · 储能 {s}", month_charge: "需量电费（至今）{c} CNY",
       evaluation: "零碳园区评价", loading: "加载中…", live: "实时", connecting: "连接中…",
       reconnecting: "重新连接…", need_key: "需要 API 密钥",
       need_key_long: "读取数据需要只读（viewer）API 密钥：点击“设置密钥”。",
@@ -65,6 +70,11 @@
       gauges: "Green share and electricity carbon intensity",
       emissions_now: "Park emission rate now by source (kgCO₂/h)",
       today: "Today (average power; hours without data left blank)",
+      tou_period: "Time-of-use period now", import_price: "Import price", export_price: "export",
+      cost_rate: "Energy cost rate now", cost_today: "Energy cost today", saved_today: "Saved today",
+      demand_peak: "Month's max 15-min demand", tariff_unconfirmed: "tariff not confirmed",
+      period_names: { critical_peak: "critical peak", peak: "peak", flat: "flat", valley: "valley" },
+      saved_parts: "renewables {r} · green line {g} · storage {s}", month_charge: "demand charge so far {c} CNY",
       evaluation: "Zero-carbon park evaluation",
       loading: "loading…", live: "live", connecting: "connecting…",
       reconnecting: "reconnecting…", need_key: "API key needed",
@@ -324,11 +334,38 @@
     const alarms = (d.alarms || []).map((a) => ((a.message && (a.message[lang] || a.message.en))
       || a.rule + " " + a.subject) + (a.state === "acknowledged" ? " ✓" : ""));
     show("alarms-box", "alarms", alarms.join(" · "));
+    renderCost(d);
     renderSankey(d);
     renderGauges(d);
     renderEmissions(d);
     if (!curvesLoadedAt) loadCurves();
     if (!evalLoaded && !display) loadEvaluation();
+  }
+
+  // Tariff period and price now, today's cost and savings (docs/cost.md).
+  function renderCost(d) {
+    const tf = d.tariff;
+    const panel = document.getElementById("cost-panel");
+    panel.hidden = !tf;
+    if (!tf) return;
+    setText("kpi-period", (t("period_names") || {})[tf.period] || tf.period);
+    setText("kpi-period-note", tf.confirmed ? tf.name : tf.name + " · " + t("tariff_unconfirmed"));
+    document.getElementById("kpi-period-note").className = tf.confirmed ? "" : "warn";
+    setText("kpi-price", num(tf.import_cny_per_kwh, 3));
+    setText("kpi-export-price", num(tf.export_cny_per_kwh, 3));
+    setText("kpi-cost-rate", num(tf.cost_rate_cny_per_h, 1));
+    const c = d.today && d.today.cost;
+    setText("kpi-cost-today", c ? num(d.today.cost_cny, 0) : "–");
+    const periods = c ? Object.keys(c.by_period).map((p) =>
+      ((t("period_names") || {})[p] || p) + " " + num(c.by_period[p].cny, 0)).join(" · ") : "";
+    setText("kpi-cost-periods", periods);
+    const sv = c ? c.saved_cny : null;
+    setText("kpi-saved-today", sv ? num(sv.total, 0) : "–");
+    setText("kpi-saved-parts", sv ? t("saved_parts").replace("{r}", num(sv.renewable, 0))
+      .replace("{g}", num(sv.green_direct, 0)).replace("{s}", num(sv.storage, 0)) : "");
+    setText("kpi-demand", c ? num(c.demand_peak_kw, 0) : "–");
+    const months = c ? Object.values(c.demand_months) : [];
+    setText("kpi-demand-month", months.length ? t("month_charge").replace("{c}", num(months[months.length - 1].charge_cny, 0)) : "");
   }
 
   // What today's figures rest on (docs/intervals.md, "Quality travels with the numbers").
