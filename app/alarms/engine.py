@@ -23,10 +23,10 @@ import httpx
 from app.alarms import rules
 from app.alarms.notify import BACKOFF_BASE_S, DeliveryError, deliver, retry_at
 from app.alarms.rules import Breach, DeviceSeen
-from app.alarms.settings import DEFAULT_SETTINGS, AlarmSettings
 from app.alarms.store import AlarmRecord, AlarmStore
 from app.config import Settings
 from app.live.state import LiveState
+from app.registry.alarm_settings import DEFAULT_SETTINGS, AlarmSettings
 from app.registry.holder import RegistryHolder
 from app.registry.models import Park
 from app.storage.base import Storage

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from app.alarms import templates
 from app.alarms.orm import AlarmLeaseRow, AlarmNotificationRow, AlarmRow
 from app.alarms.rules import Breach
-from app.alarms.settings import Channel
 from app.ledgers import SYSTEM_ACTOR, LedgerStore, NotFoundError, canonical_json
 from app.ledgers.errors import LedgerError
 from app.ledgers.orm import Base
+from app.registry.alarm_settings import Channel
 
 AlarmState = Literal["firing", "acknowledged", "resolved"]
 OPEN_STATES = ("firing", "acknowledged")

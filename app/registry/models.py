@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.alarms.settings import AlarmSettings
+from app.registry.alarm_settings import AlarmSettings
 from app.registry.sources import DeviceSource
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
