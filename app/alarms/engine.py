@@ -1,3 +1,4 @@
+# Long module: one AlarmEngine whose evaluation, lease and outbox steps share per-park state.
 """The alarm engine: samples the live view and storage, applies the rules, keeps the alarm log
 in step and delivers notifications. One engine per API process; a lease in the ledger
 database makes exactly one of them (the leader) fire, resolve and deliver.

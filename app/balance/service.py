@@ -1,3 +1,4 @@
+# Long module: the service's cache, ledger snapshot and chain invalidation rules read together.
 """Balance service: interval totals from the cache, ledgers from the store, accounting on top."""
 
 from __future__ import annotations

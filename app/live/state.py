@@ -1,3 +1,4 @@
+# Long module: LiveState and the per-park scans it runs on every message share one hot path.
 """In-memory live state: latest reading per device, today's cached balance, the /live document."""
 
 from __future__ import annotations
