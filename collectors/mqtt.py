@@ -5,7 +5,8 @@ gmqtt is used rather than aiomqtt: on our 2-core machine a counting subscriber r
 sends the PUBACK only when an async on_message handler finishes
 (`optimistic_acknowledgement=False`), which is exactly "ack after written or spooled".
 The collector goes one step further (`run_batched`): QoS 1 messages are handed over without
-a task each and their PUBACKs go out together, in order, once the batch is durable.
+a task each and their PUBACKs go out together, in order, once the batch is durable; that fast
+path reaches into gmqtt's internals and lives apart, in collectors/mqtt_fastpath.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import struct
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,59 +25,12 @@ from gmqtt import Client as GmqttClient
 from gmqtt import Subscription
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
+# the measured fast path through gmqtt's internals, apart (re-exported: the sink interface)
+from collectors.mqtt_fastpath import BatchSink, PubackSender, install_fast_path
+
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
-
-_PUBACK = 0x40
-# what gmqtt's CommandWithMidPacket builds: MQTT 5 with reason code 0 and no properties
-_PUBACK_V5 = struct.Struct("!BBHBB")
-_PUBACK_V311 = struct.Struct("!BBH")
-
-
-class PubackSender:
-    """Acknowledges QoS 1 messages received on one MQTT connection, many PUBACKs per write.
-
-    A message id only means something on the connection it arrived on: once that connection
-    is gone the broker redelivers the message (persistent session) under a new id, possibly
-    reusing this one for another message, so acks for a lost connection are dropped.
-    """
-
-    __slots__ = ("_connection", "_handler", "_v5")
-
-    def __init__(self, handler: Any, connection: Any, mqtt_version: int) -> None:
-        self._handler = handler  # gmqtt's package handler: knows the current connection
-        self._connection = connection
-        self._v5 = mqtt_version >= MQTTv50
-
-    @property
-    def connection(self) -> Any:
-        return self._connection
-
-    def ack(self, mids: Sequence[int]) -> None:
-        """PUBACK these message ids (in this order) if their connection is still the live one."""
-        conn = self._connection
-        if not mids or self._handler._connection is not conn or conn.is_closing():
-            return
-        if self._v5:
-            pack5 = _PUBACK_V5.pack
-            data = b"".join([pack5(_PUBACK, 4, mid, 0, 0) for mid in mids])
-        else:
-            pack3 = _PUBACK_V311.pack
-            data = b"".join([pack3(_PUBACK, 2, mid) for mid in mids])
-        conn.send_package(data)  # one write (and syscall) for the whole batch
-
-
-class BatchSink(Protocol):
-    """Takes QoS 1 messages synchronously and acks them later; other QoS levels via `handle`."""
-
-    def submit(self, topic: str, payload: bytes, acker: PubackSender, mid: int) -> None:
-        """Take a QoS 1 message; call `acker.ack([..., mid, ...])` once it is durable."""
-        ...
-
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """Take a QoS 0/2 message; return once it is durable (gmqtt acks QoS 2 then)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +151,7 @@ class GmqttSubscriber:
             lost = self._lost = asyncio.Event()
             client = self._make_client(handler, lost)
             if sink is not None:
-                self._submit_qos1(client, sink)
+                install_fast_path(client, sink)
             try:
                 await client.connect(
                     self.endpoint.host,
@@ -280,57 +233,6 @@ class GmqttSubscriber:
         client.on_message = on_message
         client.on_disconnect = on_disconnect
         return client
-
-    def _submit_qos1(self, client: Any, sink: BatchSink) -> None:
-        """Route QoS 1 PUBLISHes straight to `sink.submit`, skipping gmqtt's task and ack."""
-        handler: Any = getattr(client, "_package_handler", None)
-        if not callable(getattr(handler, "_handle_qos_1_publish_packet", None)):
-            # another gmqtt inside: the stock path (a task per message, `sink.handle`) is right
-            log.warning("gmqtt internals changed: QoS 1 messages take the slow path")
-            return
-        acker: PubackSender | None = None
-        v5 = False
-
-        def current_acker() -> PubackSender:
-            nonlocal acker, v5
-            conn = handler._connection
-            if acker is None or acker.connection is not conn:
-                version = conn._protocol.proto_ver
-                acker, v5 = PubackSender(handler, conn, version), version >= MQTTv50
-            return acker
-
-        # replaces MqttPackageHandler._handle_qos_1_publish_packet (gmqtt has parsed topic,
-        # id and properties by now) for this client only
-        def on_qos1(mid: int, payload: bytes, topic: str | bytes, _props: Any) -> None:
-            if not isinstance(topic, str):
-                topic = topic.decode("utf-8", "replace")
-            sink.submit(topic, payload, current_acker(), mid)
-
-        gmqtt_publish = handler._handle_publish_packet
-
-        # and _handle_publish_packet for the plain case: QoS 1, UTF-8 topic, no properties
-        # (gmqtt builds format strings, a properties dict and a debug line for each message)
-        def on_publish(cmd: int, raw: bytes) -> None:
-            if cmd & 0x06 != 0x02:  # QoS 0 or 2
-                return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
-            acker = current_acker()
-            end = 2 + int.from_bytes(raw[:2], "big")
-            start = end + 2
-            if v5:
-                if raw[start : start + 1] != b"\x00":  # properties (a topic alias, ...)
-                    return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
-                start += 1
-            if end == 2 or len(raw) < start:
-                return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
-            try:
-                topic = raw[2:end].decode("utf-8")
-            except UnicodeDecodeError:
-                return gmqtt_publish(cmd, raw)  # type: ignore[no-any-return]
-            sink.submit(topic, raw[start:], acker, int.from_bytes(raw[end : end + 2], "big"))
-            return None
-
-        handler._handle_qos_1_publish_packet = on_qos1
-        handler._handle_publish_packet = on_publish
 
     def _topics(self) -> list[str]:
         group = self.share_group

@@ -1,3 +1,4 @@
+# Long module: the Collector's batch, write, ack and replay steps share one ordering invariant.
 """Ingest pipeline: decode each message, batch, derive interval energies, make durable, ack.
 
 A message is acknowledged (its handler returns, or its PUBACK is sent with the rest of its

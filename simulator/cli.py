@@ -1,3 +1,4 @@
+# Long module: the simulator's one command: its option table and run loop, nothing else.
 """The `lingtan simulate` subcommand: arguments, defaults, and the run that ties it together."""
 
 from __future__ import annotations

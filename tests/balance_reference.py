@@ -13,10 +13,10 @@ from app.accounting import Certificate, FactorSet, Offset, compute_balance
 from app.accounting.buckets import Every
 from app.balance.cache import day_start_ns
 from app.balance.service import DEFAULT_EPOCH
-from app.http.times import to_ns
 from app.intervals.models import IntervalEnergy
 from app.registry.models import Park
 from app.storage.base import Storage
+from app.timeutil import to_ns
 
 #: the fields every bucket and total carries that are plain numbers
 NUMBER_FIELDS = (

@@ -15,8 +15,8 @@ import pytest
 
 from app.accounting.buckets import to_ns
 from app.alarms.engine import AlarmEngine, EngineOptions
-from app.alarms.settings import AlarmSettings
 from app.http.options import ApiOptions
+from app.registry.alarm_settings import AlarmSettings
 from app.registry.holder import RegistryHolder
 from app.registry.models import Registry
 from app.telemetry.models import Reading

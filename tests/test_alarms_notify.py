@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from app.alarms.notify import DeliveryError, deliver, retry_at, webhook_body
-from app.alarms.settings import Channel
 from app.alarms.store import AlarmRecord
+from app.registry.alarm_settings import Channel
 from tests.alarm_support import Receiver
 from tests.fixtures.mosquitto import free_port
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from app.alarms import rules
 from app.alarms.rules import Breach, DeviceSeen
-from app.alarms.settings import AlarmSettings
 from app.alarms.templates import describe, title
+from app.registry.alarm_settings import AlarmSettings
 
 S = 1_000_000_000
 T0 = 1_750_000_000 * S
@@ -212,7 +212,7 @@ def test_channels_need_a_target() -> None:
     import pytest
     from pydantic import ValidationError
 
-    from app.alarms.settings import Channel
+    from app.registry.alarm_settings import Channel
 
     with pytest.raises(ValidationError, match="needs 'to'"):
         Channel(kind="email")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from app.alarms.rules import Breach
-from app.alarms.settings import Channel
 from app.alarms.store import AlarmStateError, AlarmStore
 from app.ledgers import LedgerStore, NotFoundError
+from app.registry.alarm_settings import Channel
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 OFFLINE = Breach(

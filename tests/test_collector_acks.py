@@ -14,9 +14,12 @@ from gmqtt.mqtt.package import CommandWithMidPacket
 
 from app.registry import parse_registry
 from app.storage.base import WriteBatch
+from collectors import mqtt_fastpath
 from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50, MQTTv311, PubackSender
+from collectors.mqtt_fastpath import install_fast_path
 from collectors.pipeline import Collector
-from tests.ingest_support import PARKS_YAML, T0_NS, T0_S, topic
+from tests.fixtures.mosquitto import MosquittoServer
+from tests.ingest_support import PARKS_YAML, T0_NS, T0_S, publish_all, topic, wait_for
 
 REGISTRY = parse_registry(PARKS_YAML)
 
@@ -173,7 +176,7 @@ async def test_publish_packets_reach_the_sink_with_their_ids(version: int) -> No
     sub = GmqttSubscriber(MqttEndpoint(), "lingtan/v1/+/+/telemetry", "t")
     sink = RecordingSink()
     client = sub._make_client(sink.handle, asyncio.Event())  # as run_batched does
-    sub._submit_qos1(client, sink)
+    assert install_fast_path(client, sink)
     conn = FakeConnection()
     conn._protocol = SimpleNamespace(proto_ver=version)  # type: ignore[attr-defined]
     handler = client._package_handler
@@ -189,3 +192,32 @@ async def test_publish_packets_reach_the_sink_with_their_ids(version: int) -> No
     await asyncio.sleep(0.01)  # gmqtt runs the QoS 0 handler in a task
     assert sink.submitted == [(t, b'{"a":1}', 513), *([(t, b"[]", 7)] if v5 else [])]
     assert sink.handled == [(t, b"{}")]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_qos1_messages_arrive_on_the_fast_path_or_gmqtts_own(
+    mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """Through a real broker: with gmqtt's known internals QoS 1 messages reach `submit`;
+    when they are not there (another gmqtt: here, a method name it lacks) the fast path
+    steps aside and gmqtt's stock path delivers the same messages to `handle`, acked by
+    gmqtt."""
+    if not fast:
+        monkeypatch.setattr(mqtt_fastpath, "QOS1_HANDLER", "_a_method_gmqtt_lacks")
+    sink = RecordingSink()
+    sub = GmqttSubscriber(
+        MqttEndpoint.parse(mosquitto.url), "lingtan/v1/+/+/telemetry", f"fp-{fast}"
+    )
+    runner = asyncio.create_task(sub.run_batched(sink))
+    try:
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        sent = [(topic(f"m{i}"), f'{{"n":{i}}}'.encode()) for i in range(3)]
+        await publish_all(mosquitto.url, sent)  # type: ignore[arg-type]
+        await wait_for(lambda: len(sink.submitted) + len(sink.handled) == 3)
+    finally:
+        await sub.stop()
+        await asyncio.wait_for(runner, 10)
+    if fast:
+        assert [(t, p) for t, p, _mid in sink.submitted] == sent and sink.handled == []
+    else:
+        assert sink.submitted == [] and sink.handled == sent

@@ -1,3 +1,4 @@
+# Long module: one AlarmEngine whose evaluation, lease and outbox steps share per-park state.
 """The alarm engine: samples the live view and storage, applies the rules, keeps the alarm log
 in step and delivers notifications. One engine per API process; a lease in the ledger
 database makes exactly one of them (the leader) fire, resolve and deliver.
@@ -23,10 +24,10 @@ import httpx
 from app.alarms import rules
 from app.alarms.notify import BACKOFF_BASE_S, DeliveryError, deliver, retry_at
 from app.alarms.rules import Breach, DeviceSeen
-from app.alarms.settings import DEFAULT_SETTINGS, AlarmSettings
 from app.alarms.store import AlarmRecord, AlarmStore
 from app.config import Settings
 from app.live.state import LiveState
+from app.registry.alarm_settings import DEFAULT_SETTINGS, AlarmSettings
 from app.registry.holder import RegistryHolder
 from app.registry.models import Park
 from app.storage.base import Storage

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 
 from app.alarms import templates
-from app.alarms.settings import Channel, Lang
 from app.alarms.store import AlarmRecord
+from app.registry.alarm_settings import Channel, Lang
 
 #: attempts before a notification is given up (`failed` in the outbox)
 MAX_ATTEMPTS = 12

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.alarms.settings import AlarmSettings
+from app.registry.alarm_settings import AlarmSettings
 
 Severity = Literal["critical", "warning", "info"]
 

@@ -12,21 +12,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.alarms import templates
 from app.alarms.orm import AlarmLeaseRow, AlarmNotificationRow, AlarmRow
 from app.alarms.rules import Breach
-from app.alarms.settings import Channel
 from app.ledgers import SYSTEM_ACTOR, LedgerStore, NotFoundError, canonical_json
 from app.ledgers.errors import LedgerError
-from app.ledgers.orm import Base
+from app.registry.alarm_settings import Channel
 
 AlarmState = Literal["firing", "acknowledged", "resolved"]
 OPEN_STATES = ("firing", "acknowledged")
-_TABLES = [Base.metadata.tables[t] for t in ("alarms", "alarm_notifications", "alarm_leases")]
 
 
 class AlarmStateError(LedgerError):
@@ -103,13 +101,8 @@ class AlarmStore:
     """Synchronous (call from a thread pool in async code), like the ledger store it uses."""
 
     def __init__(self, ledgers: LedgerStore) -> None:
+        # its tables come with the ledger database's migrations (app/ledgers/migrations)
         self.ledgers = ledgers
-        with ledgers._write_engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext('lingtan_ledger_schema'))")
-                )
-            Base.metadata.create_all(conn, tables=_TABLES)
 
     # -- lease ----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.alarms.settings import Lang
+from app.registry.alarm_settings import Lang
 
 #: rule → (zh, en) one-line description, `str.format` over the alarm's params
 _TEXT: dict[str, tuple[str, str]] = {

@@ -14,9 +14,9 @@ from datetime import time as dtime
 from app.accounting import IntervalTotals, interval_totals
 from app.balance.loader import aggregated_totals, series_match_registry
 from app.corrections import Correction, apply_corrections
-from app.http.times import to_ns
 from app.registry.models import Park
 from app.storage.base import NS_PER_DAY, Storage
+from app.timeutil import to_ns
 
 
 def day_start_ns(day: date, park: Park) -> int:

@@ -1,3 +1,4 @@
+# Long module: the service's cache, ledger snapshot and chain invalidation rules read together.
 """Balance service: interval totals from the cache, ledgers from the store, accounting on top."""
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from app.accounting.storage import StorageDeviceState
 from app.balance.cache import IntervalCache, StoredInputs, day_start_ns, local_day
 from app.balance.chain import Chain, ChainDay, sums_of
 from app.corrections import Correction
-from app.http.times import to_ns
 from app.ledgers import LedgerStore
 from app.registry.models import Park
+from app.timeutil import to_ns
 
 _NS_PER_S = 1_000_000_000
 _STEP_S = {"15m": 900, "1h": 3600, "1d": 82_800, "1mo": 28 * 86_400}

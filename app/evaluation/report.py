@@ -1,3 +1,4 @@
+# Long module: build_report and the indicator helpers only it uses (to split with typed models).
 """Zero-carbon park evaluation (docs/evaluation.md): indicators, targets, coverage, projection."""
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException
+
+# the pure helpers live low (app/timeutil.py); routes keep importing them from here
+from app.timeutil import ns_to_rfc3339, to_ns
 
 # A '+' in a query string decodes to a space when the client did not percent-encode it
 # ("?start=2026-01-01T00:00:00+08:00"); accept that common mistake instead of a cryptic 422.
@@ -18,6 +20,8 @@ _SPACE_OFFSET = re.compile(r"^(.+T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
 #: the store (`end=9999-12-31T23:59:59+14:00` was).
 TIME_FIRST = datetime(1900, 1, 1, tzinfo=UTC)
 TIME_END = datetime(2200, 1, 1, tzinfo=UTC)
+
+__all__ = ["TIME_END", "TIME_FIRST", "ns_to_rfc3339", "parse_range", "parse_time", "to_ns"]
 
 
 def parse_time(value: str, name: str) -> datetime:
@@ -58,15 +62,3 @@ def parse_range(
             400, f"range too large: {e - s} exceeds the limit of {max_span.days} days"
         )
     return s, e
-
-
-def to_ns(dt: datetime) -> int:
-    """UTC epoch nanoseconds of an aware datetime (exact)."""
-    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
-def ns_to_rfc3339(ns: int, tz: ZoneInfo | None = None) -> str:
-    """RFC 3339 text of epoch nanoseconds (microsecond precision), in `tz` or UTC."""
-    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
-    return dt.astimezone(tz or UTC).isoformat()

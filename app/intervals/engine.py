@@ -1,3 +1,4 @@
+# Long module: counter state per device and the engine over it change together.
 """Counter readings -> per-device interval energies: batch reference and incremental engine.
 
 Each (device, counter) is a time-sorted series of points. A segment between consecutive points

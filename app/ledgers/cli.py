@@ -1,3 +1,4 @@
+# Long module: `lingtan keys` and `lingtan audit`: one argparse registration, each command short.
 """`lingtan keys …` and `lingtan audit …`: API keys and audit-chain checks from the shell."""
 
 from __future__ import annotations

@@ -1,19 +1,36 @@
-"""Engine setup per backend: SQLite locking/WAL, PostgreSQL schema lock, append-only triggers."""
+"""Engine setup per backend: SQLite locking/WAL, PostgreSQL schema lock, migrations on open,
+append-only triggers."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-from app.ledgers.orm import ApiKeyRow, Base, CertificateRow, CorrectionRow, DocumentRow, OffsetRow
+from app.ledgers.orm import (
+    ApiKeyRow,
+    AuditRow,
+    Base,
+    CertificateRow,
+    CorrectionRow,
+    DocumentRow,
+    OffsetRow,
+)
 
 #: Execution option marking the engine whose transactions write (and so must serialise).
 WRITE_OPTION = "lingtan_write"
+
+#: The Alembic scripts of the ledger database.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: The revision whose schema the release before migrations created with `create_all`.
+RELEASE_BEFORE_MIGRATIONS = "0001"
 
 _SQLITE_TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
@@ -164,38 +181,38 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-def _add_missing_columns(conn: Connection) -> None:
-    """Columns added since a table was first created (`create_all` never alters a table):
-    `api_keys.parks` (NULL = every park). Idempotent."""
-    columns = {c["name"] for c in inspect(conn).get_columns(ApiKeyRow.__tablename__)}
-    if "parks" not in columns:
-        conn.exec_driver_sql(f"ALTER TABLE {ApiKeyRow.__tablename__} ADD COLUMN parks TEXT")
-
-
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and the append-only triggers (idempotent).
+    """Upgrade the database to the newest migration (app/ledgers/migrations), idempotent.
 
-    Ledger tables refuse DELETE (and TRUNCATE) and every UPDATE but the store's own:
-    revocation, and the bootstrap key's rotation (docs/security.md)."""
-    if engine.dialect.name == "sqlite":
-        # BEGIN IMMEDIATE: a deferred transaction that reads the schema, then writes, fails at
-        # once with "database is locked" when another process does the same (two replicas
-        # starting together); an immediate one waits for the other's commit instead.
-        engine = engine.execution_options(**{WRITE_OPTION: True})
-    with engine.begin() as conn:
+    A database of the release before migrations (tables but no alembic_version) is stamped
+    with revision 0001, its schema, first. Then the append-only triggers: ledger tables refuse
+    DELETE (and TRUNCATE) and every UPDATE but the store's own: revocation, and the bootstrap
+    key's rotation (docs/security.md)."""
+    # the write engine: on SQLite BEGIN IMMEDIATE, so two processes opening a new file queue
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two processes starting together must not race on CREATE TABLE / FUNCTION.
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lingtan_ledger_schema'))"))
-            Base.metadata.create_all(conn)
-            _add_missing_columns(conn)
+        upgrade_to_head(conn)
+        # re-asserted at every open, as before migrations (idempotent): a dropped trigger
+        # comes back; they follow the ORM's columns, so no migration has to restate them
+        if conn.dialect.name == "postgresql":
             for stmt in (*_PG_TRIGGERS, *_pg_ledger_triggers()):
                 conn.exec_driver_sql(stmt)
-        else:
-            Base.metadata.create_all(conn)
-            _add_missing_columns(conn)
-            if conn.dialect.name == "sqlite":
-                for stmt in (*_SQLITE_TRIGGERS, *_sqlite_ledger_triggers()):
-                    conn.exec_driver_sql(stmt)
+        elif conn.dialect.name == "sqlite":
+            for stmt in (*_SQLITE_TRIGGERS, *_sqlite_ledger_triggers()):
+                conn.exec_driver_sql(stmt)
+
+
+def upgrade_to_head(conn: Connection) -> None:
+    """Run the migrations not yet applied, in the caller's transaction."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    tables = set(inspect(conn).get_table_names())
+    if "alembic_version" not in tables and AuditRow.__tablename__ in tables:
+        command.stamp(config, RELEASE_BEFORE_MIGRATIONS)
+    command.upgrade(config, "head")
 
 
 def lock_for_write(conn: Connection) -> None:

@@ -1,3 +1,4 @@
+# Long module: one transaction-and-audit discipline over six entities (split by concern planned).
 """LedgerStore: certificates, offsets, corrections, API keys, documents and the audit chain."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Long module: LiveState and the per-park scans it runs on every message share one hot path.
 """In-memory live state: latest reading per device, today's cached balance, the /live document."""
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 from app.accounting import BalanceResult, FactorSet, get_factor_set, live_balance
 from app.accounting.cost import live_price
 from app.accounting.live import ThermalLive, emission_rate
-from app.http.times import ns_to_rfc3339
 from app.live.freshness import (
     CADENCE_GAPS,
     MIN_STALE_NS,
@@ -23,6 +23,7 @@ from app.live.freshness import (
 )
 from app.registry.models import COUNTER_QUANTITIES, SUBMETER_ROLES, Park, Registry, Role
 from app.telemetry.models import Reading
+from app.timeutil import ns_to_rfc3339
 
 _NS_PER_S = 1_000_000_000
 _new_seen = tuple.__new__

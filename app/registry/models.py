@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.alarms.settings import AlarmSettings
+from app.registry.alarm_settings import AlarmSettings
 from app.registry.sources import DeviceSource
 from app.tariffs.models import Tariff
 

@@ -1,3 +1,4 @@
+# Long module: the embedded backend's SQL and its Storage class, inside app/storage by design.
 """`EmbeddedStorage`: the `Storage` protocol on one local SQLite file (WAL), for single machines.
 
 Why hand-written stdlib `sqlite3` rather than an ORM or aiosqlite: the hot path is one

@@ -1,3 +1,4 @@
+# Long module: every InfluxQL/line-protocol call of the backend, inside app/storage by design.
 """`InfluxStorage`: the `Storage` protocol over InfluxDB's v1-compatible HTTP API (1.x/2.x/3.x)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Long module: the spool file and DurableWriter share one ordering and crash-safety invariant.
 """Durability: an on-disk sqlite spool and `DurableWriter` (write-or-spool, ordered replay).
 
 Why sqlite rather than a hand-rolled append-only log: a committed INSERT is an atomic,

@@ -1,3 +1,4 @@
+# Long module: the native format's hot decoder: fast path and strict fallback side by side.
 """Decode one MQTT telemetry message into readings and dead letters (docs/gateway-contract.md)."""
 
 from __future__ import annotations

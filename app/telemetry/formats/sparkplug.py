@@ -1,3 +1,4 @@
+# Long module: Sparkplug B is one stateful protocol (BIRTH aliases, DEATH, rebirth).
 """Sparkplug B 3.0: `spBv1.0/{group}/{type}/{edge}[/{device}]` with protobuf payloads.
 
 What a host application must do to read an edge node, and no more: BIRTHs announce metric

@@ -1,0 +1,1 @@
+"""The ledger database's revisions, oldest first (`down_revision` links them)."""
