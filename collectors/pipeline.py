@@ -38,7 +38,9 @@ from collectors.soc import SocTracker
 
 log = logging.getLogger(__name__)
 
-#: How far back to look for a device's previous reading when the collector (re)starts.
+#: How long a counter that stopped reporting is held at most (the engine is compact: it holds
+#: per device only what the next reading needs, docs/intervals.md "Collector memory"), and
+#: how long the conflict flags of refused readings are kept for recomputed intervals.
 HISTORY_LOOKBACK_S = 2 * 86_400
 #: After storage failed to answer a history lookup, don't ask again for this long.
 HISTORY_RETRY_S = 5.0
@@ -151,8 +153,12 @@ class Collector:
         on_failure: Callable[[], object] | None = None,
         on_command: Callable[[str, bytes, int], object] | None = None,
         state_path: Path | None = None,
+        compact_engine: bool = True,
     ) -> None:
         self.registry = registry
+        #: False: the engine holds the whole lookback window in memory, as before the compact
+        #: engine (for comparisons: same results, memory growing with it)
+        self.compact_engine = compact_engine
         #: every gateway format (docs/gateways.md); the native JSON is one of them
         self.decoder = GatewayDecoder(registry, limits)
         self.writer = writer
@@ -199,7 +205,9 @@ class Collector:
     def _new_engine(self) -> IntervalEngine:
         # looked up through self, so the engine follows registry edits
         return IntervalEngine(
-            lambda park: self.registry.park(park), history_window_s=HISTORY_LOOKBACK_S
+            lambda park: self.registry.park(park),
+            history_window_s=HISTORY_LOOKBACK_S,
+            compact=self.compact_engine,
         )
 
     def set_registry(self, registry: Registry, stale: Iterable[tuple[str, str]] = ()) -> None:
@@ -332,6 +340,8 @@ class Collector:
                     ts_ns = json.loads(dl.raw)["ts_ns"]
                     flagged = self.engine.conflict(dl.park, dl.device, ts_ns)
                     intervals = _overwrite(intervals, flagged)
+            if recomputed:  # keep the flags of conflicts the engine holds on recomputed ones
+                intervals = self.engine.with_conflicts(intervals)
             intervals = self.soc.stamp(intervals)
             batch = WriteBatch(readings=readings, intervals=intervals, deadletters=deadletters)
             started = time.perf_counter()

@@ -21,8 +21,9 @@ record, docs/intervals.md); identical duplicates change nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -70,8 +71,6 @@ class _Cell:
     end_ns: int
     parts: dict[str, dict[int, float]] = field(default_factory=dict)
     counts: list[int] = field(default_factory=lambda: [0] * (_N_FLAGS + 1))
-    #: conflicting readings the collector refused in this interval (`IntervalEngine.conflict`)
-    conflicts: int = 0
 
 
 class _DeviceState:
@@ -91,12 +90,14 @@ class _DeviceState:
         "bound_kw",
         "bound_registry",
         "cells",
+        "conflicts",
         "decide_ns",
         "device",
         "emitted",
         "floor_ns",
         "gap_ns",
         "newest_ns",
+        "next_trim",
         "origin",
         "park",
         "series",
@@ -113,7 +114,10 @@ class _DeviceState:
         self.series: dict[str, _Series] = {}
         self.cells: dict[int, _Cell] = {}
         self.emitted: dict[int, IntervalEnergy] = {}
+        #: conflicting readings the collector refused, by interval start (`IntervalEngine.conflict`)
+        self.conflicts: dict[int, int] = {}
         self.newest_ns = -(2**63)
+        self.next_trim = 0  # held points at which `trim` looks again (compact engines)
         self.floor_ns = HORIZON_NONE  # lowered by whoever loads the history
         self._last_bounds = (0, 0)
 
@@ -315,7 +319,7 @@ class _DeviceState:
             return None
         counts = cell.counts
         flags = [name for bit, name in FLAG_NAMES if counts[bit.bit_length() - 1] > 0]
-        if cell.conflicts:
+        if self.conflicts.get(start_ns):
             flags = sorted([*flags, "conflict"])
         return IntervalEnergy(
             park=self.park.id,
@@ -339,7 +343,14 @@ class _DeviceState:
                     out.append(energy)
         return out
 
-    def horizon(self) -> int:
+    def horizon(self, strict: bool = False) -> int:
+        """Readings at or after this instant are handled exactly.
+
+        `strict` (compact engines, whose history is short): a point right after the first
+        point `p` of a whole interval changes the segment before `p` (through `p`'s glitch
+        decision), which reaches into the interval before, not exactly known: exact only
+        after the point following `p` (and not at all while `p` is a counter's last point).
+        """
         if self.origin:
             return HORIZON_ALL
         floor = self.exact_from()
@@ -348,6 +359,10 @@ class _DeviceState:
         firsts = []
         for s in self.series.values():
             i = bisect_left(s.ts, aligned)
+            if strict and i < len(s.ts):
+                if i + 1 == len(s.ts):
+                    return HORIZON_NONE
+                i += 1
             if i < len(s.ts):
                 firsts.append(s.ts[i])
         return max(firsts) + 1 if firsts else HORIZON_NONE
@@ -357,6 +372,52 @@ class _DeviceState:
         cutoff = self.newest_ns - window_ns
         if not any(s.ts and s.ts[0] < cutoff - slack_ns for s in self.series.values()):
             return
+        self._drop_before(cutoff, window_ns)
+
+    def trim(self, window_ns: int) -> None:
+        """Compact engines: forget every point no in-order reading can need any more.
+
+        The next reading of a counter changes at most its last segment and the new one, so
+        the intervals from the one holding the counter's second-to-last point on. Those stay
+        exactly known as long as every series keeps its second point at or before the start
+        of the earliest such interval of the device (`reach`): each series keeps its last
+        point at or before `reach` and the one before that (whose glitch decision its successor
+        needs), and everything after. History older than the window goes in any case (a
+        counter that stopped reporting). Looks again only after as many points again as it
+        kept (at least 16), so the work per reading stays constant.
+        """
+        held = 0
+        for s in self.series.values():
+            held += len(s.ts)
+        if held < self.next_trim:
+            return
+        self.next_trim = held + max(16, held)
+        reach = HORIZON_NONE
+        for s in self.series.values():
+            if len(s.ts) > 1:
+                reach = min(reach, self._bounds(s.ts[-2])[0])
+        cutoff = HORIZON_NONE
+        for s in self.series.values():
+            j = bisect_right(s.ts, reach) - 1  # the last point at or before `reach`
+            if s.ts:
+                cutoff = min(cutoff, s.ts[j] if j > 0 else s.ts[0])
+        cutoff = max(cutoff, self.newest_ns - window_ns)
+        for s in self.series.values():
+            if not s.ts:
+                continue
+            k = max(bisect_left(s.ts, cutoff) - 1, 0)  # the first point kept
+            second = s.ts[k + 1] if k + 1 < len(s.ts) else s.ts[k]
+            if second > reach:
+                return  # e.g. a counter's lone new point: wait for it to get older
+        self._drop_before(cutoff, window_ns)
+        held = 0
+        for s in self.series.values():
+            held += len(s.ts)
+        self.next_trim = held + max(16, held)
+
+    def _drop_before(self, cutoff: int, window_ns: int) -> None:
+        """Forget points older than `cutoff`, keeping each series' last point before it, and
+        conflict marks older than the window."""
         sink: set[int] = set()
         pruned = False
         for quantity, s in self.series.items():
@@ -380,6 +441,8 @@ class _DeviceState:
             del self.cells[start]
         for start in [st for st in self.emitted if st < floor]:
             del self.emitted[start]
+        for start in [st for st in self.conflicts if st < self.newest_ns - window_ns]:
+            del self.conflicts[start]
 
 
 #: How many interval lengths before a device's newest stored reading the collector loads its
@@ -462,15 +525,23 @@ class IntervalEngine:
       window with `compute_window` over readings loaded from storage.
     - History older than `history_window_s` behind a device's newest reading is pruned; the
       last point before the cutoff is kept so the segment across it stays known.
+    - `compact`: hold per device only what the next in-order reading needs (`trim`: a
+      counter's last points, the intervals they can still change, an undecided suspect
+      drop); `history_window_s` then only bounds counters that stopped reporting. Anything
+      older is the caller's fallback from storage, as after a restart (docs/intervals.md,
+      "Collector memory").
     """
 
     def __init__(
         self,
         registry_lookup: Callable[[str], Park | None],
         history_window_s: int = 2 * 86400,
+        *,
+        compact: bool = False,
     ) -> None:
         self._lookup = registry_lookup
         self._window_ns = history_window_s * 1_000_000_000
+        self._compact = compact
         self._states: dict[tuple[str, str], _DeviceState] = {}
         self.stale_readings = 0
         self.unknown_readings = 0
@@ -505,6 +576,10 @@ class IntervalEngine:
     def _prune(self, keys: Iterable[tuple[str, str]]) -> None:
         # only after the batch's results are built: a batch reaching further back than the
         # window (a gateway flushing days of buffered readings) must still emit all of them
+        if self._compact:
+            for key in keys:
+                self._states[key].trim(self._window_ns)
+            return
         slack = max(self._window_ns // 8, 3600 * 1_000_000_000)
         for key in keys:
             self._states[key].prune(self._window_ns, slack)
@@ -543,7 +618,7 @@ class IntervalEngine:
         handled exactly yet (the seeded history does not reach a whole interval).
         """
         state = self._states.get((park, device))
-        return None if state is None else state.horizon()
+        return None if state is None else state.horizon(strict=self._compact)
 
     def held(self, park: str, device: str, ts_ns: int) -> dict[str, tuple[float, bool]]:
         """The counter values (and reset marks) held for the device at exactly `ts_ns`."""
@@ -564,21 +639,43 @@ class IntervalEngine:
         """Flag the interval holding a refused conflicting reading `conflict`; returns it when
         it is exactly known (to be written), else nothing.
 
-        The mark lives in the engine only: an interval later recomputed from storage
-        (`compute_window`) no longer carries it; the conflict record itself is stored.
+        The mark lives in the engine only, for the history window: an interval recomputed
+        from storage (`compute_window`) carries it through `with_conflicts` while the engine
+        holds it; the conflict record itself is stored.
         """
         state = self._states.get((park, device))
         if state is None:
             return []
-        start, end = interval_bounds(ts_ns, state.park)
-        cell = state.cells.get(start)
-        if cell is None:  # no segment in it yet (the reading starts it): flagged once one is
-            cell = state.cells[start] = _Cell(end)
-        cell.conflicts += 1
+        start = interval_bounds(ts_ns, state.park)[0]
+        # kept apart from the cells, which a compact engine forgets long before the window
+        state.conflicts[start] = state.conflicts.get(start, 0) + 1
         out = state.results([start])
         for energy in out:
             state.emitted[energy.start_ns] = energy
         return out
+
+    def with_conflicts(self, intervals: Iterable[IntervalEnergy]) -> list[IntervalEnergy]:
+        """`intervals` (e.g. recomputed from storage) with the `conflict` flag added where the
+        engine holds a refused conflicting reading (within the history window)."""
+        out = []
+        for energy in intervals:
+            state = self._states.get((energy.park, energy.device))
+            if (
+                state is not None
+                and state.conflicts.get(energy.start_ns)
+                and "conflict" not in energy.flags
+            ):
+                flags = tuple(sorted([*energy.flags, "conflict"]))
+                energy = dataclasses.replace(energy, flags=flags)
+            out.append(energy)
+        return out
+
+    def held_sizes(self, park: str, device: str) -> tuple[int, int]:
+        """What the engine holds of a device: (counter points, interval cells)."""
+        state = self._states.get((park, device))
+        if state is None:
+            return 0, 0
+        return sum(len(s.ts) for s in state.series.values()), len(state.cells)
 
     def forget(self, park: str, device: str) -> None:
         """Drop all state of a device (e.g. after its registry entry changed)."""
