@@ -339,6 +339,8 @@ class Collector:
                 if dl.park is not None and dl.device is not None:
                     ts_ns = json.loads(dl.raw)["ts_ns"]
                     flagged = self.engine.conflict(dl.park, dl.device, ts_ns)
+                    if not flagged:  # a compact engine no longer holds it: flag the stored row
+                        flagged = await self._stored_conflict(dl.park, dl.device, ts_ns)
                     intervals = _overwrite(intervals, flagged)
             if recomputed:  # keep the flags of conflicts the engine holds on recomputed ones
                 intervals = self.engine.with_conflicts(intervals)
@@ -580,6 +582,20 @@ class Collector:
                 raise outcome
             out[park_id] = outcome
         return out
+
+    async def _stored_conflict(self, park_id: str, device: str, ts_ns: int) -> list[IntervalEnergy]:
+        """The stored interval holding a refused conflicting reading, flagged `conflict`
+        (docs/intervals.md); nothing when storage has none or cannot answer now (the conflict
+        record itself is stored either way)."""
+        park = self.registry.park(park_id)
+        if self.history is None or park is None:
+            return []
+        start = interval_start_ns(ts_ns, park)
+        try:
+            rows = await self.history.intervals(park_id, start, start + 1, device)
+        except StorageUnavailable:
+            return []
+        return self.engine.with_conflicts(rows)
 
     async def _stored_histories(
         self, history: Storage, park_id: str, first_ns: dict[str, int]
