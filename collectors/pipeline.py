@@ -153,11 +153,12 @@ class Collector:
         on_failure: Callable[[], object] | None = None,
         on_command: Callable[[str, bytes, int], object] | None = None,
         state_path: Path | None = None,
-        compact_engine: bool = True,
+        compact_engine: bool = False,
     ) -> None:
         self.registry = registry
-        #: False: the engine holds the whole lookback window in memory, as before the compact
-        #: engine (for comparisons: same results, memory growing with it)
+        #: True: the compact engine (bounded memory, docs/intervals.md "Collector memory").
+        #: Off by default for now: with it, the `conflict` flag of an interval the engine no
+        #: longer holds is sometimes lost (tests/test_e2e_glitches.py fails about 1 run in 4)
         self.compact_engine = compact_engine
         #: every gateway format (docs/gateways.md); the native JSON is one of them
         self.decoder = GatewayDecoder(registry, limits)

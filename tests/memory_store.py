@@ -58,6 +58,7 @@ class MemoryIntervals:
         *,
         interval_ns: int,
         fields: Sequence[str] = ROLE_SUM_FIELDS,
+        estimated: bool = True,
     ) -> list[RoleSums]:
         groups: dict[tuple[int, str], list[IntervalEnergy]] = {}
         for r in await self.intervals(park, start_ns, end_ns):

@@ -255,9 +255,11 @@ class Storage(Protocol):
         *,
         interval_ns: int,
         fields: Sequence[str] = ROLE_SUM_FIELDS,
+        estimated: bool = True,
     ) -> list[RoleSums]:
         """Per interval start in [start_ns, end_ns) and stored role (one of `roles`): row
-        count, estimated rows and the sums of `fields` (of `ROLE_SUM_FIELDS`; a store may
+        count, estimated rows (0 when `estimated` is False and counting them costs the store
+        a query) and the sums of `fields` (of `ROLE_SUM_FIELDS`; a store may
         sum the others too, or report them as 0.0), ordered by start then role.
         `interval_ns` is the park's interval length (the row's `end_ns` where the store
         does not keep it). The role is the one stored with each row: check

@@ -663,12 +663,14 @@ class EmbeddedStorage:
         *,
         interval_ns: int = 0,
         fields: Sequence[str] = ROLE_SUM_FIELDS,
+        estimated: bool = True,
     ) -> list[RoleSums]:
         """`Storage.interval_role_sums` (all roles when `roles` is None).
 
         Served from a rollup kept exact on every write, so a year of a park comes back as one
-        row per interval and role, whatever the number of devices. `interval_ns` and
-        `fields` are unused: each row keeps its own end, and the rollup sums every field."""
+        row per interval and role, whatever the number of devices. `interval_ns`, `fields`
+        and `estimated` are unused: each row keeps its own end, and the rollup holds every
+        sum and the estimated count."""
         args: list[Any] = [park, start_ns, end_ns]
         role_filter = ""
         if roles is not None:

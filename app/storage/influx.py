@@ -550,6 +550,7 @@ class InfluxStorage:
         *,
         interval_ns: int,
         fields: Sequence[str] = ROLE_SUM_FIELDS,
+        estimated: bool = True,
     ) -> list[RoleSums]:
         """`Storage.interval_role_sums`, summed by influxd (`GROUP BY time, role`).
 
@@ -568,18 +569,19 @@ class InfluxStorage:
         )
         group = f'GROUP BY time({step_min}m), "role" fill(none)'
         sums = ", ".join(f"sum({influxql_ident(f)}) AS {influxql_ident(f)}" for f in fields)
-        totals, estimated = await asyncio.gather(
-            self.query(
-                f'SELECT {sums}, count("duration_s") AS "n" FROM "{schema.INTERVAL}"'
-                f" WHERE {base} {group}"
-            ),
-            self.query(
+        queries = [
+            f'SELECT {sums}, count("duration_s") AS "n" FROM "{schema.INTERVAL}"'
+            f" WHERE {base} {group}"
+        ]
+        if estimated:
+            queries.append(
                 f'SELECT count("duration_s") AS "n" FROM "{schema.INTERVAL}"'
                 f' WHERE {base} AND "estimated" = true {group}'
-            ),
-        )
+            )
+        results = await asyncio.gather(*(self.query(q) for q in queries))
+        totals = results[0]
         est: dict[tuple[int, str], int] = {}
-        for s in estimated:
+        for s in results[1] if estimated else []:
             for row in s.values:
                 est[(int(row[0]), s.tags.get("role", ""))] = int(_num(s.columns, row, "n"))
         out: list[RoleSums] = []
