@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         gt=0,
         description="how often collect/api look for registry edits (file or other processes)",
     )
+    rollup_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="how often the collector builds the day rollups of days whose data"
+        " settled (docs/storage.md, 'Day rollups'); 0 = never",
+    )
     bootstrap_admin_key: SecretStr | None = None
     anonymous_read: bool = Field(default=False, description="read endpoints without an API key")
     log_level: str = "INFO"

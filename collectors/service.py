@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.balance.rollup_builder import RollupBuilder
 from app.config import Settings
 from app.intervals.models import IntervalEnergy
 from app.ledgers import LedgerStore
@@ -45,14 +46,17 @@ class CollectorService:
     #: watching for registry edits, and the ledger store it reads (when this service owns them)
     _registry_task: asyncio.Task[None] | None = None
     _ledgers: LedgerStore | None = None
+    #: keeping the store's day rollups current (docs/storage.md, "Day rollups")
+    _rollup_task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
         # stop taking messages, make what was taken durable, then close storage;
         # anything received but not yet acked is redelivered by the broker next time
-        if self._registry_task is not None:
-            self._registry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._registry_task
+        for task in (self._registry_task, self._rollup_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.subscriber.stop()
         await self.collector.stop()
         with contextlib.suppress(asyncio.CancelledError):
@@ -164,7 +168,15 @@ async def start_collector(
         log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
     task = asyncio.create_task(subscriber.run_batched(collector), name="lingtan-mqtt")
     watch = asyncio.create_task(watcher.run(), name="lingtan-registry") if watcher else None
-    return CollectorService(collector, subscriber, writer, storage, metrics, task, watch, ledgers)
+    rollups = None
+    if settings.rollup_interval_s > 0:
+        builder = RollupBuilder(storage, lambda: holder.registry.parks)
+        rollups = asyncio.create_task(
+            builder.run(settings.rollup_interval_s), name="lingtan-rollups"
+        )
+    return CollectorService(
+        collector, subscriber, writer, storage, metrics, task, watch, ledgers, rollups
+    )
 
 
 async def run_collect(settings: Settings) -> None:

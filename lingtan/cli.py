@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="also simulate the demo park (or every park given)"
     )
 
+    from app.balance.cli import register as register_rollups
     from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
     from collectors.gateways.cli import register as register_gateways
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_gateways(sub)
     register_dashboards(sub)
     register_keys_audit(sub)
+    register_rollups(sub)
     return parser
 
 

@@ -89,6 +89,12 @@ ops = st.lists(
         ),
         st.tuples(st.just("revoke"), st.sampled_from(["c1", "c2", "c3"])),
         st.tuples(st.just("offset"), st.sampled_from(["o1", "o2"]), st.integers(0, DAYS - 1)),
+        # another replica answers from now on, or a replica restarts (nothing cached but
+        # what it finds in the store: the day rollups other replicas wrote)
+        st.tuples(st.just("replica"), st.integers(0, 1)),
+        st.tuples(st.just("restart"), st.integers(0, 1)),
+        # a write lands between a query's read of the change markers and of the data
+        st.tuples(st.just("racing_query"), window, quarter, amounts),
         st.tuples(st.just("query"), window),
         st.tuples(st.just("queries"), st.lists(window, min_size=2, max_size=4)),
     ),
@@ -101,15 +107,33 @@ def when(q: int) -> datetime:
     return datetime.fromtimestamp(start_ns(q) / 1e9, tz=TZ)
 
 
-async def run(steps: list[tuple[Any, ...]]) -> None:
-    store, ledgers = MemoryIntervals(), MemoryLedgers()
+class RacingStore(MemoryIntervals):
+    """Applies a pending write right after the next read of the change markers."""
+
+    pending: list[IntervalEnergy] | None = None
+
+    async def interval_changes(self, park: str) -> dict[int, int]:
+        out = await super().interval_changes(park)
+        if self.pending is not None:
+            rows, self.pending = self.pending, None
+            await self.write(WriteBatch(intervals=rows))
+        return out
+
+
+def replica(store: MemoryIntervals, ledgers: MemoryLedgers) -> BalanceService:
     cache = IntervalCache(store, clock=lambda: NOW_NS)  # type: ignore[arg-type]
-    service = BalanceService(
+    return BalanceService(
         cache,
         ledgers,  # type: ignore[arg-type]
         epoch=FIRST.date(),
         clock=lambda: NOW_NS,
     )
+
+
+async def run(steps: list[tuple[Any, ...]]) -> None:
+    store, ledgers = RacingStore(), MemoryLedgers()
+    replicas = [replica(store, ledgers), replica(store, ledgers)]
+    active = 0
     # a first day of data, so the first queries have something to chain
     await store.write(
         WriteBatch(
@@ -117,12 +141,17 @@ async def run(steps: list[tuple[Any, ...]]) -> None:
         )
     )
 
-    async def ask(q0: int, n: int, every: str) -> None:
+    async def ask(
+        q0: int, n: int, every: str, *, check: bool = True, on: int | None = None
+    ) -> None:
         q1 = min(QUARTERS, q0 + n)
         if q1 <= q0:
             return
         start, end = when(q0), when(q1)
+        service = replicas[active if on is None else on]
         got = (await service.balance(PARK, start, end, every)).as_dict()
+        if not check:  # it may or may not include the racing write: only later answers count
+            return
         rows = await store.intervals("x", start_ns(0), start_ns(q1))
         want = recompute(
             rows,
@@ -161,13 +190,24 @@ async def run(steps: list[tuple[Any, ...]]) -> None:
                 oid, "x", "ccer", 1.5, (FIRST + timedelta(days=day)).date()
             )
             ledgers.edited()
+        elif kind == "replica":
+            active = op[1]
+        elif kind == "restart":
+            replicas[op[1]] = replica(store, ledgers)
+        elif kind == "racing_query":
+            w, q, a = op[1:]
+            store.pending = [row("pv", q, a, a)]
+            await ask(*w, check=False)
+            store.pending = None
         elif kind == "query":
             await ask(*op[1])
         else:  # concurrent queries: the chain is built once, shared, never appended twice
             await asyncio.gather(*(ask(*w) for w in op[1]))
-    # and at the end, every window of the whole range
-    for every in ("15m", "1d", "1mo"):
-        await ask(0, QUARTERS, every)
+    # and at the end, every window of the whole range, on both replicas and a fresh one
+    replicas.append(replica(store, ledgers))
+    for k in range(3):
+        for every in ("15m", "1d", "1mo"):
+            await ask(0, QUARTERS, every, on=k)
 
 
 @settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from bisect import bisect_right
 from collections import OrderedDict
@@ -13,10 +14,13 @@ from datetime import time as dtime
 
 from app.accounting import IntervalTotals, interval_totals
 from app.balance.loader import aggregated_totals, series_match_registry
+from app.balance.rollup import decode_day, encode_day, park_fingerprint, split_by_day, usable
 from app.corrections import Correction, apply_corrections
 from app.registry.models import Park
-from app.storage.base import NS_PER_DAY, Storage
+from app.storage.base import NS_PER_DAY, DayRollup, Storage, StorageError
 from app.timeutil import to_ns
+
+log = logging.getLogger(__name__)
 
 
 def day_start_ns(day: date, park: Park) -> int:
@@ -69,6 +73,11 @@ class IntervalCache:
     registry entry are the ones it was loaded with, so every write of intervals, by any
     process, is seen by the next request. Least recently used days are dropped beyond
     `max_days` park-days.
+
+    Below this per-process cache sit the store's day rollups (docs/storage.md, "Day
+    rollups"), shared by every process: a missing day is read from its UTC days' rollups
+    where they are usable, and otherwise from the interval rows, after which the rollups of
+    the UTC days read whole are written back (`write_rollups`) for the next process.
     """
 
     def __init__(
@@ -79,8 +88,13 @@ class IntervalCache:
         max_query_days: int = 31,
         aggregate: bool = True,
         clock: Callable[[], int] = time.time_ns,
+        rollups: bool = True,
+        write_rollups: bool = True,
     ) -> None:
         self.storage = storage
+        #: read days through the store's day rollups; write back the ones computed here
+        self.rollups = rollups
+        self.write_rollups = write_rollups
         #: sum summable roles inside the store when the stored series match the registry
         self.aggregate = aggregate
         self.max_days = max_days
@@ -93,6 +107,9 @@ class IntervalCache:
         self.loads = 0  # storage queries made (for metrics and tests)
         self.hits = 0
         self.misses = 0
+        self.rollup_hits = 0  # UTC days served from a stored rollup
+        self.rollup_writes = 0  # UTC days whose rollup this process wrote back
+        self._fingerprints: dict[str, tuple[Park, str]] = {}
 
     async def inputs(self, park: str, corrections: tuple[Correction, ...]) -> StoredInputs:
         """The park's change markers read now, with `corrections`: read them before any data
@@ -142,9 +159,10 @@ class IntervalCache:
         d0 = day_start_ns(day, park)
         return entry.key == inputs.day_key(d0, day_start_ns(day + timedelta(days=1), park))
 
-    async def _read(
+    async def read_range(
         self, park: Park, start_ns: int, end_ns: int, inputs: StoredInputs
     ) -> list[IntervalTotals]:
+        """Totals of [start_ns, end_ns) from the interval rows (no rollups, no cache)."""
         corrections = [c for c in inputs.corrections if c.start_ns < end_ns and start_ns < c.end_ns]
         if corrections:
             # Corrections apply per device row, so this range is read row by row (not summed
@@ -167,10 +185,66 @@ class IntervalCache:
         self._series_ok[park.id] = (park, inputs.changes, ok)
         return ok
 
+    def fingerprint(self, park: Park) -> str:
+        """`park_fingerprint`, computed once per registry entry."""
+        hit = self._fingerprints.get(park.id)
+        if hit is None or not (hit[0] is park or hit[0] == park):
+            hit = self._fingerprints[park.id] = (park, park_fingerprint(park))
+        return hit[1]
+
+    async def _read_through_rollups(
+        self, park: Park, start_ns: int, end_ns: int, inputs: StoredInputs
+    ) -> list[IntervalTotals]:
+        """Totals of [start_ns, end_ns) from the usable day rollups of its UTC days, the
+        others read from the rows by runs of whole UTC days (and their rollups written back)."""
+        k0, k1 = start_ns // NS_PER_DAY, (end_ns - 1) // NS_PER_DAY
+        fp = self.fingerprint(park)
+        stored = await self.storage.day_rollups(park.id, k0, k1)
+        by_day: dict[int, list[IntervalTotals]] = {}
+        runs: list[list[int]] = []
+        for k in range(k0, k1 + 1):
+            token = inputs.changes.get(k)
+            if usable(stored.get(k), token, fp):
+                by_day[k] = decode_day(stored[k].payload, k)
+                self.rollup_hits += 1
+            elif runs and runs[-1][-1] == k - 1:
+                runs[-1].append(k)
+            else:
+                runs.append([k])
+        fresh: list[DayRollup] = []
+        for run in runs:
+            lo, hi = run[0] * NS_PER_DAY, (run[-1] + 1) * NS_PER_DAY
+            per_day = split_by_day(await self.read_range(park, lo, hi, inputs))
+            for k in run:
+                day_totals = per_day.get(k, [])
+                by_day[k] = day_totals
+                token = inputs.changes.get(k)
+                # a day never marked holds no data, or data older than markers: not kept
+                if token is not None:
+                    fresh.append(DayRollup(k, token, fp, encode_day(day_totals, k)))
+        if fresh and self.write_rollups:
+            try:
+                await self.storage.put_day_rollups(park.id, fresh)
+                self.rollup_writes += len(fresh)
+            except StorageError as exc:  # only a cache: the answer stands without it
+                log.warning("day rollups of park %s not stored: %s", park.id, exc)
+        return [
+            t
+            for k in range(k0, k1 + 1)
+            for t in by_day.get(k, ())
+            if start_ns <= t.start_ns < end_ns
+        ]
+
     async def _load(self, park: Park, days: list[date], inputs: StoredInputs) -> None:
         edges = [day_start_ns(d, park) for d in days]
         edges.append(day_start_ns(days[-1] + timedelta(days=1), park))
-        totals = await self._read(park, edges[0], edges[-1], inputs)
+        lo, hi = edges[0], edges[-1]
+        corrected = any(c.start_ns < hi and lo < c.end_ns for c in inputs.corrections)
+        if self.rollups and not corrected:
+            totals = await self._read_through_rollups(park, lo, hi, inputs)
+        else:
+            # rollups hold uncorrected totals; corrections apply row by row
+            totals = await self.read_range(park, lo, hi, inputs)
         self.loads += 1
         per_day: list[list[IntervalTotals]] = [[] for _ in days]
         for t in totals:

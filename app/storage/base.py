@@ -57,6 +57,22 @@ class RoleSums:
 FlaggedRow = tuple[int, str, bool, tuple[str, ...]]
 
 
+@dataclass(frozen=True, slots=True)
+class DayRollup:
+    """What the balance computed from one park's intervals of one UTC day, kept in the store
+    so that no process computes it twice (docs/storage.md, "Day rollups").
+
+    `payload` is opaque to the store (the balance encodes it); `token` is the day's change
+    marker read *before* the intervals were, and `fingerprint` identifies the registry entry
+    they were summed under: a reader uses the rollup only while both still hold.
+    """
+
+    day: int
+    token: int
+    fingerprint: str
+    payload: bytes
+
+
 def changed_days(intervals: Iterable[IntervalEnergy]) -> dict[str, set[int]]:
     """Per park, the UTC days (`start_ns // NS_PER_DAY`) that a write of `intervals` touches:
     what a store records as change markers beside the data (docs/storage.md, "Change
@@ -281,6 +297,17 @@ class Storage(Protocol):
         Every `write` with intervals records a fresh token for each day it touches, once
         the intervals are readable, so a reader that cached what it read together with the
         tokens it saw before reading knows exactly which days changed since."""
+        ...
+
+    async def day_rollups(
+        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+    ) -> dict[int, DayRollup]:
+        """The stored rollups of `park` for UTC days `first_day..last_day` (inclusive), by
+        day; with `payload=False` only their stamps (token, fingerprint; payload `b""`)."""
+        ...
+
+    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
+        """Store `rollups` of `park`, each replacing the one of its day. Raises StorageError."""
         ...
 
     async def close(self) -> None: ...

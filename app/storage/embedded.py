@@ -18,6 +18,8 @@ Layout (all times UTC epoch ns):
 - `interval_role_total(park, start_ns, role, end_ns, rows, estimated, <3 electricity sums>)`:
   re-summed for every (park, start) a write touches; serves `interval_role_sums`.
   `interval_series(park, device, role)`: every pair ever written (InfluxDB's series list).
+- `interval_change(park, day, token)`: change markers; `day_rollup(park, day, token,
+  fingerprint, payload)`: the balance's day rollups (docs/storage.md).
 - `deadletter(id, received_ns, park_key, reason, park, device, topic, detail, raw)`, unique
   (park_key, reason, received_ns) — InfluxDB's series + time — indexes by time and park.
 
@@ -45,6 +47,7 @@ from app.intervals.models import IntervalEnergy
 from app.storage import schema
 from app.storage.base import (
     ROLE_SUM_FIELDS,
+    DayRollup,
     FlaggedRow,
     History,
     RoleSums,
@@ -61,7 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
 
-SCHEMA_VERSION = 3  # 2: interval_role_total; 3: interval_change
+SCHEMA_VERSION = 4  # 2: interval_role_total; 3: interval_change; 4: day_rollup
 _READ_THREADS = 2
 _FETCH_ROWS = 20_000
 
@@ -121,6 +124,17 @@ CREATE TABLE IF NOT EXISTS interval_change (
     park TEXT NOT NULL,
     day INTEGER NOT NULL,
     token INTEGER NOT NULL,
+    PRIMARY KEY (park, day)
+) WITHOUT ROWID;
+
+-- day rollups (docs/storage.md, "Day rollups"): the balance's per-UTC-day totals of a park,
+-- with the change marker token and registry fingerprint they were computed under
+CREATE TABLE IF NOT EXISTS day_rollup (
+    park TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    payload BLOB NOT NULL,
     PRIMARY KEY (park, day)
 ) WITHOUT ROWID;
 
@@ -722,3 +736,42 @@ class EmbeddedStorage:
             return {int(d): int(t) for d, t in self._reader().execute(sql, (park,))}
 
         return await self._run(self._rexec, run)
+
+    async def day_rollups(
+        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+    ) -> dict[int, DayRollup]:
+        col = "payload" if payload else "x''"
+        sql = (
+            f"SELECT day, token, fingerprint, {col} FROM day_rollup"
+            " WHERE park = ? AND day >= ? AND day <= ?"
+        )
+
+        def run() -> dict[int, DayRollup]:
+            rows = self._reader().execute(sql, (park, first_day, last_day))
+            return {int(d): DayRollup(int(d), int(t), str(f), bytes(b)) for d, t, f, b in rows}
+
+        return await self._run(self._rexec, run)
+
+    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
+        if not rollups:
+            return
+        rows = [(park, r.day, r.token, r.fingerprint, r.payload) for r in rollups]
+
+        def run() -> None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO day_rollup (park, day, token, fingerprint, payload)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (park, day) DO UPDATE SET"
+                    " token = excluded.token, fingerprint = excluded.fingerprint,"
+                    " payload = excluded.payload",
+                    rows,
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+        await self._run(self._wexec, run)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip as gzip_lib
 import json
 import logging
@@ -21,6 +22,7 @@ from app.storage.base import (
     FAR_NS,
     NS_PER_DAY,
     ROLE_SUM_FIELDS,
+    DayRollup,
     FlaggedRow,
     History,
     RoleSums,
@@ -142,6 +144,27 @@ def change_marker_lines(intervals: Sequence[IntervalEnergy]) -> list[str]:
         for park, days in sorted(changed_days(intervals).items())
         for day in sorted(days)
     ]
+
+
+ROLLUP = "day_rollup"
+# InfluxDB 1.x caps a string field at 64 KiB: a payload is cut into fields p0, p1, ... this size
+_ROLLUP_CHUNK = 60_000
+
+
+def rollup_lines(park: str, rollups: Sequence[DayRollup]) -> list[str]:
+    """Line protocol of day rollups: one point per day, at the day's start; the payload in
+    base64 (no escaping needed) over as many fields as it takes, `n` telling how many."""
+    out: list[str] = []
+    for r in rollups:
+        text = base64.b64encode(r.payload).decode("ascii")
+        parts = [text[i : i + _ROLLUP_CHUNK] for i in range(0, len(text), _ROLLUP_CHUNK)] or [""]
+        fields = ",".join(f'p{i}="{p}"' for i, p in enumerate(parts))
+        fp = r.fingerprint.replace("\\", "\\\\").replace('"', '\\"')
+        out.append(
+            f'{ROLLUP},park={escape_key(park)} token={r.token}i,fp="{fp}",n={len(parts)}i,'
+            f"{fields} {r.day * NS_PER_DAY}"
+        )
+    return out
 
 
 def _series_tags(key: str) -> dict[str, str]:
@@ -639,3 +662,33 @@ class InfluxStorage:
                 if isinstance(row[1], int):
                     out[int(row[0]) // NS_PER_DAY] = row[1]
         return out
+
+    async def day_rollups(
+        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+    ) -> dict[int, DayRollup]:
+        cols = "*" if payload else '"token", "fp"'
+        q = (
+            f'SELECT {cols} FROM "{ROLLUP}" WHERE {self._tag_eq("park", park)}'
+            f" AND time >= {first_day * NS_PER_DAY} AND time <= {last_day * NS_PER_DAY}"
+        )
+        out: dict[int, DayRollup] = {}
+        for s in await self.query(q):
+            for row in s.values:
+                rec = dict(zip(s.columns, row, strict=False))
+                token, fp = rec.get("token"), rec.get("fp")
+                if not isinstance(token, int) or not isinstance(fp, str):
+                    continue
+                data = b""
+                if payload:
+                    n = rec.get("n")
+                    parts = [rec.get(f"p{i}") for i in range(n if isinstance(n, int) else 0)]
+                    if not parts or not all(isinstance(p, str) for p in parts):
+                        continue  # a torn or foreign point: as if absent
+                    data = base64.b64decode("".join(str(p) for p in parts))
+                day = int(rec["time"]) // NS_PER_DAY
+                out[day] = DayRollup(day, token, fp, data)
+        return out
+
+    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
+        if rollups:
+            await self.write_lines(rollup_lines(park, rollups))
