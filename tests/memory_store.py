@@ -28,7 +28,7 @@ from app.storage.base import (
 class MemoryIntervals:
     rows: dict[tuple[str, str, int], IntervalEnergy] = field(default_factory=dict)
     changes: dict[str, dict[int, int]] = field(default_factory=dict)
-    rollups: dict[tuple[str, int], DayRollup] = field(default_factory=dict)
+    rollups: dict[tuple[str, str, int], DayRollup] = field(default_factory=dict)
 
     async def write(self, batch: WriteBatch) -> None:
         for iv in batch.intervals:
@@ -91,17 +91,17 @@ class MemoryIntervals:
         return dict(self.changes.get(park, {}))
 
     async def day_rollups(
-        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+        self, park: str, kind: str, first_day: int, last_day: int, *, payload: bool = True
     ) -> dict[int, DayRollup]:
         return {
-            d: r if payload else DayRollup(r.day, r.token, r.fingerprint, b"")
-            for (p, d), r in self.rollups.items()
-            if p == park and first_day <= d <= last_day
+            d: r if payload else DayRollup(r.day, r.stamp, b"")
+            for (p, k, d), r in self.rollups.items()
+            if p == park and k == kind and first_day <= d <= last_day
         }
 
-    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
+    async def put_day_rollups(self, park: str, kind: str, rollups: Sequence[DayRollup]) -> None:
         for r in rollups:
-            self.rollups[(park, r.day)] = r
+            self.rollups[(park, kind, r.day)] = r
 
 
 @dataclass

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.accounting import IntervalTotals
 from app.balance.cache import IntervalCache, StoredInputs
-from app.balance.rollup import decode_day, encode_day
+from app.balance.rollup import TOTALS, decode_day, encode_day, totals_stamp
 from app.balance.rollup_builder import RollupBuilder
 from app.corrections import Correction
 from app.intervals.models import IntervalEnergy
@@ -126,7 +126,8 @@ async def test_a_fresh_process_reads_the_rollups_another_wrote_and_only_while_va
     want = await from_rows(storage, p, lo, hi)
     assert await first.totals(p, lo, hi, await inputs(storage)) == want
     assert first.rollup_hits == 0 and first.rollup_writes == 4  # the four days with data
-    assert set(await storage.day_rollups("r", D0 - 1, D0 + 5)) == {D0, D0 + 1, D0 + 2, D0 + 3}
+    days = await storage.day_rollups("r", TOTALS, D0 - 1, D0 + 5)
+    assert set(days) == {D0, D0 + 1, D0 + 2, D0 + 3}
 
     second = IntervalCache(storage)  # another process: nothing in memory
     assert await second.totals(p, lo, hi, await inputs(storage)) == want
@@ -157,12 +158,12 @@ async def test_a_rollup_stamped_with_another_token_is_never_used(storage_backend
     fp = cache.fingerprint(p)
     poison = encode_day([IntervalTotals(D0 * NS_PER_DAY, D0 * NS_PER_DAY + Q, 1e9)], D0)
     lo, hi = D0 * NS_PER_DAY, (D0 + 1) * NS_PER_DAY
-    await storage.put_day_rollups("r", [DayRollup(D0, token + 2, fp, poison)])
+    await storage.put_day_rollups("r", TOTALS, [DayRollup(D0, totals_stamp(token + 2, fp), poison)])
     assert await cache.totals(p, lo, hi, await inputs(storage)) == await from_rows(
         storage, p, lo, hi
     )
     # the one it wrote back instead is the right one; planted with the right stamp, it is used
-    await storage.put_day_rollups("r", [DayRollup(D0, token, fp, poison)])
+    await storage.put_day_rollups("r", TOTALS, [DayRollup(D0, totals_stamp(token, fp), poison)])
     fresh = IntervalCache(storage)
     got = await fresh.totals(p, lo, hi, await inputs(storage))
     assert fresh.rollup_hits == 1 and got[0].grid_import_kwh == 1e9  # (so the check above bites)

@@ -528,27 +528,31 @@ async def test_flagged_intervals_are_read_apart(storage_backend: Storage) -> Non
     assert await storage.flagged_intervals(park, T0, T0 + 2 * Q, []) == []
 
 
-async def test_day_rollups_round_trip_replace_and_stay_per_park(storage_backend: Storage) -> None:
+async def test_day_rollups_round_trip_replace_and_stay_per_park_and_kind(
+    storage_backend: Storage,
+) -> None:
     from app.storage.base import DayRollup
 
     storage = storage_backend
     d0 = T0 // DAY
-    assert await storage.day_rollups("p-roll", d0 - 5, d0 + 5) == {}
+    assert await storage.day_rollups("p-roll", "totals", d0 - 5, d0 + 5) == {}
     # payloads of any bytes, one large enough to be cut into several InfluxDB fields
     big = bytes(range(256)) * 700  # 179,200 bytes
-    a = DayRollup(d0, 11, 'fp "one" \\', b"\x00\x01zz")
-    b = DayRollup(d0 + 1, 12, "fp-two", big)
-    await storage.put_day_rollups("p-roll", [a, b])
-    await storage.put_day_rollups("p-other", [DayRollup(d0, 99, "x", b"other")])
-    assert await storage.day_rollups("p-roll", d0, d0 + 1) == {d0: a, d0 + 1: b}
-    assert await storage.day_rollups("p-roll", d0 + 1, d0 + 3) == {d0 + 1: b}
-    stamps = await storage.day_rollups("p-roll", d0, d0 + 1, payload=False)
-    assert {k: (r.token, r.fingerprint, r.payload) for k, r in stamps.items()} == {
-        d0: (11, a.fingerprint, b""),
-        d0 + 1: (12, "fp-two", b""),
+    a = DayRollup(d0, 'stamp "one" \\ 中', b"\x00\x01zz")
+    b = DayRollup(d0 + 1, "12:fp-two", big)
+    await storage.put_day_rollups("p-roll", "totals", [a, b])
+    await storage.put_day_rollups("p-other", "totals", [DayRollup(d0, "x", b"other")])
+    await storage.put_day_rollups("p-roll", "chain:x", [DayRollup(d0, "y", b"chained")])
+    assert await storage.day_rollups("p-roll", "totals", d0, d0 + 1) == {d0: a, d0 + 1: b}
+    assert await storage.day_rollups("p-roll", "totals", d0 + 1, d0 + 3) == {d0 + 1: b}
+    stamps = await storage.day_rollups("p-roll", "totals", d0, d0 + 1, payload=False)
+    assert {k: (r.stamp, r.payload) for k, r in stamps.items()} == {
+        d0: (a.stamp, b""),
+        d0 + 1: ("12:fp-two", b""),
     }
     # a newer rollup of a day replaces the older one whole, a shorter payload included
-    b2 = DayRollup(d0 + 1, 13, "fp-two", b"short")
-    await storage.put_day_rollups("p-roll", [b2])
-    assert (await storage.day_rollups("p-roll", d0, d0 + 1))[d0 + 1] == b2
-    assert (await storage.day_rollups("p-other", d0, d0))[d0].payload == b"other"
+    b2 = DayRollup(d0 + 1, "13:fp-two", b"short")
+    await storage.put_day_rollups("p-roll", "totals", [b2])
+    assert (await storage.day_rollups("p-roll", "totals", d0, d0 + 1))[d0 + 1] == b2
+    assert (await storage.day_rollups("p-other", "totals", d0, d0))[d0].payload == b"other"
+    assert (await storage.day_rollups("p-roll", "chain:x", d0, d0))[d0].payload == b"chained"

@@ -14,7 +14,15 @@ from datetime import time as dtime
 
 from app.accounting import IntervalTotals, interval_totals
 from app.balance.loader import aggregated_totals, series_match_registry
-from app.balance.rollup import decode_day, encode_day, park_fingerprint, split_by_day, usable
+from app.balance.rollup import (
+    TOTALS,
+    decode_day,
+    encode_day,
+    park_fingerprint,
+    split_by_day,
+    totals_stamp,
+    usable,
+)
 from app.corrections import Correction, apply_corrections
 from app.registry.models import Park
 from app.storage.base import NS_PER_DAY, DayRollup, Storage, StorageError
@@ -199,7 +207,7 @@ class IntervalCache:
         others read from the rows by runs of whole UTC days (and their rollups written back)."""
         k0, k1 = start_ns // NS_PER_DAY, (end_ns - 1) // NS_PER_DAY
         fp = self.fingerprint(park)
-        stored = await self.storage.day_rollups(park.id, k0, k1)
+        stored = await self.storage.day_rollups(park.id, TOTALS, k0, k1)
         by_day: dict[int, list[IntervalTotals]] = {}
         runs: list[list[int]] = []
         for k in range(k0, k1 + 1):
@@ -221,10 +229,11 @@ class IntervalCache:
                 token = inputs.changes.get(k)
                 # a day never marked holds no data, or data older than markers: not kept
                 if token is not None:
-                    fresh.append(DayRollup(k, token, fp, encode_day(day_totals, k)))
+                    stamp = totals_stamp(token, fp)
+                    fresh.append(DayRollup(k, stamp, encode_day(day_totals, k)))
         if fresh and self.write_rollups:
             try:
-                await self.storage.put_day_rollups(park.id, fresh)
+                await self.storage.put_day_rollups(park.id, TOTALS, fresh)
                 self.rollup_writes += len(fresh)
             except StorageError as exc:  # only a cache: the answer stands without it
                 log.warning("day rollups of park %s not stored: %s", park.id, exc)

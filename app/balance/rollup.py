@@ -96,14 +96,22 @@ def decode_day(payload: bytes, day: int) -> list[IntervalTotals]:
     return out
 
 
+#: the `kind` of the store's day rollups that hold interval totals of UTC days
+TOTALS = "totals"
+
+
+def totals_stamp(token: int, fingerprint: str) -> str:
+    """The stamp of a day's totals summed after reading marker `token`, under `fingerprint`."""
+    return f"{token}:{fingerprint}"
+
+
 def usable(rollup: DayRollup | None, token: int | None, fingerprint: str) -> bool:
     """True when `rollup` was computed from exactly the data behind marker `token` (as far as
     any reader can know: a later write moves the marker) under `fingerprint`."""
     return (
         rollup is not None
         and token is not None
-        and rollup.token == token
-        and rollup.fingerprint == fingerprint
+        and rollup.stamp == totals_stamp(token, fingerprint)
     )
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from app.balance.cache import IntervalCache, StoredInputs
-from app.balance.rollup import encode_day, split_by_day, usable
+from app.balance.rollup import TOTALS, encode_day, split_by_day, totals_stamp, usable
 from app.registry.models import Park
 from app.storage.base import NS_PER_DAY, DayRollup, Storage, StorageError
 
@@ -44,7 +44,9 @@ class RollupBuilder:
         changes = await self.storage.interval_changes(park.id)
         if not changes:
             return StoredInputs(changes, ()), []
-        stamps = await self.storage.day_rollups(park.id, min(changes), max(changes), payload=False)
+        stamps = await self.storage.day_rollups(
+            park.id, TOTALS, min(changes), max(changes), payload=False
+        )
         fp = self._reader.fingerprint(park)
         stale = [k for k, tok in sorted(changes.items()) if not usable(stamps.get(k), tok, fp)]
         return StoredInputs(changes, ()), stale
@@ -70,8 +72,11 @@ class RollupBuilder:
             per_day = split_by_day(await self._reader.read_range(park, lo, hi, inputs))
             await self.storage.put_day_rollups(
                 park.id,
+                TOTALS,
                 [
-                    DayRollup(k, inputs.changes[k], fp, encode_day(per_day.get(k, []), k))
+                    DayRollup(
+                        k, totals_stamp(inputs.changes[k], fp), encode_day(per_day.get(k, []), k)
+                    )
                     for k in run
                 ],
             )

@@ -59,17 +59,16 @@ FlaggedRow = tuple[int, str, bool, tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class DayRollup:
-    """What the balance computed from one park's intervals of one UTC day, kept in the store
-    so that no process computes it twice (docs/storage.md, "Day rollups").
+    """What the balance computed for one park and day, kept in the store so that no process
+    computes it twice (docs/storage.md, "Day rollups").
 
-    `payload` is opaque to the store (the balance encodes it); `token` is the day's change
-    marker read *before* the intervals were, and `fingerprint` identifies the registry entry
-    they were summed under: a reader uses the rollup only while both still hold.
+    Opaque to the store: the balance encodes `payload` and `stamp` (the identity of every
+    input it was computed from) and uses a rollup only while the stamp it expects is this one.
+    `day` counts days from 1970-01-01 (UTC days or local dates, as the kind says).
     """
 
     day: int
-    token: int
-    fingerprint: str
+    stamp: str
     payload: bytes
 
 
@@ -300,14 +299,15 @@ class Storage(Protocol):
         ...
 
     async def day_rollups(
-        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+        self, park: str, kind: str, first_day: int, last_day: int, *, payload: bool = True
     ) -> dict[int, DayRollup]:
-        """The stored rollups of `park` for UTC days `first_day..last_day` (inclusive), by
-        day; with `payload=False` only their stamps (token, fingerprint; payload `b""`)."""
+        """The stored rollups of `park` and `kind` for days `first_day..last_day`
+        (inclusive), by day; with `payload=False` only their stamps (payload `b""`)."""
         ...
 
-    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
-        """Store `rollups` of `park`, each replacing the one of its day. Raises StorageError."""
+    async def put_day_rollups(self, park: str, kind: str, rollups: Sequence[DayRollup]) -> None:
+        """Store `rollups` of `park` and `kind`, each replacing the one of its day. Raises
+        StorageError."""
         ...
 
     async def close(self) -> None: ...

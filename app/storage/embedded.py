@@ -18,8 +18,8 @@ Layout (all times UTC epoch ns):
 - `interval_role_total(park, start_ns, role, end_ns, rows, estimated, <3 electricity sums>)`:
   re-summed for every (park, start) a write touches; serves `interval_role_sums`.
   `interval_series(park, device, role)`: every pair ever written (InfluxDB's series list).
-- `interval_change(park, day, token)`: change markers; `day_rollup(park, day, token,
-  fingerprint, payload)`: the balance's day rollups (docs/storage.md).
+- `interval_change(park, day, token)`: change markers; `day_rollup(park, kind, day, stamp,
+  payload)`: the balance's day rollups (docs/storage.md).
 - `deadletter(id, received_ns, park_key, reason, park, device, topic, detail, raw)`, unique
   (park_key, reason, received_ns) — InfluxDB's series + time — indexes by time and park.
 
@@ -127,15 +127,15 @@ CREATE TABLE IF NOT EXISTS interval_change (
     PRIMARY KEY (park, day)
 ) WITHOUT ROWID;
 
--- day rollups (docs/storage.md, "Day rollups"): the balance's per-UTC-day totals of a park,
--- with the change marker token and registry fingerprint they were computed under
+-- day rollups (docs/storage.md, "Day rollups"): what the balance computed per park, kind and
+-- day, with the stamp of what it was computed from
 CREATE TABLE IF NOT EXISTS day_rollup (
     park TEXT NOT NULL,
+    kind TEXT NOT NULL,
     day INTEGER NOT NULL,
-    token INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,
+    stamp TEXT NOT NULL,
     payload BLOB NOT NULL,
-    PRIMARY KEY (park, day)
+    PRIMARY KEY (park, kind, day)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS deadletter (
@@ -738,34 +738,33 @@ class EmbeddedStorage:
         return await self._run(self._rexec, run)
 
     async def day_rollups(
-        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+        self, park: str, kind: str, first_day: int, last_day: int, *, payload: bool = True
     ) -> dict[int, DayRollup]:
         col = "payload" if payload else "x''"
         sql = (
-            f"SELECT day, token, fingerprint, {col} FROM day_rollup"
-            " WHERE park = ? AND day >= ? AND day <= ?"
+            f"SELECT day, stamp, {col} FROM day_rollup"
+            " WHERE park = ? AND kind = ? AND day >= ? AND day <= ?"
         )
 
         def run() -> dict[int, DayRollup]:
-            rows = self._reader().execute(sql, (park, first_day, last_day))
-            return {int(d): DayRollup(int(d), int(t), str(f), bytes(b)) for d, t, f, b in rows}
+            rows = self._reader().execute(sql, (park, kind, first_day, last_day))
+            return {int(d): DayRollup(int(d), str(s), bytes(b)) for d, s, b in rows}
 
         return await self._run(self._rexec, run)
 
-    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
+    async def put_day_rollups(self, park: str, kind: str, rollups: Sequence[DayRollup]) -> None:
         if not rollups:
             return
-        rows = [(park, r.day, r.token, r.fingerprint, r.payload) for r in rollups]
+        rows = [(park, kind, r.day, r.stamp, r.payload) for r in rollups]
 
         def run() -> None:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
-                    "INSERT INTO day_rollup (park, day, token, fingerprint, payload)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (park, day) DO UPDATE SET"
-                    " token = excluded.token, fingerprint = excluded.fingerprint,"
-                    " payload = excluded.payload",
+                    "INSERT INTO day_rollup (park, kind, day, stamp, payload)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (park, kind, day) DO UPDATE SET"
+                    " stamp = excluded.stamp, payload = excluded.payload",
                     rows,
                 )
                 db.execute("COMMIT")

@@ -151,19 +151,17 @@ ROLLUP = "day_rollup"
 _ROLLUP_CHUNK = 60_000
 
 
-def rollup_lines(park: str, rollups: Sequence[DayRollup]) -> list[str]:
+def rollup_lines(park: str, kind: str, rollups: Sequence[DayRollup]) -> list[str]:
     """Line protocol of day rollups: one point per day, at the day's start; the payload in
     base64 (no escaping needed) over as many fields as it takes, `n` telling how many."""
     out: list[str] = []
+    tags = f"{ROLLUP},kind={escape_key(kind)},park={escape_key(park)}"
     for r in rollups:
         text = base64.b64encode(r.payload).decode("ascii")
         parts = [text[i : i + _ROLLUP_CHUNK] for i in range(0, len(text), _ROLLUP_CHUNK)] or [""]
         fields = ",".join(f'p{i}="{p}"' for i, p in enumerate(parts))
-        fp = r.fingerprint.replace("\\", "\\\\").replace('"', '\\"')
-        out.append(
-            f'{ROLLUP},park={escape_key(park)} token={r.token}i,fp="{fp}",n={len(parts)}i,'
-            f"{fields} {r.day * NS_PER_DAY}"
-        )
+        stamp = r.stamp.replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'{tags} stamp="{stamp}",n={len(parts)}i,{fields} {r.day * NS_PER_DAY}')
     return out
 
 
@@ -664,19 +662,20 @@ class InfluxStorage:
         return out
 
     async def day_rollups(
-        self, park: str, first_day: int, last_day: int, *, payload: bool = True
+        self, park: str, kind: str, first_day: int, last_day: int, *, payload: bool = True
     ) -> dict[int, DayRollup]:
-        cols = "*" if payload else '"token", "fp"'
+        cols = "*" if payload else '"stamp"'
         q = (
             f'SELECT {cols} FROM "{ROLLUP}" WHERE {self._tag_eq("park", park)}'
+            f" AND {self._tag_eq('kind', kind)}"
             f" AND time >= {first_day * NS_PER_DAY} AND time <= {last_day * NS_PER_DAY}"
         )
         out: dict[int, DayRollup] = {}
         for s in await self.query(q):
             for row in s.values:
                 rec = dict(zip(s.columns, row, strict=False))
-                token, fp = rec.get("token"), rec.get("fp")
-                if not isinstance(token, int) or not isinstance(fp, str):
+                stamp = rec.get("stamp")
+                if not isinstance(stamp, str):
                     continue
                 data = b""
                 if payload:
@@ -686,9 +685,9 @@ class InfluxStorage:
                         continue  # a torn or foreign point: as if absent
                     data = base64.b64decode("".join(str(p) for p in parts))
                 day = int(rec["time"]) // NS_PER_DAY
-                out[day] = DayRollup(day, token, fp, data)
+                out[day] = DayRollup(day, stamp, data)
         return out
 
-    async def put_day_rollups(self, park: str, rollups: Sequence[DayRollup]) -> None:
+    async def put_day_rollups(self, park: str, kind: str, rollups: Sequence[DayRollup]) -> None:
         if rollups:
-            await self.write_lines(rollup_lines(park, rollups))
+            await self.write_lines(rollup_lines(park, kind, rollups))
