@@ -36,6 +36,8 @@ class ChainDay:
     end_ns: int
     key: Hashable
     result: BalanceResult
+    #: `chain_store.day_digest`: identity of everything `result` depends on, for the store
+    digest: str = ""
 
 
 @dataclass(slots=True)
@@ -54,6 +56,10 @@ class Chain:
     def snapshot(self) -> Chain:
         """A copy that later truncation or extension of this chain leaves alone."""
         return Chain(self.epoch, list(self.days))
+
+    def end_digest(self, first: str) -> str:
+        """The digest the next chained day continues from (`first` for an empty chain)."""
+        return self.days[-1].digest if self.days else first
 
     @property
     def end_day(self) -> date:

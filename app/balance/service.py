@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 
 from app.accounting import (
@@ -30,10 +32,21 @@ from app.accounting.result import Sums
 from app.accounting.storage import StorageDeviceState
 from app.balance.cache import IntervalCache, StoredInputs, day_start_ns, local_day
 from app.balance.chain import Chain, ChainDay, sums_of
+from app.balance.chain_store import (
+    chain_kind,
+    day_digest,
+    day_number,
+    decode_result,
+    encode_result,
+    epoch_digest,
+)
 from app.corrections import Correction
 from app.ledgers import LedgerStore
 from app.registry.models import Park
+from app.storage.base import DayRollup, StorageError
 from app.timeutil import to_ns
+
+log = logging.getLogger(__name__)
 
 _NS_PER_S = 1_000_000_000
 _STEP_S = {"15m": 900, "1h": 3600, "1d": 82_800, "1mo": 28 * 86_400}
@@ -147,8 +160,11 @@ class BalanceService:
         storage_warmup: timedelta = timedelta(days=1),
         max_buckets: int = 40_000,
         clock: Callable[[], int] = time.time_ns,
+        persist_chain: bool = True,
     ) -> None:
         self.cache = cache
+        #: continue chains from the days any process stored, and store the days computed here
+        self.persist_chain = persist_chain
         self.ledgers = ledgers
         self.factor_sets = factor_sets
         self.epoch = epoch
@@ -159,6 +175,7 @@ class BalanceService:
         self._factor_head: tuple[int, str] | None = None
         self._chains: dict[tuple[str, str], _ParkChain] = {}
         self.computed_days = 0  # days computed into chains (for metrics and tests)
+        self.loaded_days = 0  # days continued from the store
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -297,6 +314,12 @@ class BalanceService:
         last = min(local_day(end_ns - 1, park), local_day(self.cache.clock(), park))
         if first > last:
             return
+        origin = epoch_digest(self.cache.fingerprint(park), fs, self.epoch)
+        if self.persist_chain:
+            first = await self._continue_from_store(chain, park, fs, snap, inputs, origin, last)
+            if first > last:
+                return
+        prev_digest = chain.end_digest(origin)
         lo_ns = day_start_ns(first, park)
         hi_ns = day_start_ns(last + timedelta(days=1), park)
         totals = await self.cache.totals(park, lo_ns, hi_ns, inputs)
@@ -304,6 +327,7 @@ class BalanceService:
         def run() -> list[ChainDay]:
             out: list[ChainDay] = []
             storage, used = chain.state_at(first)
+            digest = prev_digest
             k = 0
             day = first
             while day <= last:
@@ -325,7 +349,9 @@ class BalanceService:
                     initial_storage=storage,
                     certificates_used_before_kwh=used,
                 )
-                out.append(ChainDay(day, d0, d1, inputs.day_key(d0, d1), result))
+                key = inputs.day_key(d0, d1)
+                digest = day_digest(digest, day, d0, d1, key, snap.certificates, snap.offsets)
+                out.append(ChainDay(day, d0, d1, key, result, digest))
                 storage, used = result.storage_state, result.certificates_used_kwh
                 k = j
                 day += timedelta(days=1)
@@ -335,6 +361,53 @@ class BalanceService:
         new_days = await run_in_threadpool(run)
         chain.days.extend(new_days)
         self.computed_days += len(new_days)
+        if self.persist_chain and new_days:
+            await self._store_days(park, fs, new_days)
+
+    async def _continue_from_store(
+        self,
+        chain: Chain,
+        park: Park,
+        fs: FactorSet,
+        snap: LedgerSnapshot,
+        inputs: StoredInputs,
+        origin: str,
+        last: date,
+    ) -> date:
+        """Append the stored days that continue `chain` with the digest computed here for
+        them; returns the first day still to compute."""
+        day = chain.end_day
+        try:
+            stored = await self.cache.storage.day_rollups(
+                park.id, chain_kind(fs), day_number(day), day_number(last)
+            )
+        except StorageError:
+            return day  # only a cache: compute
+        digest = chain.end_digest(origin)
+        while day <= last:
+            row = stored.get(day_number(day))
+            if row is None:
+                break
+            d0, d1 = day_start_ns(day, park), day_start_ns(day + timedelta(days=1), park)
+            key = inputs.day_key(d0, d1)
+            digest = day_digest(digest, day, d0, d1, key, snap.certificates, snap.offsets)
+            if row.stamp != digest:
+                break
+            try:
+                result = decode_result(row.payload, park)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                break  # a damaged or foreign payload: compute the day
+            chain.days.append(ChainDay(day, d0, d1, key, result, digest))
+            self.loaded_days += 1
+            day += timedelta(days=1)
+        return day
+
+    async def _store_days(self, park: Park, fs: FactorSet, days: list[ChainDay]) -> None:
+        rows = [DayRollup(day_number(cd.day), cd.digest, encode_result(cd.result)) for cd in days]
+        try:
+            await self.cache.storage.put_day_rollups(park.id, chain_kind(fs), rows)
+        except StorageError as exc:  # only a cache: the answer stands without it
+            log.warning("chained days of park %s not stored: %s", park.id, exc)
 
     async def _direct(
         self,
