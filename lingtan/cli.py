@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.balance.cli import register as register_rollups
     from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
+    from app.ledgers.cli_entries import register as register_ledger_entries
     from collectors.gateways.cli import register as register_gateways
     from simulator.cli import register as register_simulate
 
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_gateways(sub)
     register_dashboards(sub)
     register_keys_audit(sub)
+    register_ledger_entries(sub)
     register_rollups(sub)
     return parser
 

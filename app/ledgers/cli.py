@@ -286,6 +286,22 @@ def run_audit_adopt(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_audit_list(args: argparse.Namespace) -> int:
+    with _open_store(args, create=False) as store:
+        parks = None if args.park is None else [args.park]
+        entries = store.list_audit(after_seq=args.after_seq, limit=args.limit, parks=parks)
+    if args.json:
+        print(json.dumps({"items": [e.model_dump(mode="json") for e in entries]}, indent=2))
+        return 0
+    for e in entries:
+        reason = e.details.get("reason") if isinstance(e.details, dict) else None
+        cells = [str(e.seq), _iso(e.ts), e.actor, e.action, e.object]
+        print("  ".join(cells + ([f"reason: {reason}"] if reason else [])))
+    if not entries:
+        print("no audit entries" + (f" after seq {args.after_seq}" if args.after_seq else ""))
+    return 0
+
+
 def run_audit_head(args: argparse.Namespace) -> int:
     with _open_store(args, create=False) as store:
         seq, head_hash = store.audit_head()
@@ -383,7 +399,7 @@ def register(subparsers: Any) -> None:
 
     audit = subparsers.add_parser(
         "audit",
-        help="the tamper-evident audit log: verify the hash chain, print its head",
+        help="the tamper-evident audit log: list entries, verify the hash chain, print its head",
         description=(
             "Every change (certificates, offsets, corrections, keys, factor sets, registry) is\n"
             "an entry of a sha256 hash chain recording the content hash of the row it wrote.\n"
@@ -461,6 +477,26 @@ def register(subparsers: Any) -> None:
     adopt.add_argument("--reason", required=True, help="why (kept in each entry)")
     _store_args(adopt)
     adopt.set_defaults(func=_wrap(run_audit_adopt))
+
+    lst_audit = asub.add_parser(
+        "list",
+        help="print the entries (seq, time, actor, action, object, reason)",
+        description=(
+            "Print audit entries oldest first, one a line: SEQ TIME ACTOR ACTION OBJECT and\n"
+            "the reason of a revocation; page with --after-seq (the last seq seen)."
+        ),
+        epilog=(
+            "examples:\n  lingtan audit list --park shenfu-demo\n"
+            "  lingtan audit list --after-seq 1200 --limit 50 --json\n\n" + STORE_HELP
+        ),
+        formatter_class=_FMT,
+    )
+    lst_audit.add_argument("--after-seq", type=int, default=0, help="entries after this seq")
+    lst_audit.add_argument("--limit", type=int, default=1000, help="at most (default 1000)")
+    lst_audit.add_argument("--park", help="only entries about this park's ledgers")
+    lst_audit.add_argument("--json", action="store_true", help='JSON {"items": [...]}')
+    _store_args(lst_audit)
+    lst_audit.set_defaults(func=_wrap(run_audit_list))
 
     head = asub.add_parser(
         "head",

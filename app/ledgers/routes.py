@@ -1,17 +1,19 @@
-"""Ledger endpoints: certificates and offsets per park (POST audited), and the audit log."""
+"""Ledger endpoints: certificates and offsets per park (add, list, revoke: audited), audit log."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.deps import Auditor, Manager, Viewer
+from app.auth.deps import Auditor, Manager, Principal, Viewer, require
 from app.http.openapi import CONFLICT, NEEDS_KEY, NEEDS_ROLE, NOT_FOUND, UNREADABLE_BODY
 from app.http.services import Services, SvcDep, park_or_404
 from app.ledgers.checkpoints import Checkpointer, check_checkpoints
-from app.ledgers.errors import DuplicateIdError
+from app.ledgers.errors import AlreadyRevokedError, DuplicateIdError, NotFoundError
+from app.ledgers.roles import ApiRole
 from app.ledgers.schemas import (
     AuditList,
     AuditProblem,
@@ -21,11 +23,25 @@ from app.ledgers.schemas import (
     OffsetIn,
     OffsetList,
     OffsetRecord,
+    RevokeIn,
 )
 
 router = APIRouter(tags=["ledgers"], responses=NEEDS_KEY)
 
 _ADD = {**NEEDS_ROLE, **NOT_FOUND, **CONFLICT, **UNREADABLE_BODY}
+#: revoking takes an entry out of every balance and report from its start: admin only
+Admin = Annotated[Principal, Depends(require(ApiRole.ADMIN))]
+_T = TypeVar("_T")
+
+
+async def _revoke(revoke: Callable[[], _T]) -> _T:
+    """Run a store revocation: 404 unknown id or another park's, 409 already revoked."""
+    try:
+        return await run_in_threadpool(revoke)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except AlreadyRevokedError as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.post(
@@ -69,6 +85,25 @@ async def list_certificates(
 
 
 @router.post(
+    "/api/v1/parks/{park}/certificates/{cert_id}/revoke",
+    summary="Revoke a certificate or trade (kept, no longer applied; admin)",
+    responses=_ADD,
+)
+async def revoke_certificate(
+    *,
+    park: str,
+    cert_id: str,
+    body: RevokeIn,
+    svc: SvcDep,
+    who: Admin,
+) -> CertificateRecord:
+    park_or_404(svc, park)
+    return await _revoke(
+        lambda: svc.ledgers.revoke_certificate(cert_id, who.actor, body.reason, park=park)
+    )
+
+
+@router.post(
     "/api/v1/parks/{park}/offsets",
     status_code=201,
     summary="Record a carbon offset (CCER, sink, ...) in tCO2",
@@ -102,6 +137,25 @@ async def list_offsets(
         lambda: svc.ledgers.list_offsets(park, include_revoked=include_revoked)
     )
     return OffsetList(items=items)
+
+
+@router.post(
+    "/api/v1/parks/{park}/offsets/{offset_id}/revoke",
+    summary="Revoke a carbon offset (kept, no longer applied; admin)",
+    responses=_ADD,
+)
+async def revoke_offset(
+    *,
+    park: str,
+    offset_id: str,
+    body: RevokeIn,
+    svc: SvcDep,
+    who: Admin,
+) -> OffsetRecord:
+    park_or_404(svc, park)
+    return await _revoke(
+        lambda: svc.ledgers.revoke_offset(offset_id, who.actor, body.reason, park=park)
+    )
 
 
 @router.get(

@@ -178,9 +178,18 @@ class OffsetList(BaseModel):
 
 
 class RevokeIn(_In):
-    """Body of a revoke request."""
+    """Body of a revoke request: why, kept in the record and its audit entry."""
 
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(
+        min_length=1, max_length=500, description="why the entry no longer applies (required)"
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a reason is required (not only spaces)")
+        return value.strip()
 
 
 #: Park ids in a key's scope: the registry's id form.
