@@ -83,20 +83,24 @@ class Sums:
             self.quality_devices.setdefault(name, set()).update(devices)
 
     def add(self, other: Sums) -> None:
-        for name in self.__slots__:
-            if name == "submeter_kwh":
-                for k, v in other.submeter_kwh.items():
-                    self.submeter_kwh[k] = self.submeter_kwh.get(k, 0.0) + v
-            elif name == "quality_intervals":
-                for k, n in other.quality_intervals.items():
-                    self.quality_intervals[k] = self.quality_intervals.get(k, 0) + n
-            elif name == "quality_devices":
-                for k, devs in other.quality_devices.items():
-                    self.quality_devices.setdefault(k, set()).update(devs)
-            elif name == "cost_sums":
-                self.cost_sums.add(other.cost_sums)
-            else:
-                setattr(self, name, getattr(self, name) + getattr(other, name))
+        """Add `other` into this (never mutates or shares `other`'s containers)."""
+        for name in _SCALAR_SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.submeter_kwh.items():
+            self.submeter_kwh[k] = self.submeter_kwh.get(k, 0.0) + v
+        for k, n in other.quality_intervals.items():
+            self.quality_intervals[k] = self.quality_intervals.get(k, 0) + n
+        for k, devs in other.quality_devices.items():
+            self.quality_devices.setdefault(k, set()).update(devs)
+        self.cost_sums.add(other.cost_sums)
+
+
+#: the plain numbers of `Sums` (every field but its containers), added one by one
+_SCALAR_SUMS = tuple(
+    f.name
+    for f in fields(Sums)
+    if f.name not in ("submeter_kwh", "quality_intervals", "quality_devices", "cost_sums")
+)
 
 
 def quality_summary(intervals: dict[str, int], devices: dict[str, set[str]]) -> dict[str, Any]:

@@ -38,6 +38,20 @@ class ChainDay:
     result: BalanceResult
     #: `chain_store.day_digest`: identity of everything `result` depends on, for the store
     digest: str = ""
+    #: `sums_of` the day's bucket, once (answers add days up; never mutated)
+    sums: Sums = field(default_factory=Sums)
+
+    @classmethod
+    def of(
+        cls,
+        day: date,
+        start_ns: int,
+        end_ns: int,
+        key: Hashable,
+        result: BalanceResult,
+        digest: str,
+    ) -> ChainDay:
+        return cls(day, start_ns, end_ns, key, result, digest, sums_of(result.buckets[0].fields))
 
 
 @dataclass(slots=True)

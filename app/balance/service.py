@@ -97,6 +97,8 @@ class _Piece:
     lo: datetime
     hi: datetime
     fields: BalanceFields
+    #: `sums_of(fields)` where already known (a chained day's)
+    sums: Sums | None = None
 
 
 def certificate_load_start_ns(
@@ -351,7 +353,7 @@ class BalanceService:
                 )
                 key = inputs.day_key(d0, d1)
                 digest = day_digest(digest, day, d0, d1, key, snap.certificates, snap.offsets)
-                out.append(ChainDay(day, d0, d1, key, result, digest))
+                out.append(ChainDay.of(day, d0, d1, key, result, digest))
                 storage, used = result.storage_state, result.certificates_used_kwh
                 k = j
                 day += timedelta(days=1)
@@ -397,7 +399,7 @@ class BalanceService:
                 result = decode_result(row.payload, park)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 break  # a damaged or foreign payload: compute the day
-            chain.days.append(ChainDay(day, d0, d1, key, result, digest))
+            chain.days.append(ChainDay.of(day, d0, d1, key, result, digest))
             self.loaded_days += 1
             day += timedelta(days=1)
         return day
@@ -460,7 +462,7 @@ class BalanceService:
                 if state_at_start is None:
                     state_at_start = dict(cd.result.storage_state_at_start)
                 b = cd.result.buckets[0]
-                pieces.append(_Piece(b.start, b.end, b.fields))
+                pieces.append(_Piece(b.start, b.end, b.fields, cd.sums))
                 trail.extend(cd.result.certificate_trail)
                 warnings.update(cd.result.warnings)
                 last = cd.result
@@ -482,14 +484,25 @@ class BalanceService:
             cursor = seg_end
         assert last is not None and state_at_start is not None
         edges = bucket_edges(start, end, every, park.tz)
-        bucket_sums = [Sums() for _ in edges]
+        per_bucket: list[list[_Piece]] = [[] for _ in edges]
         k = 0
         for p in pieces:
             while k + 1 < len(edges) and to_ns(edges[k][1]) <= to_ns(p.lo):
                 k += 1
-            bucket_sums[k].add(sums_of(p.fields))
+            per_bucket[k].append(p)
+        buckets: list[BucketBalance] = []
         total = Sums()
-        for s in bucket_sums:
+        for (lo, hi), ps in zip(edges, per_bucket, strict=True):
+            if len(ps) == 1 and ps[0].lo == lo and ps[0].hi == hi:
+                # a bucket that is one piece (a day of a daily answer): its fields as computed
+                p = ps[0]
+                buckets.append(BucketBalance(lo, hi, p.fields))
+                total.add(p.sums if p.sums is not None else sums_of(p.fields))
+                continue
+            s = Sums()
+            for p in ps:
+                s.add(p.sums if p.sums is not None else sums_of(p.fields))
+            buckets.append(BucketBalance(lo, hi, BalanceFields.from_sums(s)))
             total.add(s)
         return BalanceResult(
             park=park.id,
@@ -497,10 +510,7 @@ class BalanceService:
             start=start.astimezone(park.tz),
             end=end.astimezone(park.tz),
             every=every,
-            buckets=tuple(
-                BucketBalance(lo, hi, BalanceFields.from_sums(s))
-                for (lo, hi), s in zip(edges, bucket_sums, strict=True)
-            ),
+            buckets=tuple(buckets),
             total=BalanceFields.from_sums(total),
             certificate_trail=tuple(trail),
             certificate_trail_all=tuple(trail),
