@@ -11,7 +11,14 @@ without a dependency, and with separate reader threads so a query never waits be
 Layout (all times UTC epoch ns):
 
 - `reading(park, device, ts_ns, vals, reset, collector)`, key (park, device, ts_ns);
-  index (park, ts_ns).
+  index (park, ts_ns): the *open* raw readings, as written. Once a reading's UTC hour is over
+  (plus `_GRACE_NS`), `compact()` moves it into
+- `reading_block(park, device, block, n, data)`, key (park, device, block), index (park,
+  block): one device's readings of one hour (`block = ts_ns // BLOCK_NS`), `n` of them, in
+  `app.storage.readingblock`'s compact form (~10 B per reading instead of ~116). A late
+  reading for a compacted hour lands in `reading` like any other and is merged into its block
+  at the next compaction; every query reads both tables in one snapshot and merges them the
+  same way, so nothing a query returns depends on whether compaction ran.
 - `interval_energy(park, start_ns, device, end_ns, role, vals, estimated, flags)`, key
   (park, start_ns, device) so a park's time range is one sequential scan (the balance load);
   index (park, device, start_ns) for one device.
@@ -35,6 +42,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,8 +50,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from app.intervals.models import IntervalEnergy
-from app.storage import schema
+from app.storage import readingblock, schema
 from app.storage.base import (
+    FAR_NS,
+    NS_PER_DAY,
     ROLE_SUM_FIELDS,
     FlaggedRow,
     History,
@@ -61,9 +71,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
 
-SCHEMA_VERSION = 3  # 2: interval_role_total; 3: interval_change
+SCHEMA_VERSION = 4  # 2: interval_role_total; 3: interval_change; 4: reading_block
 _READ_THREADS = 2
 _FETCH_ROWS = 20_000
+_B = readingblock.BLOCK_NS
+#: an hour's readings stay open this long after the hour ends (stragglers, a gateway's batch)
+_GRACE_NS = 120 * 1_000_000_000
+#: open readings moved into blocks per compaction transaction (bounds how long it locks)
+_COMPACT_ROWS = 50_000
+#: how often writes run maintenance (compaction, retention) by default
+COMPACT_EVERY_S = 60.0
+_PRUNE_EVERY_S = 3_600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reading (
@@ -76,6 +94,17 @@ CREATE TABLE IF NOT EXISTS reading (
     PRIMARY KEY (park, device, ts_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reading_park_ts ON reading (park, ts_ns);
+
+-- compacted raw readings: one device's hour per row (app/storage/readingblock.py)
+CREATE TABLE IF NOT EXISTS reading_block (
+    park TEXT NOT NULL,
+    device TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (park, device, block)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reading_block_park ON reading_block (park, block);
 
 CREATE TABLE IF NOT EXISTS interval_energy (
     park TEXT NOT NULL,
@@ -190,27 +219,7 @@ ON CONFLICT (park_key, reason, received_ns) DO UPDATE SET
     raw = excluded.raw
 """
 
-# Per-device bounds arrive as one JSON object {device: ns} (`json_each`): one statement for any
-# number of devices, no bound-parameter limit. CROSS JOIN keeps the request list as the outer
-# loop, so each device costs one primary-key seek (plus its range), never a table scan.
-_REQUESTS = "WITH req(device, bound) AS (SELECT key, value FROM json_each(?2))"
-_LAST_BEFORE = (
-    "(SELECT l.ts_ns FROM reading l WHERE l.park = ?1 AND l.device = req.device"
-    " AND l.ts_ns < req.bound ORDER BY l.ts_ns DESC LIMIT 1)"
-)
-_READING_COLS = "r.park, r.device, r.ts_ns, r.vals, r.reset, r.collector"
-# the latest reading before each device's bound
-_LAST_READINGS_MANY = (
-    f"{_REQUESTS} SELECT {_READING_COLS} FROM req CROSS JOIN reading r"
-    f" WHERE r.park = ?1 AND r.device = req.device AND r.ts_ns = {_LAST_BEFORE}"
-)
-# per device: the latest reading before its bound and every reading from the bound on (no
-# ORDER BY: rows come per device in key order already, and a sort would need a temp b-tree)
-_READINGS_FROM_LAST_BEFORE = (
-    f"{_REQUESTS} SELECT {_READING_COLS} FROM req CROSS JOIN reading r"
-    f" WHERE r.park = ?1 AND r.device = req.device"
-    f" AND r.ts_ns >= coalesce({_LAST_BEFORE}, req.bound)"
-)
+_OPEN_COLS = "park, device, ts_ns, vals, reset, collector"
 
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 # `parse_int`: a value written as an int (or `-0`) still reads back as a float.
@@ -314,8 +323,24 @@ def _reason(value: str) -> RejectReason:
 _IMP, _EXP, _GEN = ROLE_SUM_FIELDS
 
 
+def _reading(park: str, device: str, pt: readingblock.Point) -> Reading:
+    return Reading(
+        park, device, pt.ts_ns, pt.values, pt.reset, "collector" if pt.collector else "device"
+    )
+
+
+def retention_cut_ns(days: float, now_ns: int) -> int:
+    """The time before which raw readings go under a retention of `days`: `now - days`,
+    rounded down to a UTC day (readings are deleted by whole days, oldest first)."""
+    return ((now_ns - int(days * NS_PER_DAY)) // NS_PER_DAY) * NS_PER_DAY
+
+
 class EmbeddedStorage:
     """`Storage` in one SQLite file (WAL): `lingtan up` without InfluxDB.
+
+    Raw readings are compacted into hourly blocks by the writing process (see the module
+    docstring) at most every `compact_every_s`, and, when `raw_retention_days` is set, those
+    older than that are deleted once an hour (docs/storage.md, "Size on disk and retention").
 
     `write()` returns once the batch is committed in one transaction. With the default
     `synchronous="FULL"` the commit is fsync'd: nothing acknowledged is lost even to a power
@@ -335,8 +360,19 @@ class EmbeddedStorage:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_s: float = 10.0,
+        raw_retention_days: float | None = None,
+        compact_every_s: float = COMPACT_EVERY_S,
     ) -> None:
         self.path = Path(path)
+        if raw_retention_days is not None and raw_retention_days <= 0:
+            raise ValueError(f"raw_retention_days must be positive, not {raw_retention_days}")
+        #: raw readings older than this many days are deleted by the writes' maintenance
+        #: (None: kept forever); intervals, their sums and change markers never are
+        self.raw_retention_days = raw_retention_days
+        #: writes compact closed hours at most this often (0: after every write)
+        self.compact_every_s = compact_every_s
+        self._next_compact = 0.0
+        self._next_prune = 0.0
         self.busy_timeout_ms = max(0, int(busy_timeout_s * 1000))
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
@@ -474,6 +510,116 @@ class EmbeddedStorage:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        if readings:
+            self._maintain_sync()
+
+    def _maintain_sync(self) -> None:
+        """After a write (its data committed): compact and prune when they are due. A failure
+        here loses nothing (the open rows stay) and is retried at the next write."""
+        now = time.monotonic()
+        try:
+            if now >= self._next_compact:
+                self._next_compact = now + self.compact_every_s
+                self._compact_sync(time.time_ns())
+            if self.raw_retention_days is not None and now >= self._next_prune:
+                self._next_prune = now + _PRUNE_EVERY_S
+                self._prune_sync(retention_cut_ns(self.raw_retention_days, time.time_ns()))
+        except sqlite3.Error as e:
+            log.warning("embedded store %s: maintenance failed, retried later: %s", self.path, e)
+
+    # --- compaction and retention ---------------------------------------------------------
+
+    async def compact(
+        self, now_ns: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Move every open reading of an hour that ended `_GRACE_NS` before `now_ns` (default:
+        now) into its block; returns how many readings moved. `progress` gets the running
+        count after each transaction."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return await self._run(self._wexec, self._compact_sync, now, progress)
+
+    def _compact_sync(self, now_ns: int, progress: Callable[[int], None] | None = None) -> int:
+        cut_ns = ((now_ns - _GRACE_NS) // _B) * _B  # hours before this one are closed
+        db = self._db
+        moved = 0
+        while True:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    f"SELECT {_OPEN_COLS} FROM reading WHERE ts_ns < ?"
+                    " ORDER BY park, device, ts_ns LIMIT ?",
+                    (cut_ns, _COMPACT_ROWS),
+                ).fetchall()
+                if rows:
+                    self._fold_into_blocks(rows)
+                    db.executemany(
+                        "DELETE FROM reading WHERE park = ? AND device = ? AND ts_ns = ?",
+                        [(p, d, ts) for p, d, ts, *_ in rows],
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            moved += len(rows)
+            if progress is not None and rows:
+                progress(moved)
+            if len(rows) < _COMPACT_ROWS:
+                return moved
+
+    def _fold_into_blocks(self, rows: list[Any]) -> None:
+        db = self._db
+        groups: dict[tuple[str, str, int], list[readingblock.Point]] = {}
+        for (p, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
+            groups.setdefault((p, d, ts // _B), []).append(
+                readingblock.Point(ts, v, reset == 1, coll == 1)
+            )
+        out = []
+        for (p, d, b), points in groups.items():
+            old = db.execute(
+                "SELECT data FROM reading_block WHERE park = ? AND device = ? AND block = ?",
+                (p, d, b),
+            ).fetchone()
+            have = readingblock.decode(old[0]) if old else []
+            merged = readingblock.merge_points([*have, *points])
+            out.append((p, d, b, len(merged), readingblock.encode(merged)))
+        db.executemany(
+            "INSERT OR REPLACE INTO reading_block (park, device, block, n, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            out,
+        )
+
+    async def prune_raw(self, before_ns: int) -> int:
+        """Delete the raw readings of every hour that ends at or before `before_ns`
+        (`before_ns` is rounded down to a whole hour); returns how many. Intervals, their
+        sums, change markers and dead letters are never touched."""
+        return await self._run(self._wexec, self._prune_sync, before_ns)
+
+    def _prune_sync(self, before_ns: int) -> int:
+        cut_block = before_ns // _B
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            parks = [p for (p,) in db.execute("SELECT DISTINCT park FROM reading_block")]
+            n = 0
+            for park in parks:
+                (k,) = db.execute(
+                    "SELECT coalesce(sum(n), 0) FROM reading_block WHERE park = ? AND block < ?",
+                    (park, cut_block),
+                ).fetchone()
+                db.execute(
+                    "DELETE FROM reading_block WHERE park = ? AND block < ?", (park, cut_block)
+                )
+                n += int(k)
+            n += db.execute("DELETE FROM reading WHERE ts_ns < ?", (cut_block * _B,)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if n:
+            log.info("embedded store %s: pruned %d raw readings before %d", self.path, n, before_ns)
+        return n
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -517,65 +663,117 @@ class EmbeddedStorage:
     async def readings(
         self, park: str, start_ns: int, end_ns: int, device: str | None = None
     ) -> list[Reading]:
-        if device is None:
-            sql = (
-                "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
-                " WHERE park = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, device"
-            )
-            args: tuple[Any, ...] = (park, start_ns, end_ns)
-        else:
-            sql = (
-                "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
-                " WHERE park = ? AND device = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns"
-            )
-            args = (park, device, start_ns, end_ns)
-        return await self._run(self._rexec, self._readings_sync, sql, args)
+        return await self._run(
+            self._rexec, self._snapshot, self._range, park, start_ns, end_ns, device
+        )
 
     async def last_readings(
         self, park: str, device: str, before_ns: int, limit: int
     ) -> list[Reading]:
-        sql = (
-            "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
-            " WHERE park = ? AND device = ? AND ts_ns < ? ORDER BY ts_ns DESC LIMIT ?"
+        return await self._run(
+            self._rexec, self._snapshot, self._last, park, device, before_ns, max(0, limit)
         )
-        out = await self._run(
-            self._rexec, self._readings_sync, sql, (park, device, before_ns, max(0, limit))
-        )
-        out.reverse()
-        return out
 
     async def histories(
         self, park: str, first_ns: Mapping[str, int], align: Callable[[int], int]
     ) -> dict[str, History]:
-        preds = await self._readings_by_device(_LAST_READINGS_MANY, park, first_ns)
-        starts = {d: align(preds[d][-1].ts_ns) for d in first_ns if d in preds}
-        found = await self._readings_by_device(_READINGS_FROM_LAST_BEFORE, park, starts)
-        return {
-            d: (starts[d], found.get(d, [])) if d in starts else (align(ts), [])
-            for d, ts in first_ns.items()
-        }
+        def run() -> dict[str, History]:
+            out: dict[str, History] = {}
+            for device, ts_ns in first_ns.items():
+                pred = self._last(park, device, ts_ns, 1)
+                if not pred:
+                    out[device] = (align(ts_ns), [])
+                    continue
+                start_ns = align(pred[-1].ts_ns)
+                before = self._last(park, device, start_ns, 1)
+                out[device] = (start_ns, [*before, *self._range(park, start_ns, FAR_NS, device)])
+            return out
 
-    async def _readings_by_device(
-        self, sql: str, park: str, bounds: Mapping[str, int]
-    ) -> dict[str, list[Reading]]:
-        if not bounds:
-            return {}
-        args = (park, json.dumps(dict(bounds)))
-        out: dict[str, list[Reading]] = {}
-        for r in await self._run(self._rexec, self._readings_sync, sql, args):
-            out.setdefault(r.device, []).append(r)
-        for rs in out.values():
-            rs.sort(key=lambda r: r.ts_ns)
-        return out
+        return await self._run(self._rexec, self._snapshot, run)
 
-    def _readings_sync(self, sql: str, args: tuple[Any, ...]) -> list[Reading]:
-        out: list[Reading] = []
+    def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` inside one read transaction: blocks and open rows of the same moment,
+        whatever a compaction commits meanwhile."""
+        db = self._reader()
+        db.execute("BEGIN")
+        try:
+            with _gc_paused():
+                return fn(*args)
+        finally:
+            db.execute("COMMIT")
+
+    def _open_points(self, sql: str, args: tuple[Any, ...]) -> list[tuple[str, readingblock.Point]]:
+        out = []
         cur = self._reader().execute(sql, args)
-        with _gc_paused():
-            while rows := cur.fetchmany(_FETCH_ROWS):
-                for (p, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
-                    out.append(Reading(p, d, ts, v, reset == 1, "collector" if coll else "device"))
+        while rows := cur.fetchmany(_FETCH_ROWS):
+            for (_, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
+                out.append((d, readingblock.Point(ts, v, reset == 1, coll == 1)))
         return out
+
+    def _range(self, park: str, start_ns: int, end_ns: int, device: str | None) -> list[Reading]:
+        if end_ns <= start_ns:
+            return []
+        blocks = (start_ns // _B, (end_ns - 1) // _B)
+        if device is None:
+            bsql = "SELECT device, data FROM reading_block WHERE park = ? AND block BETWEEN ? AND ?"
+            bargs: tuple[Any, ...] = (park, *blocks)
+            osql = f"SELECT {_OPEN_COLS} FROM reading WHERE park = ? AND ts_ns >= ? AND ts_ns < ?"
+            oargs: tuple[Any, ...] = (park, start_ns, end_ns)
+        else:
+            bsql = (
+                "SELECT device, data FROM reading_block"
+                " WHERE park = ? AND device = ? AND block BETWEEN ? AND ?"
+            )
+            bargs = (park, device, *blocks)
+            osql = (
+                f"SELECT {_OPEN_COLS} FROM reading"
+                " WHERE park = ? AND device = ? AND ts_ns >= ? AND ts_ns < ?"
+            )
+            oargs = (park, device, start_ns, end_ns)
+        found: dict[tuple[int, str], readingblock.Point] = {}
+        for d, data in self._reader().execute(bsql, bargs):
+            for pt in readingblock.decode(data):
+                if start_ns <= pt.ts_ns < end_ns:
+                    found[(pt.ts_ns, d)] = pt
+        for d, pt in self._open_points(osql, oargs):
+            have = found.get((pt.ts_ns, d))
+            if have is None:
+                found[(pt.ts_ns, d)] = pt
+            else:
+                have.merge(pt)
+        return [_reading(park, d, found[(ts, d)]) for ts, d in sorted(found)]
+
+    def _last(self, park: str, device: str, before_ns: int, limit: int) -> list[Reading]:
+        """The latest `limit` readings before `before_ns`, oldest first: the open rows' latest
+        `limit` and the blocks' latest `limit` hold every one of them (merged where both do)."""
+        if limit <= 0:
+            return []
+        found: dict[int, readingblock.Point] = {}
+        cur = self._reader().execute(
+            "SELECT data FROM reading_block WHERE park = ? AND device = ? AND block <= ?"
+            " ORDER BY block DESC",
+            (park, device, (before_ns - 1) // _B),
+        )
+        taken = 0
+        for (data,) in cur:
+            pts = [pt for pt in readingblock.decode(data) if pt.ts_ns < before_ns]
+            for pt in pts[-(limit - taken) :]:
+                found[pt.ts_ns] = pt
+            taken += min(len(pts), limit - taken)
+            if taken >= limit:
+                break
+        cur.close()
+        osql = (
+            f"SELECT {_OPEN_COLS} FROM reading"
+            " WHERE park = ? AND device = ? AND ts_ns < ? ORDER BY ts_ns DESC LIMIT ?"
+        )
+        for _, pt in reversed(self._open_points(osql, (park, device, before_ns, limit))):
+            have = found.get(pt.ts_ns)
+            if have is None:
+                found[pt.ts_ns] = pt
+            else:
+                have.merge(pt)
+        return [_reading(park, device, found[ts]) for ts in sorted(found)[-limit:]]
 
     async def intervals(
         self, park: str, start_ns: int, end_ns: int, device: str | None = None
