@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
+    from app.storage.cli import register as register_storage
     from collectors.gateways.cli import register as register_gateways
     from simulator.cli import register as register_simulate
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_gateways(sub)
     register_dashboards(sub)
     register_keys_audit(sub)
+    register_storage(sub)
     return parser
 
 

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -322,6 +323,38 @@ def _reason(value: str) -> RejectReason:
 
 _IMP, _EXP, _GEN = ROLE_SUM_FIELDS
 
+#: the raw readings' tables (open rows and blocks): what "bytes per reading" divides
+RAW_TABLES = ("reading", "reading_block")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """`EmbeddedStorage.stats`: sizes on disk (bytes, indexes included), rows, raw readings."""
+
+    path: str
+    file_bytes: int
+    table_bytes: dict[str, int]
+    table_rows: dict[str, int]
+    readings_compacted: int
+    readings_open: int
+    first_ns: int | None
+    last_ns: int | None
+    #: over the last 7 days (by reading time / interval start), per day
+    readings_per_day: float
+    intervals_per_day: float
+
+    @property
+    def readings(self) -> int:
+        return self.readings_compacted + self.readings_open
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(self.table_bytes.get(t, 0) for t in RAW_TABLES)
+
+    @property
+    def bytes_per_reading(self) -> float | None:
+        return self.raw_bytes / self.readings if self.readings else None
+
 
 def _reading(park: str, device: str, pt: readingblock.Point) -> Reading:
     return Reading(
@@ -595,6 +628,22 @@ class EmbeddedStorage:
         sums, change markers and dead letters are never touched."""
         return await self._run(self._wexec, self._prune_sync, before_ns)
 
+    async def count_raw_before(self, before_ns: int) -> int:
+        """How many raw readings `prune_raw(before_ns)` would delete."""
+        cut_block = before_ns // _B
+
+        def run() -> int:
+            db = self._reader()
+            (k,) = db.execute(
+                "SELECT coalesce(sum(n), 0) FROM reading_block WHERE block < ?", (cut_block,)
+            ).fetchone()
+            (m,) = db.execute(
+                "SELECT count(*) FROM reading WHERE ts_ns < ?", (cut_block * _B,)
+            ).fetchone()
+            return int(k) + int(m)
+
+        return await self._run(self._rexec, self._snapshot, run)
+
     def _prune_sync(self, before_ns: int) -> int:
         cut_block = before_ns // _B
         db = self._db
@@ -840,6 +889,71 @@ class EmbeddedStorage:
             DeadLetter(ts, topic, park, device, _reason(reason), detail, bytes(raw))
             for ts, topic, park, device, reason, detail, raw in self._reader().execute(sql, args)
         ]
+
+    # --- size on disk (`lingtan storage stats`) --------------------------------------------
+
+    async def stats(
+        self, now_ns: int | None = None, progress: Callable[[str], None] | None = None
+    ) -> StoreStats:
+        """What the file holds: bytes and rows per table (indexes counted with their table),
+        the raw readings' time range and how much the last 7 days added per day."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return await self._run(self._rexec, self._snapshot, self._stats, now, progress)
+
+    def _stats(self, now_ns: int, progress: Callable[[str], None] | None) -> StoreStats:
+        db = self._reader()
+        say = progress or (lambda _msg: None)
+        say("measuring pages (dbstat)")
+        owner = dict(
+            db.execute("SELECT name, tbl_name FROM sqlite_schema WHERE type IN ('table', 'index')")
+        )
+        size: dict[str, int] = {}
+        for name, nbytes in db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+            table = owner.get(name, name)
+            size[table] = size.get(table, 0) + int(nbytes)
+        rows: dict[str, int] = {}
+        for table in sorted(t for t in owner.values() if not t.startswith("sqlite_")):
+            if table in rows:
+                continue
+            say(f"counting rows of {table}")
+            rows[table] = int(db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+        say("raw readings: range and the last 7 days")
+        compacted, first_b, last_b = db.execute(
+            "SELECT coalesce(sum(n), 0), min(block), max(block) FROM reading_block"
+        ).fetchone()
+        first_o, last_o = db.execute("SELECT min(ts_ns), max(ts_ns) FROM reading").fetchone()
+        firsts = [first_o] if first_o is not None else []
+        lasts = [last_o] if last_o is not None else []
+        if first_b is not None:  # the exact times: decode the first and the last hour's blocks
+            sql = "SELECT data FROM reading_block WHERE block = ?"
+            firsts += [readingblock.decode(d)[0].ts_ns for (d,) in db.execute(sql, (first_b,))]
+            lasts += [readingblock.decode(d)[-1].ts_ns for (d,) in db.execute(sql, (last_b,))]
+        week_ns = now_ns - 7 * NS_PER_DAY
+        (week_blocks,) = db.execute(
+            "SELECT coalesce(sum(n), 0) FROM reading_block WHERE block >= ?", (week_ns // _B,)
+        ).fetchone()
+        (week_open,) = db.execute(
+            "SELECT count(*) FROM reading WHERE ts_ns >= ?", (week_ns,)
+        ).fetchone()
+        (week_iv,) = db.execute(
+            "SELECT count(*) FROM interval_energy WHERE start_ns >= ?", (week_ns,)
+        ).fetchone()
+        return StoreStats(
+            path=str(self.path),
+            file_bytes=sum(
+                f.stat().st_size
+                for f in (self.path, self.path.with_name(self.path.name + "-wal"))
+                if f.exists()
+            ),
+            table_bytes=size,
+            table_rows=rows,
+            readings_compacted=int(compacted),
+            readings_open=rows.get("reading", 0),
+            first_ns=min(firsts) if firsts else None,
+            last_ns=max(lasts) if lasts else None,
+            readings_per_day=(int(week_blocks) + int(week_open)) / 7,
+            intervals_per_day=int(week_iv) / 7,
+        )
 
     # --- aggregates and change markers (the balance's read path) --------------------------
 
