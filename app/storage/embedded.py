@@ -394,7 +394,7 @@ class EmbeddedStorage:
         synchronous: Synchronous = "FULL",
         busy_timeout_s: float = 10.0,
         raw_retention_days: float | None = None,
-        compact_every_s: float = COMPACT_EVERY_S,
+        compact_every_s: float | None = COMPACT_EVERY_S,
     ) -> None:
         self.path = Path(path)
         if raw_retention_days is not None and raw_retention_days <= 0:
@@ -402,7 +402,8 @@ class EmbeddedStorage:
         #: raw readings older than this many days are deleted by the writes' maintenance
         #: (None: kept forever); intervals, their sums and change markers never are
         self.raw_retention_days = raw_retention_days
-        #: writes compact closed hours at most this often (0: after every write)
+        #: writes compact closed hours at most this often (0: after every write; None: never,
+        #: the readings stay as written, as before schema 4: benchmarks compare the two)
         self.compact_every_s = compact_every_s
         self._next_compact = 0.0
         self._next_prune = 0.0
@@ -551,7 +552,7 @@ class EmbeddedStorage:
         here loses nothing (the open rows stay) and is retried at the next write."""
         now = time.monotonic()
         try:
-            if now >= self._next_compact:
+            if self.compact_every_s is not None and now >= self._next_compact:
                 self._next_compact = now + self.compact_every_s
                 self._compact_sync(time.time_ns())
             if self.raw_retention_days is not None and now >= self._next_prune:

@@ -35,12 +35,13 @@ from dataclasses import dataclass
 #: the block span: one device's readings of one UTC hour (`ts_ns // BLOCK_NS`)
 BLOCK_NS = 3_600 * 1_000_000_000
 #: a column is kept as scaled integers when every value is an exact decimal with this many
-#: digits after the point at most (and its scaled magnitude is below 2**53)
+#: digits after the point at most (and its scaled magnitude is below 2**61)
 MAX_DECIMALS = 6
 
 _FORMAT = 1
 _MASK64 = (1 << 64) - 1
-_MAX_EXACT = 1 << 53
+#: scaled integers stay below this, so their deltas and zigzag codes fit in 64 bits
+_MAX_INT = 1 << 61
 _RESET = 1
 _COLLECTOR = 2
 
@@ -114,19 +115,26 @@ def _undeltas(ds: list[int]) -> list[int]:
 
 
 def _scaled(col: list[float]) -> tuple[int, list[int]] | None:
-    """(decimals, integers) with `n / 10**decimals` giving back every value's exact bits."""
-    if any(abs(v) >= _MAX_EXACT for v in col):
-        return None
-    for k in range(MAX_DECIMALS + 1):
+    """(decimals, integers) with `n / 10**decimals` giving back every value's exact bits, the
+    fewest decimals that do; None when no number of decimals up to `MAX_DECIMALS` does."""
+    if not col:
+        return 0, []
+    big = max(max(col), -min(col))
+    if col.count(0.0) and any(v == 0.0 and math.copysign(1.0, v) < 0 for v in col):
+        return None  # -0.0 has no integer
+    k = 0
+    while k <= MAX_DECIMALS:  # most columns share one resolution: start from the first value's
         scale = 10**k
+        if big * scale >= _MAX_INT:
+            return None
+        first = col[0]
+        if round(first * scale) / scale != first:
+            k += 1
+            continue
         ints = [round(v * scale) for v in col]
-        if all(
-            abs(n) < _MAX_EXACT
-            and (q := n / scale) == v
-            and math.copysign(1.0, q) == math.copysign(1.0, v)
-            for n, v in zip(ints, col, strict=True)
-        ):
+        if all(n / scale == v for n, v in zip(ints, col, strict=True)):
             return k, ints
+        k += 1
     return None
 
 
@@ -153,6 +161,8 @@ def encode(points: list[Point]) -> bytes:
         flags[i] = (_RESET if p.reset else 0) | (_COLLECTOR if p.collector else 0)
     ts = [p.ts_ns for p in points]
     first_ns = ts[0] if ts else 0
+    if ts and ts[-1] - first_ns >= _MAX_INT:
+        raise ValueError("a block spans at most 2**61 ns (the store's blocks are one hour)")
     ts_dd = _deltas(_deltas([t - first_ns for t in ts]))
     sections = [_shuffle(_zigzag(ts_dd)), bytes(flags)]
     if len(shapes) > 1:
