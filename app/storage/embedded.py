@@ -729,6 +729,8 @@ class EmbeddedStorage:
     ) -> dict[str, History]:
         def run() -> dict[str, History]:
             out: dict[str, History] = {}
+            # each device reads its predecessor's block up to three times: decode it once
+            self._local.blocks = {}
             for device, ts_ns in first_ns.items():
                 pred = self._last(park, device, ts_ns, 1)
                 if not pred:
@@ -750,7 +752,18 @@ class EmbeddedStorage:
             with _gc_paused():
                 return fn(*args)
         finally:
+            self._local.blocks = None
             db.execute("COMMIT")
+
+    def _block(self, data: bytes) -> list[readingblock.Point]:
+        """A block's points, never to be mutated (`fn` of `_snapshot` may cache them)."""
+        cache: dict[bytes, list[readingblock.Point]] | None = getattr(self._local, "blocks", None)
+        if cache is None:
+            return readingblock.decode(data)
+        pts = cache.get(data)
+        if pts is None:
+            pts = cache[data] = readingblock.decode(data)
+        return pts
 
     def _open_points(self, sql: str, args: tuple[Any, ...]) -> list[tuple[str, readingblock.Point]]:
         out = []
@@ -782,15 +795,13 @@ class EmbeddedStorage:
             oargs = (park, device, start_ns, end_ns)
         found: dict[tuple[int, str], readingblock.Point] = {}
         for d, data in self._reader().execute(bsql, bargs):
-            for pt in readingblock.decode(data):
+            for pt in self._block(data):
                 if start_ns <= pt.ts_ns < end_ns:
                     found[(pt.ts_ns, d)] = pt
         for d, pt in self._open_points(osql, oargs):
-            have = found.get((pt.ts_ns, d))
-            if have is None:
-                found[(pt.ts_ns, d)] = pt
-            else:
-                have.merge(pt)
+            key = (pt.ts_ns, d)
+            have = found.get(key)
+            found[key] = pt if have is None else readingblock.merged(have, pt)
         return [_reading(park, d, found[(ts, d)]) for ts, d in sorted(found)]
 
     def _last(self, park: str, device: str, before_ns: int, limit: int) -> list[Reading]:
@@ -806,7 +817,7 @@ class EmbeddedStorage:
         )
         taken = 0
         for (data,) in cur:
-            pts = [pt for pt in readingblock.decode(data) if pt.ts_ns < before_ns]
+            pts = [pt for pt in self._block(data) if pt.ts_ns < before_ns]
             for pt in pts[-(limit - taken) :]:
                 found[pt.ts_ns] = pt
             taken += min(len(pts), limit - taken)
@@ -819,10 +830,7 @@ class EmbeddedStorage:
         )
         for _, pt in reversed(self._open_points(osql, (park, device, before_ns, limit))):
             have = found.get(pt.ts_ns)
-            if have is None:
-                found[pt.ts_ns] = pt
-            else:
-                have.merge(pt)
+            found[pt.ts_ns] = pt if have is None else readingblock.merged(have, pt)
         return [_reading(park, device, found[ts]) for ts in sorted(found)[-limit:]]
 
     async def intervals(

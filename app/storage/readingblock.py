@@ -67,6 +67,13 @@ class Point:
         self.collector = self.collector or later.collector
 
 
+def merged(earlier: Point, later: Point) -> Point:
+    """A new point: `earlier` with the later write of the same time applied (`Point.merge`)."""
+    out = Point(earlier.ts_ns, dict(earlier.values), earlier.reset, earlier.collector)
+    out.merge(later)
+    return out
+
+
 def merge_points(points: Iterable[Point]) -> list[Point]:
     """`points` (in write order) as one point per time, time-ordered, later writes merged in."""
     by_ts: dict[int, Point] = {}
