@@ -331,3 +331,27 @@ async def test_the_writer_applies_retention_itself(tmp_path: Path) -> None:
     async with EmbeddedStorage(tmp_path / "s.sqlite", raw_retention_days=30) as s:
         await s.write(WriteBatch(readings=[old, new]))  # the first write runs maintenance
         assert await s.readings("p", 0, FAR_NS) == [new]
+
+
+async def test_open_storage_gives_the_store_the_retention_setting(tmp_path: Path) -> None:
+    from app.config import Settings
+    from app.storage.factory import open_storage
+
+    s = await open_storage(Settings(data_dir=tmp_path, raw_retention_days=90))
+    try:
+        assert isinstance(s, EmbeddedStorage) and s.raw_retention_days == 90
+    finally:
+        await s.close()
+    s = await open_storage(Settings(data_dir=tmp_path))
+    try:
+        assert isinstance(s, EmbeddedStorage) and s.raw_retention_days is None
+    finally:
+        await s.close()
+
+
+async def test_a_non_numeric_value_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    bad = Reading("p", "d", T0 + MIN, {"x": "1.5"})  # type: ignore[dict-item]
+    async with EmbeddedStorage(tmp_path / "s.sqlite", compact_every_s=0) as s:
+        with pytest.raises(StorageRejected, match="non-numeric"):
+            await s.write(WriteBatch(readings=[Reading("p", "d", T0, {"x": 1.0}), bad]))
+        assert await s.readings("p", 0, FAR_NS) == []

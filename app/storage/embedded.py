@@ -244,6 +244,10 @@ def _reading_rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
         if not r.values and not r.reset and r.ts_source != "collector":
             raise StorageRejected(f"reading of {r.park}/{r.device} at {r.ts_ns} has no values")
         vals = _vals_json(r.values, "reading", r.park, r.device, r.ts_ns)
+        # JSON would take a string too; a reading's block (readingblock) holds numbers only
+        if not all(isinstance(v, float | int) for v in r.values.values()):
+            msg = f"non-numeric value in reading of {r.park}/{r.device} at {r.ts_ns}: {r.values!r}"
+            raise StorageRejected(msg)
         rows.append(
             (r.park, r.device, r.ts_ns, vals, int(r.reset), int(r.ts_source == "collector"))
         )
@@ -560,6 +564,8 @@ class EmbeddedStorage:
                 self._prune_sync(retention_cut_ns(self.raw_retention_days, time.time_ns()))
         except sqlite3.Error as e:
             log.warning("embedded store %s: maintenance failed, retried later: %s", self.path, e)
+        except Exception:  # a bug must not fail a write that is committed
+            log.exception("embedded store %s: maintenance failed, retried later", self.path)
 
     # --- compaction and retention ---------------------------------------------------------
 
