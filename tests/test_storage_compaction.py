@@ -355,3 +355,24 @@ async def test_a_non_numeric_value_is_refused_before_anything_is_written(tmp_pat
         with pytest.raises(StorageRejected, match="non-numeric"):
             await s.write(WriteBatch(readings=[Reading("p", "d", T0, {"x": 1.0}), bad]))
         assert await s.readings("p", 0, FAR_NS) == []
+
+
+async def test_a_row_that_cannot_be_compacted_stays_open_and_readable(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    good = [Reading("p", d, T0 + i * MIN, {"x": float(i)}) for d in ("a", "c") for i in range(3)]
+    async with EmbeddedStorage(path, compact_every_s=None) as s:
+        await s.write(WriteBatch(readings=good))
+    # as an older Lingtan could have stored it: a string value (refused at write since)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO reading VALUES ('p', 'b', ?, '{\"x\":\"text\"}', 0, 0)", (T0,))
+    db.commit()
+    db.close()
+    async with EmbeddedStorage(path, compact_every_s=None) as s:
+        assert await s.compact() == len(good)
+        got = await s.readings("p", T0, T0 + HOUR)
+    assert [(r.device, r.ts_ns) for r in got] == sorted(
+        [("b", T0), *((r.device, r.ts_ns) for r in good)], key=lambda k: (k[1], k[0])
+    )
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT device FROM reading").fetchall() == [("b",)]
+    db.close()

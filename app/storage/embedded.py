@@ -582,32 +582,35 @@ class EmbeddedStorage:
         cut_ns = ((now_ns - _GRACE_NS) // _B) * _B  # hours before this one are closed
         db = self._db
         moved = 0
+        after: tuple[Any, ...] = ()  # key order, so a row that cannot be folded is passed by
         while True:
             db.execute("BEGIN IMMEDIATE")
             try:
+                past = " AND (park, device, ts_ns) > (?, ?, ?)" if after else ""
                 rows = db.execute(
-                    f"SELECT {_OPEN_COLS} FROM reading WHERE ts_ns < ?"
+                    f"SELECT {_OPEN_COLS} FROM reading WHERE ts_ns < ?{past}"
                     " ORDER BY park, device, ts_ns LIMIT ?",
-                    (cut_ns, _COMPACT_ROWS),
+                    (cut_ns, *after, _COMPACT_ROWS),
                 ).fetchall()
-                if rows:
-                    self._fold_into_blocks(rows)
-                    db.executemany(
-                        "DELETE FROM reading WHERE park = ? AND device = ? AND ts_ns = ?",
-                        [(p, d, ts) for p, d, ts, *_ in rows],
-                    )
+                folded = self._fold_into_blocks(rows) if rows else []
+                db.executemany(
+                    "DELETE FROM reading WHERE park = ? AND device = ? AND ts_ns = ?", folded
+                )
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-            moved += len(rows)
+            moved += len(folded)
             if progress is not None and rows:
                 progress(moved)
             if len(rows) < _COMPACT_ROWS:
                 return moved
+            after = tuple(rows[-1][:3])
 
-    def _fold_into_blocks(self, rows: list[Any]) -> None:
+    def _fold_into_blocks(self, rows: list[Any]) -> list[tuple[str, str, int]]:
+        """Merge open `rows` into their blocks; the (park, device, ts) of those merged. A
+        block that cannot be encoded keeps its rows open (and readable), logged."""
         db = self._db
         groups: dict[tuple[str, str, int], list[readingblock.Point]] = {}
         for (p, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
@@ -615,19 +618,27 @@ class EmbeddedStorage:
                 readingblock.Point(ts, v, reset == 1, coll == 1)
             )
         out = []
+        folded = []
         for (p, d, b), points in groups.items():
             old = db.execute(
                 "SELECT data FROM reading_block WHERE park = ? AND device = ? AND block = ?",
                 (p, d, b),
             ).fetchone()
-            have = readingblock.decode(old[0]) if old else []
-            merged = readingblock.merge_points([*have, *points])
-            out.append((p, d, b, len(merged), readingblock.encode(merged)))
+            try:
+                have = readingblock.decode(old[0]) if old else []
+                merged = readingblock.merge_points([*have, *points])
+                data = readingblock.encode(merged)
+            except Exception:
+                log.exception("embedded store %s: cannot compact %s/%s hour %d", self.path, p, d, b)
+                continue
+            out.append((p, d, b, len(merged), data))
+            folded += [(p, d, pt.ts_ns) for pt in points]
         db.executemany(
             "INSERT OR REPLACE INTO reading_block (park, device, block, n, data)"
             " VALUES (?, ?, ?, ?, ?)",
             out,
         )
+        return folded
 
     async def prune_raw(self, before_ns: int) -> int:
         """Delete the raw readings of every hour that ends at or before `before_ns`

@@ -189,7 +189,6 @@ def encode(points: list[Point]) -> bytes:
             )
     head = json.dumps(
         [_FORMAT, n, first_ns, list(names), [list(s) for s in shapes], scales],
-        ensure_ascii=False,
         separators=(",", ":"),
     ).encode("utf-8")
     body = b"".join(sections)
