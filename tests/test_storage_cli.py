@@ -124,3 +124,33 @@ def test_stats_on_influx_shows_series_and_measurements(
     assert "measurements: reading" in out
     assert "series cardinality: 4" in out
     assert "data directory on disk: n/a" in out
+
+
+def test_compact_then_vacuum_shrinks_an_uncompacted_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LINGTAN_INFLUX_URL", raising=False)
+    path = tmp_path / EMBEDDED_FILENAME
+    readings = [
+        Reading("p", f"m{m}", T0 + i * MIN, {"energy_kwh": i * 0.25, "power_kw": 15.0})
+        for m in range(20)
+        for i in range(300)
+    ]
+
+    async def write() -> None:
+        async with EmbeddedStorage(path, compact_every_s=None) as s:  # as schema 3 kept them
+            await s.write(WriteBatch(readings=readings))
+
+    asyncio.run(write())
+    before = path.stat().st_size
+    code, out, err = run(capsys, "storage", "compact", "--vacuum", "--data-dir", str(tmp_path))
+    assert code == 0, err
+    assert f"compacted {len(readings):,} raw readings" in out
+    assert "readings compacted" in err  # progress
+    assert path.stat().st_size < before / 5
+
+    async def read() -> list[Reading]:
+        async with EmbeddedStorage(path) as s:
+            return await s.readings("p", 0, FAR_NS)
+
+    assert asyncio.run(read()) == sorted(readings, key=lambda r: (r.ts_ns, r.device))

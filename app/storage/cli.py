@@ -78,11 +78,17 @@ def register(subparsers: Any) -> None:
         description=(
             "Move every raw reading of a finished hour into its compact block now (the\n"
             "collector does it once a minute as it writes). Useful once after upgrading a\n"
-            "store written by Lingtan before compaction, with the collector stopped or not."
+            "store written by Lingtan before compaction, with the collector stopped or not.\n"
+            "The file does not shrink by itself (SQLite reuses the freed pages for new data):\n"
+            "--vacuum rewrites it without them; that needs as much free disk as the file and\n"
+            "holds the write lock meanwhile (the collector spools until it is done)."
         ),
         formatter_class=_FMT,
     )
     _where(compact)
+    compact.add_argument(
+        "--vacuum", action="store_true", help="then rewrite the file without its free pages"
+    )
     compact.set_defaults(func=_run_compact)
 
 
@@ -134,7 +140,12 @@ def _day(ns: int | None) -> str:
 
 def format_stats(s: StoreStats) -> str:
     """The report of `lingtan storage stats` on the embedded store."""
-    lines = [f"embedded store {s.path}: {_size(s.file_bytes)} on disk (file and WAL)", ""]
+    lines = [
+        f"embedded store {s.path}: {_size(s.file_bytes)} on disk (file and WAL),"
+        f" {_size(s.free_bytes)} of it free pages (reused first; `storage compact --vacuum`"
+        " gives them back)",
+        "",
+    ]
     lines.append(f"{'table':<22} {'rows':>14} {'bytes on disk':>14}")
     for table in sorted(s.table_bytes, key=lambda t: -s.table_bytes[t]):
         rows = s.table_rows.get(table)
@@ -255,5 +266,10 @@ async def _run_compact(args: argparse.Namespace) -> int:
         n = await storage.compact(
             progress=lambda k: _err(f"… {k:,} readings compacted ({time.monotonic() - t0:.0f} s)")
         )
-    print(f"compacted {n:,} raw readings")
+        print(f"compacted {n:,} raw readings", flush=True)
+        if args.vacuum:
+            size = storage.path.stat().st_size
+            _err(f"… vacuum: rewriting {storage.path} ({_size(size)})")
+            await storage.vacuum()
+            print(f"vacuumed: {_size(size)} → {_size(storage.path.stat().st_size)}")
     return 0

@@ -337,6 +337,8 @@ class StoreStats:
 
     path: str
     file_bytes: int
+    #: pages freed (by compaction, pruning) that SQLite reuses before growing the file
+    free_bytes: int
     table_bytes: dict[str, int]
     table_rows: dict[str, int]
     readings_compacted: int
@@ -639,6 +641,15 @@ class EmbeddedStorage:
             out,
         )
         return folded
+
+    async def vacuum(self) -> None:
+        """Rewrite the file without its free pages (needs as much free disk as the file)."""
+
+        def run() -> None:
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(self._wexec, run)
 
     async def prune_raw(self, before_ns: int) -> int:
         """Delete the raw readings of every hour that ends at or before `before_ns`
@@ -964,8 +975,11 @@ class EmbeddedStorage:
         (week_iv,) = db.execute(
             "SELECT count(*) FROM interval_energy WHERE start_ns >= ?", (week_ns,)
         ).fetchone()
+        (free_pages,) = db.execute("PRAGMA freelist_count").fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
         return StoreStats(
             path=str(self.path),
+            free_bytes=int(free_pages) * int(page_size),
             file_bytes=sum(
                 f.stat().st_size
                 for f in (self.path, self.path.with_name(self.path.name + "-wal"))
