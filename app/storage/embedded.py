@@ -15,7 +15,7 @@ Layout (all times UTC epoch ns):
   (plus `_GRACE_NS`), `compact()` moves it into
 - `reading_block(park, device, block, n, data)`, key (park, device, block), index (park,
   block): one device's readings of one hour (`block = ts_ns // BLOCK_NS`), `n` of them, in
-  `app.storage.readingblock`'s compact form (~10 B per reading instead of ~116). A late
+  `app.storage.readingblock`'s compact form (~11 B per reading on disk instead of ~135). A late
   reading for a compacted hour lands in `reading` like any other and is merged into its block
   at the next compaction; every query reads both tables in one snapshot and merges them the
   same way, so nothing a query returns depends on whether compaction ran.
