@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(default=100, ge=0)
     spool_max_mb: float = Field(default=1024.0, gt=0)
     max_future_s: float = Field(default=300.0, ge=0)
+    raw_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="embedded store: delete raw readings older than this many days (whole UTC"
+        " days, hourly, by the collector); unset = keep forever. Intervals are never deleted",
+    )
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of the ledger store")
     registry_poll_s: float = Field(
         default=5.0,

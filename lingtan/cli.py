@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
     from app.ledgers.cli_entries import register as register_ledger_entries
+    from app.storage.cli import register as register_storage
     from collectors.gateways.cli import register as register_gateways
     from simulator.cli import register as register_simulate
 
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_keys_audit(sub)
     register_ledger_entries(sub)
     register_rollups(sub)
+    register_storage(sub)
     return parser
 
 

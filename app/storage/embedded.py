@@ -11,7 +11,14 @@ without a dependency, and with separate reader threads so a query never waits be
 Layout (all times UTC epoch ns):
 
 - `reading(park, device, ts_ns, vals, reset, collector)`, key (park, device, ts_ns);
-  index (park, ts_ns).
+  index (park, ts_ns): the *open* raw readings, as written. Once a reading's UTC hour is over
+  (plus `_GRACE_NS`), `compact()` moves it into
+- `reading_block(park, device, block, n, data)`, key (park, device, block), index (park,
+  block): one device's readings of one hour (`block = ts_ns // BLOCK_NS`), `n` of them, in
+  `app.storage.readingblock`'s compact form (~11 B per reading on disk instead of ~135). A late
+  reading for a compacted hour lands in `reading` like any other and is merged into its block
+  at the next compaction; every query reads both tables in one snapshot and merges them the
+  same way, so nothing a query returns depends on whether compaction ran.
 - `interval_energy(park, start_ns, device, end_ns, role, vals, estimated, flags)`, key
   (park, start_ns, device) so a park's time range is one sequential scan (the balance load);
   index (park, device, start_ns) for one device.
@@ -37,15 +44,19 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from app.intervals.models import IntervalEnergy
-from app.storage import schema
+from app.storage import readingblock, schema
 from app.storage.base import (
+    FAR_NS,
+    NS_PER_DAY,
     ROLE_SUM_FIELDS,
     DayRollup,
     FlaggedRow,
@@ -64,9 +75,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
 
-SCHEMA_VERSION = 4  # 2: interval_role_total; 3: interval_change; 4: day_rollup
+SCHEMA_VERSION = 4  # 2: interval_role_total; 3: interval_change; 4: reading_block, day_rollup
 _READ_THREADS = 2
 _FETCH_ROWS = 20_000
+_B = readingblock.BLOCK_NS
+#: an hour's readings stay open this long after the hour ends (stragglers, a gateway's batch)
+_GRACE_NS = 120 * 1_000_000_000
+#: open readings moved into blocks per compaction transaction (bounds how long it locks)
+_COMPACT_ROWS = 50_000
+#: how often writes run maintenance (compaction, retention) by default
+COMPACT_EVERY_S = 60.0
+_PRUNE_EVERY_S = 3_600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reading (
@@ -79,6 +98,17 @@ CREATE TABLE IF NOT EXISTS reading (
     PRIMARY KEY (park, device, ts_ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reading_park_ts ON reading (park, ts_ns);
+
+-- compacted raw readings: one device's hour per row (app/storage/readingblock.py)
+CREATE TABLE IF NOT EXISTS reading_block (
+    park TEXT NOT NULL,
+    device TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (park, device, block)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reading_block_park ON reading_block (park, block);
 
 CREATE TABLE IF NOT EXISTS interval_energy (
     park TEXT NOT NULL,
@@ -204,27 +234,7 @@ ON CONFLICT (park_key, reason, received_ns) DO UPDATE SET
     raw = excluded.raw
 """
 
-# Per-device bounds arrive as one JSON object {device: ns} (`json_each`): one statement for any
-# number of devices, no bound-parameter limit. CROSS JOIN keeps the request list as the outer
-# loop, so each device costs one primary-key seek (plus its range), never a table scan.
-_REQUESTS = "WITH req(device, bound) AS (SELECT key, value FROM json_each(?2))"
-_LAST_BEFORE = (
-    "(SELECT l.ts_ns FROM reading l WHERE l.park = ?1 AND l.device = req.device"
-    " AND l.ts_ns < req.bound ORDER BY l.ts_ns DESC LIMIT 1)"
-)
-_READING_COLS = "r.park, r.device, r.ts_ns, r.vals, r.reset, r.collector"
-# the latest reading before each device's bound
-_LAST_READINGS_MANY = (
-    f"{_REQUESTS} SELECT {_READING_COLS} FROM req CROSS JOIN reading r"
-    f" WHERE r.park = ?1 AND r.device = req.device AND r.ts_ns = {_LAST_BEFORE}"
-)
-# per device: the latest reading before its bound and every reading from the bound on (no
-# ORDER BY: rows come per device in key order already, and a sort would need a temp b-tree)
-_READINGS_FROM_LAST_BEFORE = (
-    f"{_REQUESTS} SELECT {_READING_COLS} FROM req CROSS JOIN reading r"
-    f" WHERE r.park = ?1 AND r.device = req.device"
-    f" AND r.ts_ns >= coalesce({_LAST_BEFORE}, req.bound)"
-)
+_OPEN_COLS = "park, device, ts_ns, vals, reset, collector"
 
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 # `parse_int`: a value written as an int (or `-0`) still reads back as a float.
@@ -248,6 +258,10 @@ def _reading_rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
         if not r.values and not r.reset and r.ts_source != "collector":
             raise StorageRejected(f"reading of {r.park}/{r.device} at {r.ts_ns} has no values")
         vals = _vals_json(r.values, "reading", r.park, r.device, r.ts_ns)
+        # JSON would take a string too; a reading's block (readingblock) holds numbers only
+        if not all(isinstance(v, float | int) for v in r.values.values()):
+            msg = f"non-numeric value in reading of {r.park}/{r.device} at {r.ts_ns}: {r.values!r}"
+            raise StorageRejected(msg)
         rows.append(
             (r.park, r.device, r.ts_ns, vals, int(r.reset), int(r.ts_source == "collector"))
         )
@@ -327,9 +341,59 @@ def _reason(value: str) -> RejectReason:
 
 _IMP, _EXP, _GEN = ROLE_SUM_FIELDS
 
+#: the raw readings' tables (open rows and blocks): what "bytes per reading" divides
+RAW_TABLES = ("reading", "reading_block")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """`EmbeddedStorage.stats`: sizes on disk (bytes, indexes included), rows, raw readings."""
+
+    path: str
+    file_bytes: int
+    #: pages freed (by compaction, pruning) that SQLite reuses before growing the file
+    free_bytes: int
+    table_bytes: dict[str, int]
+    table_rows: dict[str, int]
+    readings_compacted: int
+    readings_open: int
+    first_ns: int | None
+    last_ns: int | None
+    #: over the last 7 days (by reading time / interval start), per day
+    readings_per_day: float
+    intervals_per_day: float
+
+    @property
+    def readings(self) -> int:
+        return self.readings_compacted + self.readings_open
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(self.table_bytes.get(t, 0) for t in RAW_TABLES)
+
+    @property
+    def bytes_per_reading(self) -> float | None:
+        return self.raw_bytes / self.readings if self.readings else None
+
+
+def _reading(park: str, device: str, pt: readingblock.Point) -> Reading:
+    return Reading(
+        park, device, pt.ts_ns, pt.values, pt.reset, "collector" if pt.collector else "device"
+    )
+
+
+def retention_cut_ns(days: float, now_ns: int) -> int:
+    """The time before which raw readings go under a retention of `days`: `now - days`,
+    rounded down to a UTC day (readings are deleted by whole days, oldest first)."""
+    return ((now_ns - int(days * NS_PER_DAY)) // NS_PER_DAY) * NS_PER_DAY
+
 
 class EmbeddedStorage:
     """`Storage` in one SQLite file (WAL): `lingtan up` without InfluxDB.
+
+    Raw readings are compacted into hourly blocks by the writing process (see the module
+    docstring) at most every `compact_every_s`, and, when `raw_retention_days` is set, those
+    older than that are deleted once an hour (docs/storage.md, "Size on disk and retention").
 
     `write()` returns once the batch is committed in one transaction. With the default
     `synchronous="FULL"` the commit is fsync'd: nothing acknowledged is lost even to a power
@@ -349,8 +413,20 @@ class EmbeddedStorage:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_s: float = 10.0,
+        raw_retention_days: float | None = None,
+        compact_every_s: float | None = COMPACT_EVERY_S,
     ) -> None:
         self.path = Path(path)
+        if raw_retention_days is not None and raw_retention_days <= 0:
+            raise ValueError(f"raw_retention_days must be positive, not {raw_retention_days}")
+        #: raw readings older than this many days are deleted by the writes' maintenance
+        #: (None: kept forever); intervals, their sums and change markers never are
+        self.raw_retention_days = raw_retention_days
+        #: writes compact closed hours at most this often (0: after every write; None: never,
+        #: the readings stay as written, as before schema 4: benchmarks compare the two)
+        self.compact_every_s = compact_every_s
+        self._next_compact = 0.0
+        self._next_prune = 0.0
         self.busy_timeout_ms = max(0, int(busy_timeout_s * 1000))
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
@@ -488,6 +564,154 @@ class EmbeddedStorage:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        if readings:
+            self._maintain_sync()
+
+    def _maintain_sync(self) -> None:
+        """After a write (its data committed): compact and prune when they are due. A failure
+        here loses nothing (the open rows stay) and is retried at the next write."""
+        now = time.monotonic()
+        try:
+            if self.compact_every_s is not None and now >= self._next_compact:
+                self._next_compact = now + self.compact_every_s
+                self._compact_sync(time.time_ns())
+            if self.raw_retention_days is not None and now >= self._next_prune:
+                self._next_prune = now + _PRUNE_EVERY_S
+                self._prune_sync(retention_cut_ns(self.raw_retention_days, time.time_ns()))
+        except sqlite3.Error as e:
+            log.warning("embedded store %s: maintenance failed, retried later: %s", self.path, e)
+        except Exception:  # a bug must not fail a write that is committed
+            log.exception("embedded store %s: maintenance failed, retried later", self.path)
+
+    # --- compaction and retention ---------------------------------------------------------
+
+    async def compact(
+        self, now_ns: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Move every open reading of an hour that ended `_GRACE_NS` before `now_ns` (default:
+        now) into its block; returns how many readings moved. `progress` gets the running
+        count after each transaction."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return await self._run(self._wexec, self._compact_sync, now, progress)
+
+    def _compact_sync(self, now_ns: int, progress: Callable[[int], None] | None = None) -> int:
+        cut_ns = ((now_ns - _GRACE_NS) // _B) * _B  # hours before this one are closed
+        db = self._db
+        moved = 0
+        after: tuple[Any, ...] = ()  # key order, so a row that cannot be folded is passed by
+        while True:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                past = " AND (park, device, ts_ns) > (?, ?, ?)" if after else ""
+                rows = db.execute(
+                    f"SELECT {_OPEN_COLS} FROM reading WHERE ts_ns < ?{past}"
+                    " ORDER BY park, device, ts_ns LIMIT ?",
+                    (cut_ns, *after, _COMPACT_ROWS),
+                ).fetchall()
+                folded = self._fold_into_blocks(rows) if rows else []
+                db.executemany(
+                    "DELETE FROM reading WHERE park = ? AND device = ? AND ts_ns = ?", folded
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            moved += len(folded)
+            if progress is not None and rows:
+                progress(moved)
+            if len(rows) < _COMPACT_ROWS:
+                return moved
+            after = tuple(rows[-1][:3])
+
+    def _fold_into_blocks(self, rows: list[Any]) -> list[tuple[str, str, int]]:
+        """Merge open `rows` into their blocks; the (park, device, ts) of those merged. A
+        block that cannot be encoded keeps its rows open (and readable), logged."""
+        db = self._db
+        groups: dict[tuple[str, str, int], list[readingblock.Point]] = {}
+        for (p, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
+            groups.setdefault((p, d, ts // _B), []).append(
+                readingblock.Point(ts, v, reset == 1, coll == 1)
+            )
+        out = []
+        folded = []
+        for (p, d, b), points in groups.items():
+            old = db.execute(
+                "SELECT data FROM reading_block WHERE park = ? AND device = ? AND block = ?",
+                (p, d, b),
+            ).fetchone()
+            try:
+                have = readingblock.decode(old[0]) if old else []
+                merged = readingblock.merge_points([*have, *points])
+                data = readingblock.encode(merged)
+            except Exception:
+                log.exception("embedded store %s: cannot compact %s/%s hour %d", self.path, p, d, b)
+                continue
+            out.append((p, d, b, len(merged), data))
+            folded += [(p, d, pt.ts_ns) for pt in points]
+        db.executemany(
+            "INSERT OR REPLACE INTO reading_block (park, device, block, n, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            out,
+        )
+        return folded
+
+    async def vacuum(self) -> None:
+        """Rewrite the file without its free pages (needs as much free disk as the file)."""
+
+        def run() -> None:
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(self._wexec, run)
+
+    async def prune_raw(self, before_ns: int) -> int:
+        """Delete the raw readings of every hour that ends at or before `before_ns`
+        (`before_ns` is rounded down to a whole hour); returns how many. Intervals, their
+        sums, change markers and dead letters are never touched."""
+        return await self._run(self._wexec, self._prune_sync, before_ns)
+
+    async def count_raw_before(self, before_ns: int) -> int:
+        """How many raw readings `prune_raw(before_ns)` would delete."""
+        cut_block = before_ns // _B
+
+        def run() -> int:
+            db = self._reader()
+            (k,) = db.execute(
+                "SELECT coalesce(sum(n), 0) FROM reading_block WHERE block < ?", (cut_block,)
+            ).fetchone()
+            (m,) = db.execute(
+                "SELECT count(*) FROM reading WHERE ts_ns < ?", (cut_block * _B,)
+            ).fetchone()
+            return int(k) + int(m)
+
+        return await self._run(self._rexec, self._snapshot, run)
+
+    def _prune_sync(self, before_ns: int) -> int:
+        cut_block = before_ns // _B
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            parks = [p for (p,) in db.execute("SELECT DISTINCT park FROM reading_block")]
+            n = 0
+            for park in parks:
+                (k,) = db.execute(
+                    "SELECT coalesce(sum(n), 0) FROM reading_block WHERE park = ? AND block < ?",
+                    (park, cut_block),
+                ).fetchone()
+                db.execute(
+                    "DELETE FROM reading_block WHERE park = ? AND block < ?", (park, cut_block)
+                )
+                n += int(k)
+            n += db.execute("DELETE FROM reading WHERE ts_ns < ?", (cut_block * _B,)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if n:
+            log.info("embedded store %s: pruned %d raw readings before %d", self.path, n, before_ns)
+        return n
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -531,65 +755,125 @@ class EmbeddedStorage:
     async def readings(
         self, park: str, start_ns: int, end_ns: int, device: str | None = None
     ) -> list[Reading]:
-        if device is None:
-            sql = (
-                "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
-                " WHERE park = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, device"
-            )
-            args: tuple[Any, ...] = (park, start_ns, end_ns)
-        else:
-            sql = (
-                "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
-                " WHERE park = ? AND device = ? AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns"
-            )
-            args = (park, device, start_ns, end_ns)
-        return await self._run(self._rexec, self._readings_sync, sql, args)
+        return await self._run(
+            self._rexec, self._snapshot, self._range, park, start_ns, end_ns, device
+        )
 
     async def last_readings(
         self, park: str, device: str, before_ns: int, limit: int
     ) -> list[Reading]:
-        sql = (
-            "SELECT park, device, ts_ns, vals, reset, collector FROM reading"
-            " WHERE park = ? AND device = ? AND ts_ns < ? ORDER BY ts_ns DESC LIMIT ?"
+        return await self._run(
+            self._rexec, self._snapshot, self._last, park, device, before_ns, max(0, limit)
         )
-        out = await self._run(
-            self._rexec, self._readings_sync, sql, (park, device, before_ns, max(0, limit))
-        )
-        out.reverse()
-        return out
 
     async def histories(
         self, park: str, first_ns: Mapping[str, int], align: Callable[[int], int]
     ) -> dict[str, History]:
-        preds = await self._readings_by_device(_LAST_READINGS_MANY, park, first_ns)
-        starts = {d: align(preds[d][-1].ts_ns) for d in first_ns if d in preds}
-        found = await self._readings_by_device(_READINGS_FROM_LAST_BEFORE, park, starts)
-        return {
-            d: (starts[d], found.get(d, [])) if d in starts else (align(ts), [])
-            for d, ts in first_ns.items()
-        }
+        def run() -> dict[str, History]:
+            out: dict[str, History] = {}
+            # each device reads its predecessor's block up to three times: decode it once
+            self._local.blocks = {}
+            for device, ts_ns in first_ns.items():
+                pred = self._last(park, device, ts_ns, 1)
+                if not pred:
+                    out[device] = (align(ts_ns), [])
+                    continue
+                start_ns = align(pred[-1].ts_ns)
+                before = self._last(park, device, start_ns, 1)
+                out[device] = (start_ns, [*before, *self._range(park, start_ns, FAR_NS, device)])
+            return out
 
-    async def _readings_by_device(
-        self, sql: str, park: str, bounds: Mapping[str, int]
-    ) -> dict[str, list[Reading]]:
-        if not bounds:
-            return {}
-        args = (park, json.dumps(dict(bounds)))
-        out: dict[str, list[Reading]] = {}
-        for r in await self._run(self._rexec, self._readings_sync, sql, args):
-            out.setdefault(r.device, []).append(r)
-        for rs in out.values():
-            rs.sort(key=lambda r: r.ts_ns)
-        return out
+        return await self._run(self._rexec, self._snapshot, run)
 
-    def _readings_sync(self, sql: str, args: tuple[Any, ...]) -> list[Reading]:
-        out: list[Reading] = []
+    def _snapshot(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` inside one read transaction: blocks and open rows of the same moment,
+        whatever a compaction commits meanwhile."""
+        db = self._reader()
+        db.execute("BEGIN")
+        try:
+            with _gc_paused():
+                return fn(*args)
+        finally:
+            self._local.blocks = None
+            db.execute("COMMIT")
+
+    def _block(self, data: bytes) -> list[readingblock.Point]:
+        """A block's points, never to be mutated (`fn` of `_snapshot` may cache them)."""
+        cache: dict[bytes, list[readingblock.Point]] | None = getattr(self._local, "blocks", None)
+        if cache is None:
+            return readingblock.decode(data)
+        pts = cache.get(data)
+        if pts is None:
+            pts = cache[data] = readingblock.decode(data)
+        return pts
+
+    def _open_points(self, sql: str, args: tuple[Any, ...]) -> list[tuple[str, readingblock.Point]]:
+        out = []
         cur = self._reader().execute(sql, args)
-        with _gc_paused():
-            while rows := cur.fetchmany(_FETCH_ROWS):
-                for (p, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
-                    out.append(Reading(p, d, ts, v, reset == 1, "collector" if coll else "device"))
+        while rows := cur.fetchmany(_FETCH_ROWS):
+            for (_, d, ts, _, reset, coll), v in zip(rows, _decode_many(rows, 3), strict=True):
+                out.append((d, readingblock.Point(ts, v, reset == 1, coll == 1)))
         return out
+
+    def _range(self, park: str, start_ns: int, end_ns: int, device: str | None) -> list[Reading]:
+        if end_ns <= start_ns:
+            return []
+        blocks = (start_ns // _B, (end_ns - 1) // _B)
+        if device is None:
+            bsql = "SELECT device, data FROM reading_block WHERE park = ? AND block BETWEEN ? AND ?"
+            bargs: tuple[Any, ...] = (park, *blocks)
+            osql = f"SELECT {_OPEN_COLS} FROM reading WHERE park = ? AND ts_ns >= ? AND ts_ns < ?"
+            oargs: tuple[Any, ...] = (park, start_ns, end_ns)
+        else:
+            bsql = (
+                "SELECT device, data FROM reading_block"
+                " WHERE park = ? AND device = ? AND block BETWEEN ? AND ?"
+            )
+            bargs = (park, device, *blocks)
+            osql = (
+                f"SELECT {_OPEN_COLS} FROM reading"
+                " WHERE park = ? AND device = ? AND ts_ns >= ? AND ts_ns < ?"
+            )
+            oargs = (park, device, start_ns, end_ns)
+        found: dict[tuple[int, str], readingblock.Point] = {}
+        for d, data in self._reader().execute(bsql, bargs):
+            for pt in self._block(data):
+                if start_ns <= pt.ts_ns < end_ns:
+                    found[(pt.ts_ns, d)] = pt
+        for d, pt in self._open_points(osql, oargs):
+            key = (pt.ts_ns, d)
+            have = found.get(key)
+            found[key] = pt if have is None else readingblock.merged(have, pt)
+        return [_reading(park, d, found[(ts, d)]) for ts, d in sorted(found)]
+
+    def _last(self, park: str, device: str, before_ns: int, limit: int) -> list[Reading]:
+        """The latest `limit` readings before `before_ns`, oldest first: the open rows' latest
+        `limit` and the blocks' latest `limit` hold every one of them (merged where both do)."""
+        if limit <= 0:
+            return []
+        found: dict[int, readingblock.Point] = {}
+        cur = self._reader().execute(
+            "SELECT data FROM reading_block WHERE park = ? AND device = ? AND block <= ?"
+            " ORDER BY block DESC",
+            (park, device, (before_ns - 1) // _B),
+        )
+        taken = 0
+        for (data,) in cur:
+            pts = [pt for pt in self._block(data) if pt.ts_ns < before_ns]
+            for pt in pts[-(limit - taken) :]:
+                found[pt.ts_ns] = pt
+            taken += min(len(pts), limit - taken)
+            if taken >= limit:
+                break
+        cur.close()
+        osql = (
+            f"SELECT {_OPEN_COLS} FROM reading"
+            " WHERE park = ? AND device = ? AND ts_ns < ? ORDER BY ts_ns DESC LIMIT ?"
+        )
+        for _, pt in reversed(self._open_points(osql, (park, device, before_ns, limit))):
+            have = found.get(pt.ts_ns)
+            found[pt.ts_ns] = pt if have is None else readingblock.merged(have, pt)
+        return [_reading(park, device, found[ts]) for ts in sorted(found)[-limit:]]
 
     async def intervals(
         self, park: str, start_ns: int, end_ns: int, device: str | None = None
@@ -656,6 +940,74 @@ class EmbeddedStorage:
             DeadLetter(ts, topic, park, device, _reason(reason), detail, bytes(raw))
             for ts, topic, park, device, reason, detail, raw in self._reader().execute(sql, args)
         ]
+
+    # --- size on disk (`lingtan storage stats`) --------------------------------------------
+
+    async def stats(
+        self, now_ns: int | None = None, progress: Callable[[str], None] | None = None
+    ) -> StoreStats:
+        """What the file holds: bytes and rows per table (indexes counted with their table),
+        the raw readings' time range and how much the last 7 days added per day."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return await self._run(self._rexec, self._snapshot, self._stats, now, progress)
+
+    def _stats(self, now_ns: int, progress: Callable[[str], None] | None) -> StoreStats:
+        db = self._reader()
+        say = progress or (lambda _msg: None)
+        say("measuring pages (dbstat)")
+        owner = dict(
+            db.execute("SELECT name, tbl_name FROM sqlite_schema WHERE type IN ('table', 'index')")
+        )
+        size: dict[str, int] = {}
+        for name, nbytes in db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+            table = owner.get(name, name)
+            size[table] = size.get(table, 0) + int(nbytes)
+        rows: dict[str, int] = {}
+        for table in sorted(t for t in owner.values() if not t.startswith("sqlite_")):
+            if table in rows:
+                continue
+            say(f"counting rows of {table}")
+            rows[table] = int(db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+        say("raw readings: range and the last 7 days")
+        compacted, first_b, last_b = db.execute(
+            "SELECT coalesce(sum(n), 0), min(block), max(block) FROM reading_block"
+        ).fetchone()
+        first_o, last_o = db.execute("SELECT min(ts_ns), max(ts_ns) FROM reading").fetchone()
+        firsts = [first_o] if first_o is not None else []
+        lasts = [last_o] if last_o is not None else []
+        if first_b is not None:  # the exact times: decode the first and the last hour's blocks
+            sql = "SELECT data FROM reading_block WHERE block = ?"
+            firsts += [readingblock.decode(d)[0].ts_ns for (d,) in db.execute(sql, (first_b,))]
+            lasts += [readingblock.decode(d)[-1].ts_ns for (d,) in db.execute(sql, (last_b,))]
+        week_ns = now_ns - 7 * NS_PER_DAY
+        (week_blocks,) = db.execute(
+            "SELECT coalesce(sum(n), 0) FROM reading_block WHERE block >= ?", (week_ns // _B,)
+        ).fetchone()
+        (week_open,) = db.execute(
+            "SELECT count(*) FROM reading WHERE ts_ns >= ?", (week_ns,)
+        ).fetchone()
+        (week_iv,) = db.execute(
+            "SELECT count(*) FROM interval_energy WHERE start_ns >= ?", (week_ns,)
+        ).fetchone()
+        (free_pages,) = db.execute("PRAGMA freelist_count").fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        return StoreStats(
+            path=str(self.path),
+            free_bytes=int(free_pages) * int(page_size),
+            file_bytes=sum(
+                f.stat().st_size
+                for f in (self.path, self.path.with_name(self.path.name + "-wal"))
+                if f.exists()
+            ),
+            table_bytes=size,
+            table_rows=rows,
+            readings_compacted=int(compacted),
+            readings_open=rows.get("reading", 0),
+            first_ns=min(firsts) if firsts else None,
+            last_ns=max(lasts) if lasts else None,
+            readings_per_day=(int(week_blocks) + int(week_open)) / 7,
+            intervals_per_day=int(week_iv) / 7,
+        )
 
     # --- aggregates and change markers (the balance's read path) --------------------------
 

@@ -34,7 +34,7 @@ async def open_storage(settings: Settings) -> Storage:
     if not settings.influx_url:
         path = embedded_path(settings)
         log.info("storage: embedded SQLite store at %s (LINGTAN_INFLUX_URL not set)", path)
-        return EmbeddedStorage(path)
+        return EmbeddedStorage(path, raw_retention_days=settings.raw_retention_days)
     log.info("storage: InfluxDB at %s, database %s", settings.influx_url, settings.influx_db)
     storage = InfluxStorage(
         settings.influx_url,
