@@ -281,7 +281,8 @@ def create_app(
 
 
 async def year_report(svc: Services, park: Park) -> dict[str, Any]:
-    """This year's evaluation report of `park` (what the projection alarm rule reads)."""
+    """This year's evaluation report of `park` as the API serves it in JSON (what the
+    projection alarm rule reads)."""
     from app.accounting import get_factor_set
     from app.evaluation.report import DEFAULT_CONFIG, build_report
 
@@ -291,7 +292,7 @@ async def year_report(svc: Services, park: Park) -> dict[str, Any]:
     fs = get_factor_set(park.factor_set, svc.balance.factor_sets)
     result = await svc.balance.balance(park, year_start, now, "1mo")
     head = await asyncio.to_thread(svc.ledgers.audit_head)
-    doc: dict[str, Any] = await asyncio.to_thread(
+    doc = await asyncio.to_thread(
         build_report,
         result,
         park,
@@ -303,7 +304,7 @@ async def year_report(svc: Services, park: Park) -> dict[str, Any]:
         registry_version=svc.registry_holder.version,
         audit_head=head,
     )
-    return doc
+    return doc.model_dump(mode="json")
 
 
 def freeze_startup_heap() -> None:
