@@ -127,7 +127,7 @@ async def readings(
     p = park_or_404(svc, park)
     if device is not None and p.device(device) is None:
         raise HTTPException(404, f"unknown device {device!r} in park {park!r}")
-    s, e = parse_range(start, end, max_span=svc.options.max_readings_span)
+    s, e = parse_range(start, end, max_span=svc.settings.max_readings_span)
     start_ns, end_ns = to_ns(s), to_ns(e)
     # One device's day, or the whole park's hour, per storage query: memory stays bounded
     # whatever the range, and the first bytes leave before the last window is read.
