@@ -20,7 +20,14 @@ import pytest
 from app.accounting import CN_2023, compute_balance
 from app.accounting.buckets import to_ns
 from app.accounting.ledger_types import Certificate, Offset
-from app.evaluation import EvaluationConfig, SizeBand, build_report, canonical_json, report_hash
+from app.evaluation import (
+    EvaluationConfig,
+    EvaluationReport,
+    SizeBand,
+    build_report,
+    canonical_json,
+    report_hash,
+)
 from app.intervals.models import IntervalEnergy
 from app.registry import parse_registry
 
@@ -141,6 +148,20 @@ def test_json_is_byte_for_byte_the_dict_report(name: str) -> None:
     assert _text(served) == _text(golden)
     assert canonical_json(served) == canonical_json(golden)
     assert served["hash"] == golden["hash"] == report_hash(golden)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_served_json_reads_back_into_the_model(name: str) -> None:
+    """A client can parse the served document with the models and get the same report."""
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))[name]
+    parsed = EvaluationReport.model_validate(golden)
+    assert parsed == DATASETS[name]()
+    assert _text(parsed.model_dump(mode="json")) == _text(golden)
+    assert report_hash(parsed) == golden["hash"]
+    # the dict view of the old report: a top-level key gives its JSON value
+    assert parsed["core"] == golden["core"] and parsed["hash"] == golden["hash"]
+    with pytest.raises(KeyError):
+        parsed["nope"]
 
 
 def test_the_datasets_cover_every_section() -> None:
