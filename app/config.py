@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,6 +96,35 @@ class Settings(BaseSettings):
     )
     api_docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json")
     api_metrics: bool = Field(default=True, description="serve the API's /metrics")
+    # -- API ranges and timings (docs/api.md §1) --
+    max_balance_span: timedelta = Field(
+        default=timedelta(days=3700), description="longest /balance window; larger get 400"
+    )
+    max_buckets: int = Field(
+        default=40_000, gt=0, description="most buckets one answer may hold (15m × 1 year: 35,040)"
+    )
+    max_readings_span: timedelta = Field(
+        default=timedelta(days=400),
+        description="longest /readings window (streamed: only guards against mistakes)",
+    )
+    live_refresh_s: float = Field(
+        default=30.0, gt=0, description="how often today's balance behind /live is recomputed"
+    )
+    stale_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="stale limit of a quantity whose cadence is not known yet "
+        "(docs/live-page.md); after that, 3 cadences (at least 60 s)",
+    )
+    sse_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="SSE: send the document at least this often"
+    )
+    sse_poll_s: float = Field(default=0.25, gt=0, description="SSE: how often to look for a change")
+    auth_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="cached auth results live this long (a revoked key stops within it)",
+    )
     #: the built-in alarm engine of `lingtan api` / `lingtan up` (docs/alarms.md)
     alarms: bool = True
     smtp_url: SecretStr | None = Field(

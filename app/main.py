@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -34,7 +34,6 @@ from app.http.docs import install_offline_docs
 from app.http.limits import BodyLimitMiddleware, FailureLimiter
 from app.http.metrics import ApiMetrics, MetricsMiddleware
 from app.http.openapi import PROMETHEUS_TEXT, served_as
-from app.http.options import ApiOptions
 from app.http.services import Services
 from app.ledgers import LedgerStore
 from app.ledgers.checkpoints import Checkpointer
@@ -81,7 +80,7 @@ async def _today_loop(svc: Services) -> None:
             except Exception as exc:  # keep refreshing the other parks and later rounds
                 svc.metrics.today_refresh_errors.labels(park.id).inc()
                 log.warning("today's balance of %s not refreshed: %s", park.id, exc)
-        await asyncio.sleep(svc.options.live_refresh_s)
+        await asyncio.sleep(svc.settings.live_refresh_s)
 
 
 async def _checkpoint_once(svc: Services) -> None:
@@ -106,37 +105,20 @@ def registry_changed(svc: Services, change: RegistryChange) -> None:
     svc.live.set_registry(change.new, change.diff.stale_devices(change.old))
 
 
-def create_app(
+def _services(
     settings: Settings,
-    *,
-    registry: Registry | RegistryHolder,
+    holder: RegistryHolder,
     storage: Storage,
     ledgers: LedgerStore,
     live: LiveState,
-    options: ApiOptions | None = None,
-    cache: IntervalCache | None = None,
-    refresh_today_in_background: bool = True,
-    registry_watcher: RegistryWatcher | None = None,
-    alarm_engine: EngineOptions | None = None,
-    alarm_backlog: BacklogProbe | None = None,
-) -> FastAPI:
-    """The API over injected services. The caller owns (and closes) storage and ledgers.
-
-    `live` is fed by the caller (`live.apply(readings)`); today's balance behind /live is
-    refreshed every `options.live_refresh_s` while the app runs (lifespan task). Pass a
-    `RegistryHolder` to share registry edits with other components of the process (the
-    collector in `lingtan up`), and a `registry_watcher` on it to pick up edits made by other
-    processes and of the registry file while the app runs. `alarm_engine` runs the built-in
-    alarm engine in the lifespan (docs/alarms.md); `alarm_backlog` tells it about the
-    collector of the same process.
-    """
-    opts = options or ApiOptions.from_settings(settings)
-    holder = registry if isinstance(registry, RegistryHolder) else RegistryHolder(registry)
-    metrics = ApiMetrics()
-    cache = cache or IntervalCache(storage)
+    cache: IntervalCache,
+) -> Services:
+    """The services of one app, the alarm log included (its engine is added by the caller)."""
     # user factor sets from the ledger store, next to the built-ins (docs/accounting.md)
     factor_sets = StoredFactorSets(ledgers)
-    balance = BalanceService(cache, ledgers, max_buckets=opts.max_buckets, factor_sets=factor_sets)
+    balance = BalanceService(
+        cache, ledgers, max_buckets=settings.max_buckets, factor_sets=factor_sets
+    )
     if live._factor_sets is None:  # /live resolves a park's set the same way
         live._factor_sets = factor_sets
     checkpointer = Checkpointer(
@@ -149,35 +131,31 @@ def create_app(
         ledgers=ledgers,
         live=live,
         balance=balance,
-        options=opts,
-        metrics=metrics,
-        auth_failures=FailureLimiter(opts.auth_fail_limit, opts.auth_fail_window_s),
+        metrics=ApiMetrics(),
+        auth_failures=FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window_s),
         checkpointer=checkpointer,
     )
     holder.subscribe(lambda change: registry_changed(svc, change))
     svc.alarms = Alarms(AlarmStore(ledgers))
-    if alarm_engine is not None:
-        svc.alarms.engine = AlarmEngine(
-            svc.alarms.store,
-            holder,
-            live,
-            storage,
-            options=alarm_engine,
-            view=svc.alarms.view,
-            backlog=alarm_backlog,
-            report=lambda park: year_report(svc, park),
-        )
-    gauges = ParkGauges(metrics.registry)
+    return svc
+
+
+def _lifespan(
+    svc: Services, refresh_today_in_background: bool, registry_watcher: RegistryWatcher | None
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's background tasks: live rendering, today's balance, registry watcher, audit
+    checkpoints, alarm engine; cancelled at shutdown, then a last checkpoint."""
+    checkpoint_s = svc.settings.audit_checkpoint_s
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(live.render_loop())]
+        tasks = [asyncio.create_task(svc.live.render_loop())]
         if refresh_today_in_background:
             tasks.append(asyncio.create_task(_today_loop(svc)))
         if registry_watcher is not None:
             tasks.append(asyncio.create_task(registry_watcher.run()))
-        if opts.audit_checkpoint_s > 0:
-            tasks.append(asyncio.create_task(_checkpoint_loop(svc, opts.audit_checkpoint_s)))
+        if checkpoint_s > 0:
+            tasks.append(asyncio.create_task(_checkpoint_loop(svc, checkpoint_s)))
         if svc.alarms is not None and svc.alarms.engine is not None:
             tasks.append(asyncio.create_task(svc.alarms.engine.run(), name="lingtan-alarms"))
         try:
@@ -188,29 +166,20 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            if opts.audit_checkpoint_s > 0:  # the head as this process leaves it
+            if checkpoint_s > 0:  # the head as this process leaves it
                 await _checkpoint_once(svc)
 
-    app = FastAPI(
-        title="Lingtan API",
-        version="1",
-        summary="Energy and carbon monitoring for zero-carbon industrial parks (docs/api.md)",
-        lifespan=lifespan,
-        # LINGTAN_API_DOCS (docs/security.md); the pages are served offline (install_offline_docs)
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if opts.docs else None,
-    )
-    if opts.docs:
-        install_offline_docs(app)
-    app.state.services = svc
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, settings: Settings, metrics: ApiMetrics) -> None:
     # innermost first: the body limit sits right outside the app, CORS (when configured)
     # outside it so a 413 still carries the CORS headers, metrics outermost to count all
-    app.add_middleware(BodyLimitMiddleware, limit=opts.max_body_bytes)
-    if opts.cors_origins:
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=list(opts.cors_origins),
+            allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept", "If-Match"],
             expose_headers=["ETag", "Retry-After", "Content-Disposition"],
@@ -219,6 +188,8 @@ def create_app(
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
+
+def _add_storage_errors(app: FastAPI) -> None:
     @app.exception_handler(StorageUnavailable)
     async def _unavailable(_: Request, exc: StorageUnavailable) -> JSONResponse:
         return JSONResponse(
@@ -230,6 +201,12 @@ def create_app(
     @app.exception_handler(StorageRejected)
     async def _rejected(_: Request, exc: StorageRejected) -> JSONResponse:
         return JSONResponse({"detail": f"time-series store error: {exc}"}, status_code=502)
+
+
+def _add_ops_routes(app: FastAPI, svc: Services) -> None:
+    """/healthz, and /metrics unless LINGTAN_API_METRICS is off (docs/security.md)."""
+    storage, live, metrics = svc.storage, svc.live, svc.metrics
+    gauges = ParkGauges(metrics.registry)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness (and whether storage answers)")
     async def healthz() -> dict[str, Any]:
@@ -253,7 +230,7 @@ def create_app(
         )
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    if opts.metrics:  # LINGTAN_API_METRICS (docs/security.md)
+    if svc.settings.api_metrics:
         app.get(
             "/metrics",
             tags=["ops"],
@@ -262,26 +239,80 @@ def create_app(
             responses=served_as(PROMETHEUS_TEXT),
         )(prometheus)
 
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | RegistryHolder,
+    storage: Storage,
+    ledgers: LedgerStore,
+    live: LiveState,
+    cache: IntervalCache | None = None,
+    refresh_today_in_background: bool = True,
+    registry_watcher: RegistryWatcher | None = None,
+    alarm_engine: EngineOptions | None = None,
+    alarm_backlog: BacklogProbe | None = None,
+) -> FastAPI:
+    """The API over injected services. The caller owns (and closes) storage and ledgers.
+
+    `live` is fed by the caller (`live.apply(readings)`); today's balance behind /live is
+    refreshed every `settings.live_refresh_s` while the app runs (lifespan task). Pass a
+    `RegistryHolder` to share registry edits with other components of the process (the
+    collector in `lingtan up`), and a `registry_watcher` on it to pick up edits made by other
+    processes and of the registry file while the app runs. `alarm_engine` runs the built-in
+    alarm engine in the lifespan (docs/alarms.md); `alarm_backlog` tells it about the
+    collector of the same process.
+    """
+    holder = registry if isinstance(registry, RegistryHolder) else RegistryHolder(registry)
+    svc = _services(settings, holder, storage, ledgers, live, cache or IntervalCache(storage))
+    if alarm_engine is not None and svc.alarms is not None:
+        svc.alarms.engine = AlarmEngine(
+            svc.alarms.store,
+            holder,
+            live,
+            storage,
+            options=alarm_engine,
+            view=svc.alarms.view,
+            backlog=alarm_backlog,
+            report=lambda park: year_report(svc, park),
+        )
+    app = FastAPI(
+        title="Lingtan API",
+        version="1",
+        summary="Energy and carbon monitoring for zero-carbon industrial parks (docs/api.md)",
+        lifespan=_lifespan(svc, refresh_today_in_background, registry_watcher),
+        # LINGTAN_API_DOCS (docs/security.md); the pages are served offline (install_offline_docs)
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
+    )
+    if settings.api_docs:
+        install_offline_docs(app)
+    app.state.services = svc
+    _add_middleware(app, settings, svc.metrics)
+    _add_storage_errors(app)
+    _add_ops_routes(app, svc)
     for router in (
         registry_router,
         live_router,
         balance_router,
         telemetry_router,
         ledgers_router,
+        quality_router,
+        evaluation_router,
+        web_router,
+        corrections_router,
+        keys_router,
+        factors_router,
+        alarms_router,
     ):
         app.include_router(router)
-    app.include_router(quality_router)
-    app.include_router(evaluation_router)
-    app.include_router(web_router)
-    app.include_router(corrections_router)
-    app.include_router(keys_router)
-    app.include_router(factors_router)
-    app.include_router(alarms_router)
     return app
 
 
 async def year_report(svc: Services, park: Park) -> dict[str, Any]:
-    """This year's evaluation report of `park` (what the projection alarm rule reads)."""
+    """This year's evaluation report of `park` as the API serves it in JSON (what the
+    projection alarm rule reads)."""
     from app.accounting import get_factor_set
     from app.evaluation.report import DEFAULT_CONFIG, build_report
 
@@ -291,7 +322,7 @@ async def year_report(svc: Services, park: Park) -> dict[str, Any]:
     fs = get_factor_set(park.factor_set, svc.balance.factor_sets)
     result = await svc.balance.balance(park, year_start, now, "1mo")
     head = await asyncio.to_thread(svc.ledgers.audit_head)
-    doc: dict[str, Any] = await asyncio.to_thread(
+    doc = await asyncio.to_thread(
         build_report,
         result,
         park,
@@ -303,7 +334,7 @@ async def year_report(svc: Services, park: Park) -> dict[str, Any]:
         registry_version=svc.registry_holder.version,
         audit_head=head,
     )
-    return doc
+    return doc.model_dump(mode="json")
 
 
 def freeze_startup_heap() -> None:

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.accounting.buckets import to_ns
 from app.balance.rollup_builder import RollupBuilder
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
@@ -104,7 +103,6 @@ def _live_server(port: int, n_devices: int, influx_url: str, db_path: str, key_q
         storage=storage,
         ledgers=ledgers,
         live=live,
-        options=ApiOptions(),
         refresh_today_in_background=False,
     )
 
@@ -512,7 +510,6 @@ async def _app(reg: Registry, storage: Storage, ledgers: LedgerStore, tmp: Path)
         storage=storage,
         ledgers=ledgers,
         live=LiveState(reg),
-        options=ApiOptions(),
         refresh_today_in_background=False,
     )
 

@@ -468,19 +468,7 @@ class Collector:
         deferred repairs) that must overwrite what the engine emits for the same intervals.
         """
         self._loaded = {}
-        first_ts: dict[tuple[str, str], int] = {}
-        for r in readings:
-            key = (r.park, r.device)
-            if key not in first_ts or r.ts_ns < first_ts[key]:
-                first_ts[key] = r.ts_ns
-        unknown: dict[tuple[str, str], int] = {}
-        late: dict[tuple[str, str], int] = {}
-        for key, ts in first_ts.items():
-            horizon = self.engine.horizon(*key)
-            if horizon is None:
-                unknown[key] = ts
-            elif ts < horizon:
-                late[key] = ts
+        unknown, late = self._unknown_and_late(readings)
         # repairs deferred while storage was down run once the spool has drained into it
         if self._repair_due():
             for key, ts in self._deferred.items():
@@ -494,38 +482,79 @@ class Collector:
             self._defer(unknown, late, readings)
             return []
         keys = list({**unknown, **late})
-        by_park: dict[str, dict[str, int]] = {}
-        for key in keys:
-            by_park.setdefault(key[0], {})[key[1]] = unknown.get(key, late.get(key, 0))
-        stored_by_park = await self._fetch_histories(by_park)
-        if stored_by_park is not None:
-            # a sparse device (fewer than two readings in the loaded interval lengths before
-            # its last one) needs history from further back: one more lookup for just those
-            further: dict[str, dict[str, int]] = {}
-            for key in keys:
-                first = unknown.get(key, late.get(key, 0))
-                start_ns, stored = stored_by_park[key[0]][key[1]]
-                if not _reaches(stored, start_ns, first, self.registry.park(key[0])):
-                    further.setdefault(key[0], {})[key[1]] = stored[0].ts_ns
-            if further:
-                more = await self._fetch_histories(further)
-                if more is None:
-                    stored_by_park = None
-                else:
-                    for park_id, found in more.items():
-                        loaded = stored_by_park[park_id]
-                        for device, (start2, stored2) in found.items():
-                            if stored2:
-                                loaded[device] = (start2, stored2)
-                            else:  # nothing before the first loaded reading: it is all
-                                old = loaded[device][1]
-                                loaded[device] = (old[0].ts_ns, old)
+        firsts = {key: unknown.get(key, late.get(key, 0)) for key in keys}
+        stored_by_park = await self._load_histories(firsts)
         if stored_by_park is None:
             self._history_failed()
             self.metrics.history_misses.inc(len(keys))
             log.warning("storage unavailable: %d devices' history deferred", len(keys))
             self._defer(unknown, late, readings)
             return []
+        return self._apply_histories(keys, unknown, late, stored_by_park, readings)
+
+    def _unknown_and_late(
+        self, readings: list[Reading]
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """The batch's first reading time per device the engine has no history of (unknown),
+        and per device whose first reading lies before the engine's horizon (late)."""
+        first_ts: dict[tuple[str, str], int] = {}
+        for r in readings:
+            key = (r.park, r.device)
+            if key not in first_ts or r.ts_ns < first_ts[key]:
+                first_ts[key] = r.ts_ns
+        unknown: dict[tuple[str, str], int] = {}
+        late: dict[tuple[str, str], int] = {}
+        for key, ts in first_ts.items():
+            horizon = self.engine.horizon(*key)
+            if horizon is None:
+                unknown[key] = ts
+            elif ts < horizon:
+                late[key] = ts
+        return unknown, late
+
+    async def _load_histories(
+        self, firsts: dict[tuple[str, str], int]
+    ) -> dict[str, dict[str, History]] | None:
+        """Stored history of each device reaching back before its first reading `firsts`;
+        None when storage is unavailable."""
+        by_park: dict[str, dict[str, int]] = {}
+        for key, first in firsts.items():
+            by_park.setdefault(key[0], {})[key[1]] = first
+        stored_by_park = await self._fetch_histories(by_park)
+        if stored_by_park is None:
+            return None
+        # a sparse device (fewer than two readings in the loaded interval lengths before
+        # its last one) needs history from further back: one more lookup for just those
+        further: dict[str, dict[str, int]] = {}
+        for key, first in firsts.items():
+            start_ns, stored = stored_by_park[key[0]][key[1]]
+            if not _reaches(stored, start_ns, first, self.registry.park(key[0])):
+                further.setdefault(key[0], {})[key[1]] = stored[0].ts_ns
+        if not further:
+            return stored_by_park
+        more = await self._fetch_histories(further)
+        if more is None:
+            return None
+        for park_id, found in more.items():
+            loaded = stored_by_park[park_id]
+            for device, (start2, stored2) in found.items():
+                if stored2:
+                    loaded[device] = (start2, stored2)
+                else:  # nothing before the first loaded reading: it is all
+                    old = loaded[device][1]
+                    loaded[device] = (old[0].ts_ns, old)
+        return stored_by_park
+
+    def _apply_histories(
+        self,
+        keys: list[tuple[str, str]],
+        unknown: dict[tuple[str, str], int],
+        late: dict[tuple[str, str], int],
+        stored_by_park: dict[str, dict[str, History]],
+        readings: list[Reading],
+    ) -> list[IntervalEnergy]:
+        """Seed the engine with the history of unknown devices; recompute the windows of
+        late ones from storage plus this batch (what must overwrite the engine's output)."""
         recomputed: list[IntervalEnergy] = []
         batch_by_device: dict[tuple[str, str], list[Reading]] = {}
         for r in readings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import socket
@@ -18,7 +17,6 @@ import uvicorn
 
 from app.alarms.engine import EngineOptions
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
 from app.live import LiveState
 from app.main import create_app, freeze_startup_heap
@@ -122,10 +120,9 @@ async def run_api(settings: Settings) -> None:
 
 
 async def _run_api(settings: Settings, sock: socket.socket) -> None:
-    options = ApiOptions.from_settings(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ledgers, registry, watcher = _open_ledgers(settings)
-    live = LiveState(registry.registry, stale_after_s=options.stale_after_s)
+    live = LiveState(registry.registry, stale_after_s=settings.stale_after_s)
     storage = await open_storage(settings)
     stop = _stop_event()
     feed: asyncio.Task[None] | None = None
@@ -137,7 +134,6 @@ async def _run_api(settings: Settings, sock: socket.socket) -> None:
             storage=storage,
             ledgers=ledgers,
             live=live,
-            options=options,
             registry_watcher=watcher,
             alarm_engine=EngineOptions.from_settings(settings),
         )
@@ -221,12 +217,11 @@ async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
     try:
         async with broker_for(settings.mqtt_url, settings.data_dir) as broker:
             settings = settings.model_copy(update={"mqtt_url": broker.url})
-            options = ApiOptions.from_settings(settings)
             local = settings.api_host in {"127.0.0.1", "localhost", "::1"}
-            if local and not options.anonymous_read:
+            if local and not settings.anonymous_read:
                 # one machine, loopback only: reading needs no key; writes still do
-                options = dataclasses.replace(options, anonymous_read=True)
-            live = LiveState(registry.registry, stale_after_s=options.stale_after_s)
+                settings = settings.model_copy(update={"anonymous_read": True})
+            live = LiveState(registry.registry, stale_after_s=settings.stale_after_s)
             storage: Storage = await open_storage(settings)
             # the collector starts after the app: its spool is read through this holder
             collector: list[CollectorService] = []
@@ -244,7 +239,6 @@ async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
                 storage=storage,
                 ledgers=ledgers,
                 live=live,
-                options=options,
                 registry_watcher=watcher,
                 alarm_engine=EngineOptions.from_settings(settings),
                 alarm_backlog=backlog,
@@ -261,7 +255,7 @@ async def _run_up(settings: Settings, sock: socket.socket, demo: bool) -> None:
                 f"lingtan up: API and live page on http://{settings.api_host}:{settings.api_port}/"
                 f" (docs /docs) · broker: {broker.describe()} · storage: {_storage_name(settings)}"
                 + (" · demo park simulated" if demo else "")
-                + (" · reading without API key (loopback)" if options.anonymous_read else ""),
+                + (" · reading without API key (loopback)" if settings.anonymous_read else ""),
                 flush=True,
             )
             collector.append(service)  # the alarm engine's backlog probe reads its spool

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.http.services import Services
 from app.intervals.models import IntervalEnergy
 from app.ledgers import ApiRole, LedgerStore
@@ -94,7 +93,7 @@ async def make_api(
     ledger_url: str,
     tmp: Path,
     *,
-    options: ApiOptions | None = None,
+    settings: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> AsyncIterator[Api]:
     reg = registry()
@@ -102,14 +101,12 @@ async def make_api(
     ledgers = LedgerStore(ledger_url)
     clock = [to_ns(now) if now is not None else to_ns(datetime.now().astimezone())]
     live = LiveState(reg, clock=lambda: clock[0], min_render_interval_s=0.0)
-    settings = Settings(data_dir=tmp, parks=tmp / "parks.yaml")
     app = create_app(
-        settings,
+        Settings(data_dir=tmp, parks=tmp / "parks.yaml", **(settings or {})),
         registry=reg,
         storage=storage,
         ledgers=ledgers,
         live=live,
-        options=options or ApiOptions(),
         refresh_today_in_background=False,
     )
     app.state.services.balance.clock = lambda: clock[0]

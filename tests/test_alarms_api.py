@@ -15,7 +15,6 @@ import pytest
 
 from app.accounting.buckets import to_ns
 from app.alarms.engine import AlarmEngine, EngineOptions
-from app.http.options import ApiOptions
 from app.registry.alarm_settings import AlarmSettings
 from app.registry.holder import RegistryHolder
 from app.registry.models import Registry
@@ -35,7 +34,7 @@ async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) ->
         fresh_influx_db.database,
         sqlite_url,
         tmp_path,
-        options=ApiOptions(sse_poll_s=0.02, sse_heartbeat_s=30.0),
+        settings={"sse_poll_s": 0.02, "sse_heartbeat_s": 30.0},
         now=NOW,
     ):
         yield a

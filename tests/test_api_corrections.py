@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from app.accounting.buckets import to_ns
-from app.http.options import ApiOptions
 from app.storage.base import WriteBatch
 from tests.api_support import Api, iv, make_api
 from tests.fixtures.influx import InfluxServer
@@ -27,7 +26,7 @@ async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) ->
         fresh_influx_db.database,
         sqlite_url,
         tmp_path,
-        options=ApiOptions(max_balance_span=timedelta(days=400), max_buckets=10_000),
+        settings={"max_balance_span": timedelta(days=400), "max_buckets": 10_000},
         now=datetime.fromisoformat("2026-07-01T00:00:00+08:00"),
     ):
         yield a

@@ -20,7 +20,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
 from app.live.state import LiveState
 from app.main import create_app
@@ -43,12 +42,11 @@ _ABSOLUTE = re.compile(r"""(?:https?:)?//[^\s"'<>]+""")
 def _app(tmp_path: Path, storage: EmbeddedStorage, ledgers: LedgerStore) -> FastAPI:
     reg = registry()
     return create_app(
-        Settings(data_dir=tmp_path, parks=tmp_path / "parks.yaml"),
+        Settings(data_dir=tmp_path, parks=tmp_path / "parks.yaml", anonymous_read=True),
         registry=reg,
         storage=storage,
         ledgers=ledgers,
         live=LiveState(reg),
-        options=ApiOptions(anonymous_read=True),
         refresh_today_in_background=False,
     )
 

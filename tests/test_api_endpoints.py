@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from app.accounting.buckets import to_ns
-from app.http.options import ApiOptions
 from app.storage.base import WriteBatch
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 from tests.api_support import Api, make_api
@@ -259,7 +258,7 @@ async def test_anonymous_read_when_enabled(
         fresh_influx_db.database,
         sqlite_url,
         tmp_path,
-        options=ApiOptions(anonymous_read=True),
+        settings={"anonymous_read": True},
     ):
         assert (await api.client.get("/api/v1/parks")).status_code == 200
         assert (await api.client.get("/api/v1/parks/demo/live")).status_code == 200

@@ -22,7 +22,6 @@ from app.evaluation import (
     canonical_json,
     report_hash,
 )
-from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
@@ -72,12 +71,15 @@ async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) ->
     clock = [to_ns(datetime.fromisoformat(NOW))]
     live = LiveState(reg, clock=lambda: clock[0], min_render_interval_s=0.0)
     app = create_app(
-        Settings(data_dir=tmp_path, parks=tmp_path / "parks.yaml"),
+        Settings(
+            data_dir=tmp_path,
+            parks=tmp_path / "parks.yaml",
+            max_balance_span=timedelta(days=400),
+        ),
         registry=reg,
         storage=storage,
         ledgers=ledgers,
         live=live,
-        options=ApiOptions(max_balance_span=timedelta(days=400)),
         refresh_today_in_background=False,
     )
     app.state.services.balance.clock = lambda: clock[0]

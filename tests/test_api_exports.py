@@ -15,7 +15,6 @@ import pytest
 from openpyxl import load_workbook
 
 from app.accounting.buckets import to_ns
-from app.http.options import ApiOptions
 from app.storage.base import WriteBatch
 from app.telemetry import routes as telemetry_routes
 from app.telemetry.models import Reading
@@ -57,7 +56,7 @@ async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) ->
         fresh_influx_db.database,
         sqlite_url,
         tmp_path,
-        options=ApiOptions(max_balance_span=timedelta(days=400), max_buckets=10_000),
+        settings={"max_balance_span": timedelta(days=400), "max_buckets": 10_000},
         now=datetime.fromisoformat("2026-07-01T00:00:00+08:00"),
     ):
         yield a

@@ -11,7 +11,6 @@ import pytest
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
 from app.main import create_app
@@ -69,7 +68,6 @@ async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) ->
         storage=storage,
         ledgers=ledgers,
         live=live,
-        options=ApiOptions(),
         refresh_today_in_background=False,
     )
     app.state.services.balance.clock = lambda: clock[0]

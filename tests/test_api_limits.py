@@ -19,7 +19,6 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.http.limits import FailureLimiter
-from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
 from app.live.state import LiveState
 from app.main import create_app
@@ -30,17 +29,16 @@ from tests.fixtures.influx import InfluxServer, free_port
 LIMIT = 64 * 1024
 
 
-def build(tmp: Path, options: ApiOptions) -> tuple[FastAPI, LedgerStore, EmbeddedStorage]:
+def build(tmp: Path, settings: Settings) -> tuple[FastAPI, LedgerStore, EmbeddedStorage]:
     reg = registry()
     ledgers = LedgerStore(f"sqlite:///{tmp}/ledgers.db")
     storage = EmbeddedStorage(tmp / "store.sqlite")
     app = create_app(
-        Settings(data_dir=tmp),
+        settings,
         registry=reg,
         storage=storage,
         ledgers=ledgers,
         live=LiveState(reg),
-        options=options,
         refresh_today_in_background=False,
     )
     return app, ledgers, storage
@@ -60,7 +58,7 @@ class Server(threading.Thread):
 
     async def _serve(self) -> None:
         app, ledgers, storage = build(
-            self.tmp, ApiOptions(max_body_bytes=LIMIT, audit_checkpoint_s=0)
+            self.tmp, Settings(data_dir=self.tmp, max_body_bytes=LIMIT, audit_checkpoint_s=0)
         )
         self.admin_key = ledgers.create_key("admin", "t").key
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
@@ -194,9 +192,12 @@ def test_limiter_memory_is_bounded() -> None:
 
 @pytest.fixture
 async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) -> AsyncIterator[Api]:
-    options = ApiOptions(auth_fail_limit=3, auth_fail_window_s=60.0)
     async for a in make_api(
-        fresh_influx_db.url, fresh_influx_db.database, sqlite_url, tmp_path, options=options
+        fresh_influx_db.url,
+        fresh_influx_db.database,
+        sqlite_url,
+        tmp_path,
+        settings={"auth_fail_limit": 3, "auth_fail_window_s": 60.0},
     ):
         yield a
 
@@ -252,7 +253,7 @@ async def test_cors_is_closed_by_default(api: Api) -> None:
 async def test_cors_allows_configured_origins_only(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, cors_origins="https://ops.example")  # type: ignore[arg-type]
     assert settings.cors_origins == ["https://ops.example"]
-    app, ledgers, storage = build(tmp_path, ApiOptions.from_settings(settings))
+    app, ledgers, storage = build(tmp_path, settings)
     key = ledgers.create_key("viewer").key
     try:
         transport = httpx.ASGITransport(app=app)
@@ -296,7 +297,7 @@ async def test_out_of_range_times_are_422(api: Api, url: str) -> None:
 async def test_docs_and_metrics_can_be_switched_off(tmp_path: Path) -> None:
     for on in (True, False):
         settings = Settings(data_dir=tmp_path, api_docs=on, api_metrics=on)
-        app, ledgers, storage = build(tmp_path, ApiOptions.from_settings(settings))
+        app, ledgers, storage = build(tmp_path, settings)
         try:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

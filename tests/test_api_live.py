@@ -14,7 +14,6 @@ import pytest
 import uvicorn
 
 from app.accounting.buckets import to_ns
-from app.http.options import ApiOptions
 from app.main import refresh_today
 from app.storage.base import WriteBatch
 from app.telemetry.models import Reading
@@ -33,7 +32,7 @@ async def api(fresh_influx_db: InfluxServer, sqlite_url: str, tmp_path: Path) ->
         fresh_influx_db.database,
         sqlite_url,
         tmp_path,
-        options=ApiOptions(sse_poll_s=0.02, sse_heartbeat_s=30.0),
+        settings={"sse_poll_s": 0.02, "sse_heartbeat_s": 30.0},
         now=NOW,
     ):
         yield a

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import create_engine
 
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
 from app.ledgers.checkpoints import (
     Checkpoint,
@@ -264,12 +263,11 @@ async def test_the_api_signs_the_head_periodically_and_serves_it(tmp_path: Path)
     auditor = ledgers.create_key("auditor", "evaluator").key
     storage = EmbeddedStorage(tmp_path / "store.sqlite")
     app = create_app(
-        Settings(data_dir=tmp_path),
+        Settings(data_dir=tmp_path, audit_checkpoint_s=0.05),
         registry=reg,
         storage=storage,
         ledgers=ledgers,
         live=LiveState(reg),
-        options=ApiOptions(audit_checkpoint_s=0.05),
         refresh_today_in_background=False,
     )
     headers = {"Authorization": f"Bearer {auditor}"}

@@ -94,7 +94,6 @@ import pytest
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.http.services import Services
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
@@ -312,6 +311,7 @@ async def test_scripted_day_balance_and_live(
         data_dir=tmp_path / "data",
         metrics_port=0,
         batch_max_wait_ms=20,
+        anonymous_read=True,
     )
     registry = load_registry(parks)
     park = registry.park(PARK)
@@ -328,7 +328,6 @@ async def test_scripted_day_balance_and_live(
         storage=storage,
         ledgers=ledgers,
         live=live,
-        options=ApiOptions(anonymous_read=True),
         refresh_today_in_background=False,
     )
     svc: Services = app.state.services

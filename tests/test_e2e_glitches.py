@@ -28,7 +28,6 @@ import pytest
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.http.services import Services
 from app.intervals import interval_start_ns
 from app.ledgers import LedgerStore
@@ -74,6 +73,7 @@ async def test_glitches_leave_the_grid_import_exact_and_are_flagged(
         data_dir=tmp_path / "data",
         metrics_port=0,
         batch_max_wait_ms=20,
+        anonymous_read=True,
     )
     registry = load_registry(parks)
     park = registry.park(PARK)
@@ -86,7 +86,6 @@ async def test_glitches_leave_the_grid_import_exact_and_are_flagged(
         storage=storage,
         ledgers=ledgers,
         live=LiveState(registry, min_render_interval_s=0.0),
-        options=ApiOptions(anonymous_read=True),
         refresh_today_in_background=False,
     )
     svc: Services = app.state.services

@@ -29,7 +29,6 @@ from schemathesis.specs.openapi.checks import (
 
 from app.config import Settings
 from app.http.export import XLSX_MEDIA_TYPE
-from app.http.options import ApiOptions
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
 from app.main import create_app
@@ -93,7 +92,6 @@ class _ServerThread(threading.Thread):
             storage=storage,
             ledgers=ledgers,
             live=LiveState(reg),
-            options=ApiOptions(),
             refresh_today_in_background=False,
         )
         config = uvicorn.Config(

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
 from app.ledgers import LedgerStore
 from app.live.state import LiveState
@@ -116,12 +115,11 @@ async def _publish(url: str, messages: list[tuple[str, bytes]]) -> None:
 async def _api(storage: Storage, tmp: Path) -> AsyncIterator[httpx.AsyncClient]:
     ledgers = LedgerStore(f"sqlite:///{tmp / 'ledgers.db'}")
     app = create_app(
-        Settings(data_dir=tmp / "api", parks=tmp / "parks.yaml"),
+        Settings(data_dir=tmp / "api", parks=tmp / "parks.yaml", anonymous_read=True),
         registry=REGISTRY,
         storage=storage,
         ledgers=ledgers,
         live=LiveState(REGISTRY),
-        options=ApiOptions(anonymous_read=True),
         refresh_today_in_background=False,
     )
     transport = httpx.ASGITransport(app=app)

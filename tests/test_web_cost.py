@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from app.http.options import ApiOptions
 from app.registry import load_registry
 from app.registry.models import Registry
 from tests.api_support import iv, registry
@@ -53,7 +52,7 @@ def served_cost(tmp_path: Path) -> Iterator[Served]:
         start = MIDNIGHT + timedelta(hours=h)
         rows.append(iv(park, "grid-main", start, 60, energy_import_kwh=100.0))
         rows.append(iv(park, "pv-1", start, 60, energy_kwh=50.0 * max(0, h - 5)))
-    with serve(tmp_path, reg, NOW_NS, rows, ApiOptions(anonymous_read=True)) as s:
+    with serve(tmp_path, reg, NOW_NS, rows, anonymous_read=True) as s:
         yield s
 
 

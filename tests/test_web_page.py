@@ -23,7 +23,6 @@ from selenium.webdriver.common.by import By
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.intervals.models import IntervalEnergy
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
@@ -77,13 +76,15 @@ def serve(
     reg: Registry,
     now_ns: int,
     intervals: list[IntervalEnergy],
-    options: ApiOptions,
+    anonymous_read: bool,
     keys: dict[str, str] | None = None,
 ) -> Iterator[Served]:
     """uvicorn on a free loopback port with `reg`, the clock pinned at `now_ns`, `intervals`
     stored; `keys` (if given) receives a viewer and a manager key."""
     live = LiveState(reg, clock=lambda: now_ns)
-    settings = Settings(data_dir=tmp_path, parks=tmp_path / "parks.yaml")
+    settings = Settings(
+        data_dir=tmp_path, parks=tmp_path / "parks.yaml", anonymous_read=anonymous_read
+    )
     port = free_port()
     ready = threading.Event()
     state: dict[str, Any] = {}
@@ -99,9 +100,7 @@ def serve(
                 ApiRole.VIEWER, "elsewhere", parks=["elsewhere"]
             ).key
         await storage.write(WriteBatch(intervals=intervals))
-        app = create_app(
-            settings, registry=reg, storage=storage, ledgers=ledgers, live=live, options=options
-        )
+        app = create_app(settings, registry=reg, storage=storage, ledgers=ledgers, live=live)
         app.state.services.balance.clock = lambda: now_ns
         app.state.services.balance.cache.clock = lambda: now_ns
         server = uvicorn.Server(
@@ -144,7 +143,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         rows.append(replace(grid, flags=("glitch",)) if h == 3 else grid)
         rows.append(iv(park, "pv-1", start, 60, energy_kwh=50.0 * max(0, h - 5)))
         rows.append(iv(park, "bldg-a", start, 60, energy_import_kwh=60.0))
-    with serve(tmp_path, reg, NOW_NS, rows, ApiOptions(anonymous_read=True)) as s:
+    with serve(tmp_path, reg, NOW_NS, rows, anonymous_read=True) as s:
         yield s
 
 
@@ -393,7 +392,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         if not GAP[0] <= start < GAP[1] and start + step <= to_ns(DEMO_NOW)
     ]
     keys: dict[str, str] = {}
-    with serve(tmp_path, reg, to_ns(DEMO_NOW), rows, ApiOptions(), keys) as s:
+    with serve(tmp_path, reg, to_ns(DEMO_NOW), rows, anonymous_read=False, keys=keys) as s:
         # the gateways' messages of the morning, decoded as the collector does, fed live
         decoder = TelemetryDecoder(reg)
         readings = [

@@ -12,7 +12,7 @@ from app.intervals.models import IntervalEnergy
 from app.registry.models import Park, Role
 
 from .buckets import Every, bucket_edges, to_ns
-from .certificates import CertificateUse, allocate_certificates
+from .certificates import allocate_certificates
 from .cost import CostMeter, IntervalFlows, month_coverage
 from .factors import FactorSet
 from .flows import Supply, allocate
@@ -43,6 +43,45 @@ class IntervalBalance:
     unobserved_storage: tuple[str, ...] = ()
 
 
+#: a storage device of one interval: id, charge kWh, discharge kWh, state before, observed
+_Net = tuple[str, float, float, StorageDeviceState, bool]
+
+
+def _begin_storage(
+    t: IntervalTotals,
+    state: dict[str, StorageDeviceState],
+    capacities: Mapping[str, float | None],
+) -> tuple[list[_Net], float, float, float, float]:
+    """Each storage device of `t` (sorted) with whether its content is observed, and the
+    park's net charge, net discharge and green (physical, market) given back, in kWh."""
+    nets: list[_Net] = []
+    s_net_total = c_net_total = out_p_total = out_m_total = 0.0
+    for dev in sorted(t.storage):
+        c, s = t.storage[dev]
+        st = state.get(dev, StorageDeviceState())
+        observed = capacities.get(dev) is not None and t.storage_soc_pct.get(dev) is not None
+        c_net, s_net, _from, _untr, out_p, out_m = begin_step(c, s, st)
+        nets.append((dev, c, s, st, observed))
+        c_net_total += c_net
+        s_net_total += s_net
+        out_p_total += out_p
+        out_m_total += out_m
+    return nets, c_net_total, s_net_total, out_p_total, out_m_total
+
+
+def _bounded_green(consumption: float, green_p: float, green_m: float) -> tuple[float, float]:
+    """Green (physical, market) kWh of an interval with storage whose content is not observed.
+
+    What was counted when charged and what leaves later differ in timing, and the green
+    share of stored energy that leaves the park is not known for sure: never more green
+    than consumed, and energy given back beyond what the park consumed is taken off as
+    if all green (docs/accounting.md §2, "Storage without state of charge").
+    """
+    if consumption >= 0.0:
+        return min(max(green_p, 0.0), consumption), min(max(green_m, 0.0), consumption)
+    return consumption, consumption
+
+
 def step_interval(
     t: IntervalTotals,
     state: dict[str, StorageDeviceState],
@@ -58,18 +97,7 @@ def step_interval(
     its net charge counts as consumed when charged, with its green share, and its net
     discharge is taken off consumption and green again at the share it carries.
     """
-    nets: list[tuple[str, float, float, StorageDeviceState, bool]] = []
-    s_net_total = c_net_total = out_p_total = out_m_total = 0.0
-    for dev in sorted(t.storage):
-        c, s = t.storage[dev]
-        st = state.get(dev, StorageDeviceState())
-        observed = capacities.get(dev) is not None and t.storage_soc_pct.get(dev) is not None
-        c_net, s_net, _from, _untr, out_p, out_m = begin_step(c, s, st)
-        nets.append((dev, c, s, st, observed))
-        c_net_total += c_net
-        s_net_total += s_net
-        out_p_total += out_p
-        out_m_total += out_m
+    nets, c_net_total, s_net_total, out_p_total, out_m_total = _begin_storage(t, state, capacities)
     flows = allocate(
         Supply(
             t.grid_import_kwh, t.grid_export_kwh, t.renewable_kwh, t.green_direct_kwh, certified_kwh
@@ -116,15 +144,7 @@ def step_interval(
     green_p += loss_p
     green_m += loss_m
     if blind:
-        # What was counted when charged and what leaves later differ in timing, and the green
-        # share of stored energy that leaves the park is not known for sure: never more green
-        # than consumed, and energy given back beyond what the park consumed is taken off as
-        # if all green (docs/accounting.md §2, "Storage without state of charge").
-        if consumption >= 0.0:
-            green_p = min(max(green_p, 0.0), consumption)
-            green_m = min(max(green_m, 0.0), consumption)
-        else:
-            green_p = green_m = consumption
+        green_p, green_m = _bounded_green(consumption, green_p, green_m)
     boundary = t.grid_import_kwh + t.green_direct_kwh + t.renewable_kwh - t.grid_export_kwh
     return IntervalBalance(
         start_ns=t.start_ns,
@@ -222,6 +242,73 @@ def _offset_instant(offset: Offset, park: Park) -> int:
     return to_ns(local_midnight.astimezone(UTC))
 
 
+def _totals_before(
+    intervals: Iterable[IntervalEnergy] | Sequence[IntervalTotals], park: Park, end_ns: int
+) -> list[IntervalTotals]:
+    """The park's interval totals starting before `end_ns`, in time order."""
+    items = list(intervals)
+    totals: list[IntervalTotals]
+    if items and isinstance(items[0], IntervalTotals):
+        totals = sorted(
+            (x for x in items if isinstance(x, IntervalTotals)), key=lambda t: t.start_ns
+        )
+    else:
+        totals = interval_totals((x for x in items if isinstance(x, IntervalEnergy)), park)
+    return [t for t in totals if t.start_ns < end_ns]
+
+
+def _empty_buckets(
+    edges: list[tuple[datetime, datetime]], park: Park, interval_ns: int
+) -> list[Sums]:
+    """One `Sums` per bucket, holding only the device-intervals the bucket should have."""
+    sums = [Sums() for _ in edges]
+    n_expected = expected_devices(park)
+    for k, (lo, hi) in enumerate(edges):
+        span = to_ns(hi) - to_ns(lo)
+        sums[k].expected_intervals = n_expected * math.ceil(span / interval_ns)
+    return sums
+
+
+def _add_offsets(
+    bucket_sums: list[Sums],
+    bucket_starts: list[int],
+    offsets: Iterable[Offset],
+    park: Park,
+    start_ns: int,
+    end_ns: int,
+) -> None:
+    for off in offsets:
+        if off.park != park.id:
+            continue
+        at = _offset_instant(off, park)
+        # Counted at the local midnight starting its date, so the bucket is the one containing
+        # that day's start, whatever the bucketing (totals stay equal across `every`).
+        if start_ns <= at < end_ns:
+            bucket_sums[bisect_right(bucket_starts, at) - 1].offsets_kg += off.tco2 * 1000.0
+
+
+_UNOBSERVED = (
+    "storage {dev}: no state of charge (soc_pct with capacity_kwh), so its losses"
+    " are not observed; consumption follows the boundary identity (net charge"
+    " counted when charged)"
+)
+
+
+def _close_cost(
+    meter: CostMeter,
+    edges: list[tuple[datetime, datetime]],
+    bucket_sums: list[Sums],
+    park: Park,
+    warnings: set[str],
+) -> None:
+    """Finish the cost of every bucket: the months it covers whole (demand charges)."""
+    meter.close()
+    for (lo, hi), s in zip(edges, bucket_sums, strict=True):
+        s.cost_sums.months = month_coverage(lo, hi, park.tz)
+    if any(s.cost_sums.unpriced_intervals for s in bucket_sums):
+        warnings.add("tariff: intervals before its first revision are not priced (docs/cost.md)")
+
+
 def compute_balance(
     park: Park,
     intervals: Iterable[IntervalEnergy] | Sequence[IntervalTotals],
@@ -245,15 +332,7 @@ def compute_balance(
     """
     edges = bucket_edges(start, end, every, park.tz)
     start_ns, end_ns = to_ns(start), to_ns(end)
-    items = list(intervals)
-    totals: list[IntervalTotals]
-    if items and isinstance(items[0], IntervalTotals):
-        totals = sorted(
-            (x for x in items if isinstance(x, IntervalTotals)), key=lambda t: t.start_ns
-        )
-    else:
-        totals = interval_totals((x for x in items if isinstance(x, IntervalEnergy)), park)
-    totals = [t for t in totals if t.start_ns < end_ns]
+    totals = _totals_before(intervals, park, end_ns)
 
     ef_grid = factor_set.grid_factor(park.grid_region).value
     alloc = allocate_certificates(
@@ -267,12 +346,8 @@ def compute_balance(
     state_at_start: dict[str, StorageDeviceState] | None = None
 
     bucket_starts = [to_ns(lo) for lo, _ in edges]
-    bucket_sums = [Sums() for _ in edges]
-    n_expected = expected_devices(park)
     interval_ns = park.interval_minutes * 60 * 1_000_000_000
-    for k, (lo, hi) in enumerate(edges):
-        span = to_ns(hi) - to_ns(lo)
-        bucket_sums[k].expected_intervals = n_expected * math.ceil(span / interval_ns)
+    bucket_sums = _empty_buckets(edges, park, interval_ns)
     warnings: set[str] = set()
     meter = CostMeter(park.tariff, park.tz, interval_ns) if park.tariff is not None else None
     for t in totals:
@@ -281,42 +356,20 @@ def compute_balance(
         ib = step_interval(t, state, capacities, alloc.applied_kwh.get(t.start_ns, 0.0))
         if t.start_ns < start_ns:
             continue
-        for dev in ib.unobserved_storage:
-            warnings.add(
-                f"storage {dev}: no state of charge (soc_pct with capacity_kwh), so its losses"
-                " are not observed; consumption follows the boundary identity (net charge"
-                " counted when charged)"
-            )
+        warnings.update(_UNOBSERVED.format(dev=dev) for dev in ib.unobserved_storage)
         k = bisect_right(bucket_starts, t.start_ns) - 1
         _add_interval(bucket_sums[k], t, ib, factor_set, ef_grid, warnings)
         if meter is not None:
             meter.add(bucket_sums[k].cost_sums, _flows(t, ib))
     if meter is not None:
-        meter.close()
-        for (lo, hi), s in zip(edges, bucket_sums, strict=True):
-            s.cost_sums.months = month_coverage(lo, hi, park.tz)
-        if any(s.cost_sums.unpriced_intervals for s in bucket_sums):
-            warnings.add(
-                "tariff: intervals before its first revision are not priced (docs/cost.md)"
-            )
+        _close_cost(meter, edges, bucket_sums, park, warnings)
     if state_at_start is None:
         state_at_start = dict(state)
 
-    for off in offsets:
-        if off.park != park.id:
-            continue
-        at = _offset_instant(off, park)
-        # Counted at the local midnight starting its date, so the bucket is the one containing
-        # that day's start, whatever the bucketing (totals stay equal across `every`).
-        if start_ns <= at < end_ns:
-            bucket_sums[bisect_right(bucket_starts, at) - 1].offsets_kg += off.tco2 * 1000.0
-
+    _add_offsets(bucket_sums, bucket_starts, offsets, park, start_ns, end_ns)
     total = Sums()
     for s in bucket_sums:
         total.add(s)
-    trail_in: tuple[CertificateUse, ...] = tuple(
-        u for u in alloc.trail if start_ns <= u.start_ns < end_ns
-    )
     return BalanceResult(
         park=park.id,
         factor_set=factor_set.name,
@@ -328,7 +381,7 @@ def compute_balance(
             for (lo, hi), s in zip(edges, bucket_sums, strict=True)
         ),
         total=BalanceFields.from_sums(total),
-        certificate_trail=trail_in,
+        certificate_trail=tuple(u for u in alloc.trail if start_ns <= u.start_ns < end_ns),
         certificate_trail_all=alloc.trail,
         certificates_used_kwh=dict(alloc.used_kwh),
         storage_state=state,

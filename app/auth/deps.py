@@ -117,7 +117,7 @@ async def _lookup(svc: Services, key: str) -> ApiKeyInfo | None:
     info = await run_in_threadpool(svc.ledgers.authenticate, key)
     if len(svc.auth_cache) > 10_000:
         svc.auth_cache.clear()
-    svc.auth_cache[digest] = (now + int(svc.options.auth_cache_s * _NS_PER_S), info)
+    svc.auth_cache[digest] = (now + int(svc.settings.auth_cache_s * _NS_PER_S), info)
     return info
 
 
@@ -144,7 +144,7 @@ def require(role: ApiRole, *, all_parks: bool = False) -> Callable[..., Awaitabl
     ) -> Principal:
         key = _bearer(request, svc)
         if key is None:
-            if role is ApiRole.VIEWER and svc.options.anonymous_read:
+            if role is ApiRole.VIEWER and svc.settings.anonymous_read:
                 return Principal(None, ApiRole.VIEWER)
             raise HTTPException(
                 401, "missing API key: send 'Authorization: Bearer <key>'", headers=_CHALLENGE

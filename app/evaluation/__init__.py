@@ -1,5 +1,6 @@
 """Zero-carbon park evaluation report: indicators (report.py), XLSX/PDF rendering, route."""
 
+from .models import EvaluationReport
 from .report import (
     DEFAULT_CONFIG,
     DEFAULT_SIZE_BANDS,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_SIZE_BANDS",
     "EvaluationConfig",
+    "EvaluationReport",
     "SizeBand",
     "build_report",
     "canonical_json",

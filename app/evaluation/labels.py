@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+
+from app.evaluation.models import EvaluationReport, Indicator, Lang, QualityCategory
 
 LANGS = ("zh", "en")
 
@@ -118,96 +120,119 @@ def fmt_value(value: float | None, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def fmt_target(ind: dict[str, Any]) -> str:
-    target = ind.get("target")
-    if target is None:
+def fmt_target(ind: Indicator) -> str:
+    if ind.target is None:
         return "—"
-    sign = "≤" if ind.get("comparison") == "<=" else "≥"
-    return f"{sign} {fmt_value(float(target), str(ind['unit']))}"
+    sign = "≤" if ind.comparison == "<=" else "≥"
+    return f"{sign} {fmt_value(ind.target, ind.unit)}"
 
 
-def indicator_rows(doc: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class IndicatorRow:
+    """One line of the indicator table: the verdicts of one view of one indicator."""
+
+    #: "Core indicator" or "Guiding indicator", in the report's language
+    kind: str
+    name: str
+    #: "tCO2/tce" or "ratio"
+    unit: str
+    ind: Indicator
+    value: float | None
+    passes: bool | None
+    projected: float | None
+    projected_passes: bool | None
+
+
+def _view_name(name: str, view: str, lang: str) -> str:
+    return f"{name}（{t(view, lang)}）" if lang == "zh" else f"{name} ({t(view, lang)})"
+
+
+def indicator_rows(doc: EvaluationReport, lang: str) -> list[IndicatorRow]:
     """One row per indicator line: core (market), core (location), then the guiding ones."""
-    core = doc["core"]
-    name = core["name"][lang]
+    core = doc.core
+    name = core.name[_lang(lang)]
+    loc = core.location_based
     rows = [
-        {
-            "kind": t("core", lang),
-            "name": f"{name}（{t('market', lang)}）"
-            if lang == "zh"
-            else f"{name} ({t('market', lang)})",
-            "unit": core["unit"],
-            "ind": core,
-            "value": core["value"],
-            "pass": core["pass"],
-            "projected": core["projection"]["value"],
-            "projected_pass": core["projection"]["pass"],
-        },
-        {
-            "kind": t("core", lang),
-            "name": f"{name}（{t('location', lang)}）"
-            if lang == "zh"
-            else f"{name} ({t('location', lang)})",
-            "unit": core["unit"],
-            "ind": core,
-            "value": core["location_based"]["value"],
-            "pass": core["location_based"]["pass"],
-            "projected": core["location_based"]["projection"]["value"],
-            "projected_pass": core["location_based"]["projection"]["pass"],
-        },
+        IndicatorRow(
+            t("core", lang),
+            _view_name(name, "market", lang),
+            core.unit,
+            core,
+            core.value,
+            core.passes,
+            core.projection.value,
+            core.projection.passes,
+        ),
+        IndicatorRow(
+            t("core", lang),
+            _view_name(name, "location", lang),
+            core.unit,
+            core,
+            loc.value,
+            loc.passes,
+            loc.projection.value,
+            loc.projection.passes,
+        ),
     ]
-    for g in doc["guiding"]:
+    for g in doc.guiding:
         rows.append(
-            {
-                "kind": t("guiding", lang),
-                "name": g["name"][lang],
-                "unit": g["unit"],
-                "ind": g,
-                "value": g["value"],
-                "pass": g["pass"],
-                "projected": g["projection"]["value"],
-                "projected_pass": g["projection"]["pass"],
-            }
+            IndicatorRow(
+                t("guiding", lang),
+                g.name[_lang(lang)],
+                g.unit,
+                g,
+                g.value,
+                g.passes,
+                g.projection.value,
+                g.projection.passes,
+            )
         )
     return rows
 
 
-def target_status(ind: dict[str, Any], lang: str) -> str:
-    return t("confirmed", lang) if ind.get("target_confirmed") else t("unconfirmed", lang)
+def target_status(ind: Indicator, lang: str) -> str:
+    return t("confirmed", lang) if ind.target_confirmed else t("unconfirmed", lang)
 
 
 def fmt_pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def provenance_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+def provenance_rows(doc: EvaluationReport) -> list[tuple[str, str]]:
     """(label key, text) of what the report was computed against: registry version and the
     audit log's head (an anchor for `lingtan audit verify --anchor`)."""
-    prov = doc.get("provenance") or {}
-    head = prov.get("audit_head")
+    head = doc.provenance.audit_head
     return [
-        ("registry_version", str(prov.get("registry_version", "—"))),
-        ("audit_head", head["anchor"] if head else "—"),
+        ("registry_version", str(doc.provenance.registry_version)),
+        ("audit_head", head.anchor if head else "—"),
     ]
 
 
-def quality_rows(doc: dict[str, Any], lang: str) -> list[tuple[str, int, str]]:
+def quality_rows(doc: EvaluationReport, lang: str) -> list[tuple[str, int, str]]:
     """(category label, device-intervals, devices) of the report's quality section."""
-    quality = doc.get("quality") or {}
     out = []
     for key in QUALITY_KEYS:
-        q = quality.get(key) or {"intervals": 0, "devices": []}
-        out.append((t(f"q_{key}", lang), int(q["intervals"]), ", ".join(q["devices"])))
+        q: QualityCategory = getattr(doc.quality, key)
+        out.append((t(f"q_{key}", lang), q.intervals, ", ".join(q.devices)))
     return out
 
 
-def projection_text(doc: dict[str, Any], lang: str) -> str:
+def projection_text(doc: EvaluationReport, lang: str) -> str:
     """ "insufficient data (0.5 % of the year, needs 8.3 %)" or the share the projection uses."""
-    p = doc.get("projection") or {}
-    share = fmt_pct(p.get("year_coverage"))
-    if p.get("status") == "insufficient_data":
-        need = fmt_pct(p.get("min_coverage"))
+    p = doc.projection
+    share = fmt_pct(p.year_coverage)
+    if p.status == "insufficient_data":
+        need = fmt_pct(p.min_coverage)
         if lang == "zh":
             return f"{t('insufficient', lang)}（全年数据覆盖 {share}，至少需 {need}）"
         return f"{t('insufficient', lang)} ({share} of the year has data, needs {need})"
     return f"{share}（全年数据覆盖）" if lang == "zh" else f"from {share} of the year with data"
+
+
+def localized(text: dict[Lang, str], lang: str) -> str:
+    """`text` in `lang` (zh|en)."""
+    return text[_lang(lang)]
+
+
+def _lang(lang: str) -> Lang:
+    return "zh" if lang == "zh" else "en"

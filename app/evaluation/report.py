@@ -1,22 +1,45 @@
-# Long module: build_report and the indicator helpers only it uses (to split with typed models).
+# Long module: build_report and the indicator helpers only it uses; the shapes are models.py.
 """Zero-carbon park evaluation (docs/evaluation.md): indicators, targets, coverage, projection."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from app.accounting import BalanceFields, BalanceResult, FactorSet
 from app.accounting.totals import QUALITY_CATEGORIES
+from app.evaluation.models import (
+    AuditAnchor,
+    Comparison,
+    CoreIndicator,
+    EvaluationReport,
+    FactorSetRef,
+    HeatIndicator,
+    Indicator,
+    Lang,
+    LocationView,
+    MonthlyRow,
+    Projection,
+    ProjectionStatus,
+    ProjectionSummary,
+    Provenance,
+    QualitySummary,
+    ReportConfig,
+    ReportWindow,
+    ShareIndicator,
+    SizeBandTarget,
+    Term,
+)
 from app.registry.models import Park
 
 #: 1 tce = 29.3076 GJ (GB/T 2589 standard coal: 7000 kcal/kg)
 GJ_PER_TCE = 29.3076
 
-PROJECTION_METHOD = {
+PROJECTION_METHOD: dict[Lang, str] = {
     "en": (
         "Year-end projection: each month with data is scaled to a full month by its coverage "
         "((measured + estimated intervals) / expected intervals); the scaled monthly sums are "
@@ -52,12 +75,11 @@ class SizeBand:
     def contains(self, tce: float) -> bool:
         return tce >= self.min_tce and (self.max_tce is None or tce < self.max_tce)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "min_tce": self.min_tce,
-            "max_tce": self.max_tce,
-            "max_tco2_per_tce": self.max_tco2_per_tce,
-        }
+    def as_target(self) -> SizeBandTarget:
+        """The band as the report shows it."""
+        return SizeBandTarget(
+            min_tce=self.min_tce, max_tce=self.max_tce, max_tco2_per_tce=self.max_tco2_per_tce
+        )
 
 
 #: docs/accounting.md: ≤ 0.2 tCO2/tce for 200k–1M tce/year, ≤ 0.3 above 1M tce/year
@@ -82,7 +104,7 @@ class EvaluationConfig:
 
 DEFAULT_CONFIG = EvaluationConfig()
 
-NAMES: dict[str, dict[str, str]] = {
+NAMES: dict[str, dict[Lang, str]] = {
     "carbon_per_energy": {
         "zh": "单位能耗碳排放",
         "en": "Carbon emissions per unit of energy",
@@ -141,7 +163,7 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
-def _passes(value: float | None, target: float | None, comparison: str) -> bool | None:
+def _passes(value: float | None, target: float | None, comparison: Comparison) -> bool | None:
     if value is None or target is None:
         return None
     return value <= target if comparison == "<=" else value >= target
@@ -194,6 +216,9 @@ class _Window:
         scaled = sum(m.q[key] / m.coverage for m in self.data if m.coverage)
         return scaled * self.year_length_s / span
 
+    def status(self) -> ProjectionStatus:
+        return "projected" if self.sufficient() else "insufficient_data"
+
     def months_with(self, den_key: str) -> list[str]:
         return [m.label for m in self.data if m.q[den_key] > 1e-12]
 
@@ -212,32 +237,32 @@ def _indicator(
     *,
     unit: str,
     target: float | None,
-    comparison: str,
+    comparison: Comparison,
     target_confirmed: bool,
     scale: float = 1.0,
-) -> dict[str, Any]:
+) -> Indicator:
     value = _ratio(w.total(num) * scale, w.total(den))
     pnum, pden = w.projected(num), w.projected(den)
     projected = _ratio(None if pnum is None else pnum * scale, pden)
-    return {
-        "id": key,
-        "name": dict(NAMES[key]),
-        "unit": unit,
-        "value": value,
-        "target": target,
-        "comparison": comparison,
-        "pass": _passes(value, target, comparison),
-        "target_confirmed": target_confirmed,
-        "months": w.months_with(den),
-        "completeness": _completeness(w.months),
-        "projection": {
-            "value": projected,
-            "pass": _passes(projected, target, comparison),
-            "status": "projected" if w.sufficient() else "insufficient_data",
-        },
-        "numerator": {"key": num, "value": w.total(num), "projected": pnum},
-        "denominator": {"key": den, "value": w.total(den), "projected": pden},
-    }
+    return Indicator(
+        id=key,
+        name=dict(NAMES[key]),
+        unit=unit,
+        value=value,
+        target=target,
+        comparison=comparison,
+        passes=_passes(value, target, comparison),
+        target_confirmed=target_confirmed,
+        months=w.months_with(den),
+        completeness=_completeness(w.months),
+        projection=Projection(
+            value=projected,
+            passes=_passes(projected, target, comparison),
+            status=w.status(),
+        ),
+        numerator=Term(key=num, value=w.total(num), projected=pnum),
+        denominator=Term(key=den, value=w.total(den), projected=pden),
+    )
 
 
 def canonical_json(doc: Any) -> bytes:
@@ -247,10 +272,164 @@ def canonical_json(doc: Any) -> bytes:
     ).encode("utf-8")
 
 
-def report_hash(doc: dict[str, Any]) -> str:
+def report_hash(doc: Mapping[str, Any] | EvaluationReport) -> str:
     """sha256 (hex) of the canonical JSON of the report without its `hash` field."""
-    body = {k: v for k, v in doc.items() if k != "hash"}
+    if isinstance(doc, EvaluationReport):
+        body = doc.model_dump(mode="json", exclude={"hash"})
+    else:
+        body = {k: v for k, v in doc.items() if k != "hash"}
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def _months(result: BalanceResult, fs: FactorSet) -> list[_Month]:
+    return [
+        _Month(
+            label=b.start.strftime("%Y-%m"),
+            start=b.start,
+            end=b.end,
+            length_s=(b.end - b.start).total_seconds(),
+            fields=b.fields,
+            coverage=_coverage(b.fields),
+            q=_quantities(b.fields, fs),
+        )
+        for b in result.buckets
+    ]
+
+
+def _warnings(
+    result: BalanceResult, w: _Window, band: SizeBand | None, in_bands: bool
+) -> list[str]:
+    """What the reader must know before trusting the figures, in a fixed order."""
+    warnings = list(result.warnings)
+    if band is not None and not in_bands:
+        warnings.append(
+            "projected annual energy is outside the programme's size bands;"
+            f" the strictest threshold ({band.max_tco2_per_tce} tCO2/tce) is applied"
+        )
+    if not w.data:
+        warnings.append("no month of the year has data")
+    if not w.sufficient():
+        warnings.append(
+            "insufficient data for a year-end projection: "
+            f"{(w.year_coverage() or 0.0) * 100:.1f} % of the year's device-intervals have data"
+            f" (a projection needs {MIN_PROJECTION_COVERAGE * 100:.1f} %, a month's worth)"
+        )
+    quality = result.total.quality
+    repaired = [
+        f"{name} {quality[name]['intervals']} ({', '.join(quality[name]['devices'])})"
+        for name in QUALITY_CATEGORIES
+        if quality.get(name, {}).get("intervals")
+    ]
+    if repaired:
+        warnings.append("figures rest on repaired data: " + "; ".join(repaired) + " intervals")
+    return warnings
+
+
+def _core(w: _Window, band: SizeBand | None, in_bands: bool) -> CoreIndicator:
+    """Carbon per unit of energy: market-based, its location-based twin, offsets, band."""
+    threshold = None if band is None else band.max_tco2_per_tce
+    market, location = (
+        _indicator(
+            "carbon_per_energy",
+            w,
+            num,
+            "energy_tce",
+            unit="tCO2/tce",
+            target=threshold,
+            comparison="<=",
+            target_confirmed=True,
+            scale=1 / 1000.0,
+        )
+        for num in ("net_kg", "net_location_kg")
+    )
+    gross_kg = w.total("gross_kg")
+    return CoreIndicator(
+        **dict(market),
+        view="market",
+        location_based=LocationView(
+            value=location.value, passes=location.passes, projection=location.projection
+        ),
+        before_offsets=_ratio(gross_kg / 1000.0, w.total("energy_tce")),
+        offsets_share=_ratio(w.total("offsets_kg"), gross_kg) if gross_kg > 0 else None,
+        size_band=None if band is None else band.as_target(),
+        size_in_programme_bands=in_bands,
+    )
+
+
+def _guiding(w: _Window, config: EvaluationConfig) -> list[ShareIndicator | HeatIndicator]:
+    """Clean-energy share, green-electricity share and waste-heat utilisation."""
+    confirmed = config.guiding_targets_confirmed
+    clean = _indicator(
+        "clean_energy_share",
+        w,
+        "clean_market_tce",
+        "energy_tce",
+        unit="ratio",
+        target=config.clean_energy_share_min,
+        comparison=">=",
+        target_confirmed=confirmed,
+    )
+    green = _indicator(
+        "green_electricity_share",
+        w,
+        "green_market_kwh",
+        "consumption_kwh",
+        unit="ratio",
+        target=config.green_electricity_share_min,
+        comparison=">=",
+        target_confirmed=confirmed,
+    )
+    heat = _indicator(
+        "waste_heat_utilisation",
+        w,
+        "heat_recovered_gj",
+        "heat_total_gj",
+        unit="ratio",
+        target=config.waste_heat_utilisation_min,
+        comparison=">=",
+        target_confirmed=confirmed,
+    )
+    return [
+        ShareIndicator(
+            **dict(clean), physical=_ratio(w.total("clean_physical_tce"), w.total("energy_tce"))
+        ),
+        ShareIndicator(
+            **dict(green),
+            physical=_ratio(w.total("green_physical_kwh"), w.total("consumption_kwh")),
+        ),
+        HeatIndicator(
+            **dict(heat),
+            heat_purchased_gj=w.total("heat_purchased_gj"),
+            fuel_heat_gj=w.total("fuel_heat_gj"),
+        ),
+    ]
+
+
+def _monthly_row(m: _Month) -> MonthlyRow:
+    f = m.fields
+    return MonthlyRow(
+        month=m.label,
+        start=m.start.isoformat(),
+        end=m.end.isoformat(),
+        consumption_kwh=f.consumption_kwh,
+        green_market_kwh=f.green_market_kwh,
+        energy_tce=f.energy_tce,
+        net_kg=f.net_kg,
+        net_location_kg=f.net_location_kg,
+        tco2_per_tce=f.tco2_per_tce,
+        heat_recovered_gj=f.heat_recovered_gj,
+        completeness=f.completeness,
+        coverage=m.coverage,
+        quality=QualitySummary.model_validate(f.quality),
+    )
+
+
+def _provenance(registry_version: int, audit_head: tuple[int, str] | None) -> Provenance:
+    anchor = None
+    if audit_head is not None:
+        seq, head = audit_head
+        anchor = AuditAnchor(seq=seq, hash=head, anchor=f"{seq}:{head}")
+    return Provenance(registry_version=registry_version, audit_head=anchor)
 
 
 def build_report(
@@ -264,178 +443,49 @@ def build_report(
     config: EvaluationConfig = DEFAULT_CONFIG,
     registry_version: int = 0,
     audit_head: tuple[int, str] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """The evaluation report of `park` for `year` from a monthly (`1mo`) balance of the year
-    so far (`result` covers [year_start, min(year_end, now))). JSON-ready, with its hash.
+    so far (`result` covers [year_start, min(year_end, now))), with its hash.
 
     `registry_version` and `audit_head` (seq, hash of the audit log's last entry) go into the
     report as `provenance`: the head printed in every report is an anchor an auditor can
     check the log against later (`lingtan audit verify --anchor SEQ:HASH`)."""
-    months = [
-        _Month(
-            label=b.start.strftime("%Y-%m"),
-            start=b.start,
-            end=b.end,
-            length_s=(b.end - b.start).total_seconds(),
-            fields=b.fields,
-            coverage=_coverage(b.fields),
-            q=_quantities(b.fields, fs),
-        )
-        for b in result.buckets
-    ]
+    months = _months(result, fs)
     w = _Window(months, (year_end - year_start).total_seconds())
-
-    energy_ytd = w.total("energy_tce")
     energy_proj = w.projected("energy_tce")
     band, in_bands = _band_for(energy_proj, config.size_bands)
-    threshold = None if band is None else band.max_tco2_per_tce
-    warnings = list(result.warnings)
-    if band is not None and not in_bands:
-        warnings.append(
-            "projected annual energy is outside the programme's size bands;"
-            f" the strictest threshold ({band.max_tco2_per_tce} tCO2/tce) is applied"
-        )
-    if not w.data:
-        warnings.append("no month of the year has data")
-    year_coverage = w.year_coverage()
-    if not w.sufficient():
-        warnings.append(
-            "insufficient data for a year-end projection: "
-            f"{(year_coverage or 0.0) * 100:.1f} % of the year's device-intervals have data"
-            f" (a projection needs {MIN_PROJECTION_COVERAGE * 100:.1f} %, a month's worth)"
-        )
-    quality = result.total.quality
-    repaired = [
-        f"{name} {quality[name]['intervals']} ({', '.join(quality[name]['devices'])})"
-        for name in QUALITY_CATEGORIES
-        if quality.get(name, {}).get("intervals")
-    ]
-    if repaired:
-        warnings.append("figures rest on repaired data: " + "; ".join(repaired) + " intervals")
-
-    core = _indicator(
-        "carbon_per_energy",
-        w,
-        "net_kg",
-        "energy_tce",
-        unit="tCO2/tce",
-        target=threshold,
-        comparison="<=",
-        target_confirmed=True,
-        scale=1 / 1000.0,
-    )
-    core["view"] = "market"
-    loc = _indicator(
-        "carbon_per_energy",
-        w,
-        "net_location_kg",
-        "energy_tce",
-        unit="tCO2/tce",
-        target=threshold,
-        comparison="<=",
-        target_confirmed=True,
-        scale=1 / 1000.0,
-    )
-    gross = w.total("gross_kg")
-    core["location_based"] = {
-        "value": loc["value"],
-        "pass": loc["pass"],
-        "projection": loc["projection"],
-    }
-    core["before_offsets"] = _ratio(gross / 1000.0, energy_ytd)
-    core["offsets_share"] = _ratio(w.total("offsets_kg"), gross) if gross > 0 else None
-    core["size_band"] = None if band is None else band.as_dict()
-    core["size_in_programme_bands"] = in_bands
-
-    confirmed = config.guiding_targets_confirmed
-    clean = _indicator(
-        "clean_energy_share",
-        w,
-        "clean_market_tce",
-        "energy_tce",
-        unit="ratio",
-        target=config.clean_energy_share_min,
-        comparison=">=",
-        target_confirmed=confirmed,
-    )
-    clean["physical"] = _ratio(w.total("clean_physical_tce"), energy_ytd)
-    green = _indicator(
-        "green_electricity_share",
-        w,
-        "green_market_kwh",
-        "consumption_kwh",
-        unit="ratio",
-        target=config.green_electricity_share_min,
-        comparison=">=",
-        target_confirmed=confirmed,
-    )
-    green["physical"] = _ratio(w.total("green_physical_kwh"), w.total("consumption_kwh"))
-    heat = _indicator(
-        "waste_heat_utilisation",
-        w,
-        "heat_recovered_gj",
-        "heat_total_gj",
-        unit="ratio",
-        target=config.waste_heat_utilisation_min,
-        comparison=">=",
-        target_confirmed=confirmed,
-    )
-    heat["heat_purchased_gj"] = w.total("heat_purchased_gj")
-    heat["fuel_heat_gj"] = w.total("fuel_heat_gj")
-
     window_end = months[-1].end if months else year_start
-    anchor = None
-    if audit_head is not None:
-        seq, head = audit_head
-        anchor = {"seq": seq, "hash": head, "anchor": f"{seq}:{head}"}
-    doc: dict[str, Any] = {
-        "park": park.id,
-        "park_name": park.name,
-        "year": year,
-        "factor_set": {"name": fs.name, "year": fs.year, "description": fs.description},
-        "window": {
-            "start": year_start.isoformat(),
-            "end": window_end.isoformat(),
-            "year_end": year_end.isoformat(),
-            "full_year": window_end >= year_end,
-        },
-        "completeness": _completeness(months),
-        "months_with_data": [m.label for m in w.data],
-        "projection_method": dict(PROJECTION_METHOD),
-        "projection": {
-            "status": "projected" if w.sufficient() else "insufficient_data",
-            "year_coverage": year_coverage,
-            "min_coverage": MIN_PROJECTION_COVERAGE,
-        },
-        "quality": quality,
-        "energy_tce": energy_ytd,
-        "energy_tce_projected": energy_proj,
-        "core": core,
-        "guiding": [clean, green, heat],
-        "config": {
-            "size_bands": [b.as_dict() for b in config.size_bands],
-            "guiding_targets_confirmed": confirmed,
-        },
-        "monthly": [
-            {
-                "month": m.label,
-                "start": m.start.isoformat(),
-                "end": m.end.isoformat(),
-                "consumption_kwh": m.fields.consumption_kwh,
-                "green_market_kwh": m.fields.green_market_kwh,
-                "energy_tce": m.fields.energy_tce,
-                "net_kg": m.fields.net_kg,
-                "net_location_kg": m.fields.net_location_kg,
-                "tco2_per_tce": m.fields.tco2_per_tce,
-                "heat_recovered_gj": m.fields.heat_recovered_gj,
-                "completeness": m.fields.completeness,
-                "coverage": m.coverage,
-                "quality": m.fields.quality,
-            }
-            for m in months
-        ],
-        "warnings": warnings + list(config.notes),
-        "provenance": {"registry_version": registry_version, "audit_head": anchor},
-    }
-    doc["hash"] = report_hash(doc)
-    return doc
+    report = EvaluationReport(
+        park=park.id,
+        park_name=park.name,
+        year=year,
+        factor_set=FactorSetRef(name=fs.name, year=fs.year, description=fs.description),
+        window=ReportWindow(
+            start=year_start.isoformat(),
+            end=window_end.isoformat(),
+            year_end=year_end.isoformat(),
+            full_year=window_end >= year_end,
+        ),
+        completeness=_completeness(months),
+        months_with_data=[m.label for m in w.data],
+        projection_method=dict(PROJECTION_METHOD),
+        projection=ProjectionSummary(
+            status=w.status(),
+            year_coverage=w.year_coverage(),
+            min_coverage=MIN_PROJECTION_COVERAGE,
+        ),
+        quality=QualitySummary.model_validate(result.total.quality),
+        energy_tce=w.total("energy_tce"),
+        energy_tce_projected=energy_proj,
+        core=_core(w, band, in_bands),
+        guiding=_guiding(w, config),
+        config=ReportConfig(
+            size_bands=[b.as_target() for b in config.size_bands],
+            guiding_targets_confirmed=config.guiding_targets_confirmed,
+        ),
+        monthly=[_monthly_row(m) for m in months],
+        warnings=_warnings(result, w, band, in_bands) + list(config.notes),
+        provenance=_provenance(registry_version, audit_head),
+        hash="",
+    )
+    return report.model_copy(update={"hash": report_hash(report)})

@@ -98,11 +98,11 @@ async def evaluation(
     )
     fmt = _format(format, request.headers.get("accept", ""))
     if fmt == "json":
-        return doc
+        return doc.model_dump(mode="json")
     name = f"evaluation-{p.id}-{year}-{lang}.{fmt}"
     headers = {
         "Content-Disposition": f'attachment; filename="{name}"',
-        "X-Report-Hash": doc["hash"],
+        "X-Report-Hash": doc.hash,
     }
     if fmt == "xlsx":
         body = await run_in_threadpool(render_xlsx, doc, lang)

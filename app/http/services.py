@@ -12,7 +12,6 @@ from app.balance.service import BalanceService
 from app.config import Settings
 from app.http.limits import FailureLimiter
 from app.http.metrics import ApiMetrics
-from app.http.options import ApiOptions
 from app.ledgers import LedgerStore
 from app.ledgers.checkpoints import Checkpointer
 from app.live.state import LiveState
@@ -31,7 +30,6 @@ class Services:
     ledgers: LedgerStore
     live: LiveState
     balance: BalanceService
-    options: ApiOptions
     metrics: ApiMetrics
     auth_cache: dict[str, tuple[int, object]] = field(default_factory=dict)
     #: per-client-IP limiter of bad API keys (429)
@@ -40,6 +38,12 @@ class Services:
     checkpointer: Checkpointer | None = None
     #: the alarm log and the open alarms per park (docs/alarms.md)
     alarms: Alarms | None = None
+
+    @property
+    def options(self) -> Settings:
+        """The settings under their former name (`svc.options.max_balance_span`), for the
+        routes of app/balance until they read `svc.settings`."""
+        return self.settings
 
     @property
     def registry(self) -> Registry:

@@ -322,6 +322,11 @@ def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
 
 def register(subparsers: Any) -> None:
     """Add `keys` and `audit` with their subcommands to the `lingtan` subparsers."""
+    _register_keys(subparsers)
+    _register_audit(subparsers)
+
+
+def _register_keys(subparsers: Any) -> None:
     roles = [r.value for r in ApiRole]
 
     keys = subparsers.add_parser(
@@ -397,6 +402,8 @@ def register(subparsers: Any) -> None:
     _store_args(revoke)
     revoke.set_defaults(func=_wrap(run_keys_revoke))
 
+
+def _register_audit(subparsers: Any) -> None:
     audit = subparsers.add_parser(
         "audit",
         help="the tamper-evident audit log: list entries, verify the hash chain, print its head",
@@ -413,40 +420,7 @@ def register(subparsers: Any) -> None:
     audit.set_defaults(func=_help(audit))
     asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
 
-    verify = asub.add_parser(
-        "verify",
-        help="re-check the whole chain; exit 1 listing each problem with its seq",
-        description=(
-            "Recompute every entry's hash and link, every ledger row's content hash against\n"
-            "its latest audit entry, and check every signed checkpoint (signature, and its\n"
-            "seq/hash still in the chain). Exit 0 and print\n"
-            "  audit chain intact: N entries, head SEQ HASH[; latest signed checkpoint ...]\n"
-            "or exit 1 with one line per problem: seq N: edited|missing|chain_broken|\n"
-            "bad_genesis|head_mismatch|checkpoint_invalid: <what was found>, or\n"
-            "TABLE row ID: row_unaudited|row_mismatch|row_deleted: <what was found>."
-        ),
-        epilog=(
-            "examples:\n"
-            "  lingtan audit verify\n"
-            '  lingtan audit verify --anchor "$(cat audit-head-2026-11.txt)"\n\n' + STORE_HELP
-        ),
-        formatter_class=_FMT,
-    )
-    _checkpoint_args(verify)
-    verify.add_argument(
-        "--public-key",
-        type=Path,
-        help="PEM public key of the checkpoints (default: derived from the signing key file)",
-    )
-    verify.add_argument(
-        "--anchor",
-        type=parse_anchor,
-        metavar="SEQ:HASH",
-        help="a head recorded earlier (`lingtan audit head`): must still be in the chain",
-    )
-    _store_args(verify)
-    verify.set_defaults(func=_wrap(run_audit_verify))
-
+    _add_audit_verify(asub)
     checkpoint = asub.add_parser(
         "checkpoint",
         help="sign the current head and append it to the checkpoint file now",
@@ -507,3 +481,39 @@ def register(subparsers: Any) -> None:
     )
     _store_args(head)
     head.set_defaults(func=_wrap(run_audit_head))
+
+
+def _add_audit_verify(asub: Any) -> None:
+    verify = asub.add_parser(
+        "verify",
+        help="re-check the whole chain; exit 1 listing each problem with its seq",
+        description=(
+            "Recompute every entry's hash and link, every ledger row's content hash against\n"
+            "its latest audit entry, and check every signed checkpoint (signature, and its\n"
+            "seq/hash still in the chain). Exit 0 and print\n"
+            "  audit chain intact: N entries, head SEQ HASH[; latest signed checkpoint ...]\n"
+            "or exit 1 with one line per problem: seq N: edited|missing|chain_broken|\n"
+            "bad_genesis|head_mismatch|checkpoint_invalid: <what was found>, or\n"
+            "TABLE row ID: row_unaudited|row_mismatch|row_deleted: <what was found>."
+        ),
+        epilog=(
+            "examples:\n"
+            "  lingtan audit verify\n"
+            '  lingtan audit verify --anchor "$(cat audit-head-2026-11.txt)"\n\n' + STORE_HELP
+        ),
+        formatter_class=_FMT,
+    )
+    _checkpoint_args(verify)
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="PEM public key of the checkpoints (default: derived from the signing key file)",
+    )
+    verify.add_argument(
+        "--anchor",
+        type=parse_anchor,
+        metavar="SEQ:HASH",
+        help="a head recorded earlier (`lingtan audit head`): must still be in the chain",
+    )
+    _store_args(verify)
+    verify.set_defaults(func=_wrap(run_audit_verify))

@@ -74,8 +74,8 @@ async def live_stream(
     detail: bool = Query(False, description="add each device's latest values"),
 ) -> EventSourceResponse:
     _known_park(svc, park)
-    poll_s = svc.options.sse_poll_s
-    heartbeat_s = svc.options.sse_heartbeat_s
+    poll_s = svc.settings.sse_poll_s
+    heartbeat_s = svc.settings.sse_heartbeat_s
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         sent_version = -1

@@ -159,6 +159,38 @@ def _main_counter(role: Role, values: Mapping[str, float]) -> float | None:
     return values.get(plus, 0.0) - (values.get(minus, 0.0) if minus else 0.0)
 
 
+def _device_detail(
+    dev_id: str,
+    rv: str,
+    d: DeviceLive,
+    park: Park,
+    now: int,
+    age_s: float | None,
+    is_stale: bool,
+    default_ns: int,
+) -> dict[str, Any]:
+    """One device of the `detail` view: age, staleness, power and every quantity seen."""
+    return {
+        "id": dev_id,
+        "role": rv,
+        "ts": ns_to_rfc3339(d.ts_ns, park.tz),
+        "age_s": age_s,
+        "stale": is_stale,
+        "power_kw": d.power_kw,
+        "power_source": d.power_source,
+        "soc_pct": d.soc_pct,
+        "quantities": {
+            q: {
+                "age_s": ((now - s.ts_ns) // 100_000_000) / 10,
+                "cadence_s": None if s.cadence_ns is None else round(s.cadence_ns / _NS_PER_S, 1),
+                "stale": now > fresh_until_ns(s, default_ns),
+            }
+            for q, s in sorted(d.seen.items())
+        },
+        "rates_per_h": {q: round(x, 6) for q, x in sorted(d.rates.items())},
+    }
+
+
 class LiveState:
     """Latest values per device and today's balance, per park; renders the /live document.
 
@@ -552,27 +584,9 @@ class LiveState:
                     power[dev_id] = p
             if detail:
                 details.append(
-                    {
-                        "id": dev_id,
-                        "role": rv,
-                        "ts": ns_to_rfc3339(ts, park.tz),
-                        "age_s": freshness[dev_id],
-                        "stale": is_stale,
-                        "power_kw": p,
-                        "power_source": d.power_source,
-                        "soc_pct": d.soc_pct,
-                        "quantities": {
-                            q: {
-                                "age_s": ((now - s.ts_ns) // 100_000_000) / 10,
-                                "cadence_s": None
-                                if s.cadence_ns is None
-                                else round(s.cadence_ns / _NS_PER_S, 1),
-                                "stale": now > fresh_until_ns(s, default_ns),
-                            }
-                            for q, s in sorted(d.seen.items())
-                        },
-                        "rates_per_h": {q: round(x, 6) for q, x in sorted(d.rates.items())},
-                    }
+                    _device_detail(
+                        dev_id, rv, d, park, now, freshness[dev_id], is_stale, default_ns
+                    )
                 )
         acc.oldest_ts = oldest_ts
 

@@ -121,7 +121,7 @@ async def quality(
     _: Viewer,
 ) -> dict[str, Any]:
     p = park_or_404(svc, park)
-    s, e = parse_range(start, end, max_span=svc.options.max_readings_span)
+    s, e = parse_range(start, end, max_span=svc.settings.max_readings_span)
     periods: list[tuple[int, int]] | None = None
     if every is not None:
         if every not in EVERY_VALUES:
@@ -129,11 +129,11 @@ async def quality(
                 422, f"every must be one of {', '.join(EVERY_VALUES)}, not {every!r}"
             )
         edges = bucket_edges(s, e, cast(Every, every), p.tz)
-        if len(edges) > svc.options.max_buckets:
+        if len(edges) > svc.settings.max_buckets:
             raise HTTPException(
                 422,
                 f"too many periods ({len(edges)} of {every}); the limit is "
-                f"{svc.options.max_buckets}: use a coarser every or a shorter range",
+                f"{svc.settings.max_buckets}: use a coarser every or a shorter range",
             )
         periods = [(to_ns(lo), to_ns(hi)) for lo, hi in edges]
     acc = QualityAccumulator(p, to_ns(s), to_ns(e), periods)

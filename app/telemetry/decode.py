@@ -284,6 +284,37 @@ def _first_error(exc: ValidationError) -> tuple[RejectReason, str]:
     return RejectReason.INVALID_READING, f"{loc}: {err['msg']} (got {got})"
 
 
+class _Rejected(Exception):
+    """A whole message rejected before its readings are looked at (one dead letter)."""
+
+    def __init__(
+        self,
+        reason: RejectReason,
+        detail: str,
+        park: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.park, self.device = reason, detail, park, device
+
+
+def _document(payload: bytes, park_id: str, device_id: str) -> Any:
+    """The payload parsed as JSON; NaN/Infinity literals parse here and are rejected per
+    reading, so one bad element of a gateway's array does not take its good neighbours."""
+    try:
+        return _loads(payload)
+    except PayloadEncodingError as exc:
+        detail = f"not UTF-8 JSON: {exc}"
+    except UnicodeDecodeError as exc:
+        detail = f"not UTF-8 JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:
+        detail = f"not UTF-8 JSON: {exc}"
+    except RecursionError:
+        # ~1,000 nested brackets exhaust json's recursion: bad input, not a collector crash
+        detail = "not usable JSON: nested too deeply"
+    raise _Rejected(RejectReason.INVALID_JSON, detail, park_id, device_id)
+
+
 class TelemetryDecoder:
     """Validates telemetry against the contract and the park registry.
 
@@ -300,102 +331,14 @@ class TelemetryDecoder:
 
     def decode(self, topic: str, payload: bytes, now_ns: int) -> Decoded:
         out = Decoded()
-
-        def reject(
-            reason: RejectReason,
-            detail: str,
-            raw: bytes = payload,
-            park: str | None = None,
-            device: str | None = None,
-        ) -> Decoded:
-            out.deadletters.append(DeadLetter(now_ns, topic, park, device, reason, detail, raw))
-            return out
-
-        ids = parse_topic(topic)
-        if ids is None:
-            return reject(
-                RejectReason.BAD_TOPIC,
-                "topic must be lingtan/v1/{park}/{device}/telemetry with ids [A-Za-z0-9_.-]{1,64}",
-            )
-        park_id, device_id = ids
-        park = self.registry.park(park_id)
-        if park is None:
-            return reject(
-                RejectReason.UNKNOWN_PARK,
-                f"park {park_id!r} is not in the registry",
-                park=park_id,
-                device=device_id,
-            )
-        if park.device(device_id) is None:
-            return reject(
-                RejectReason.UNKNOWN_DEVICE,
-                f"device {device_id!r} is not registered in park {park_id!r}",
-                park=park_id,
-                device=device_id,
-            )
-        if len(payload) > self.limits.max_payload_bytes:
-            return reject(
-                RejectReason.TOO_LARGE,
-                f"payload of {len(payload)} bytes exceeds {self.limits.max_payload_bytes}",
-                park=park_id,
-                device=device_id,
-            )
         try:
-            # NaN/Infinity literals parse here and are rejected per reading, so one bad
-            # element of a gateway's array does not take its good neighbours with it
-            doc = _loads(payload)
-        except PayloadEncodingError as exc:
-            return reject(
-                RejectReason.INVALID_JSON, f"not UTF-8 JSON: {exc}", park=park_id, device=device_id
+            park_id, device_id = self._target(topic, len(payload))
+            items, single = self._items(_document(payload, park_id, device_id), park_id, device_id)
+        except _Rejected as r:
+            out.deadletters.append(
+                DeadLetter(now_ns, topic, r.park, r.device, r.reason, r.detail, payload)
             )
-        except UnicodeDecodeError as exc:
-            return reject(
-                RejectReason.INVALID_JSON,
-                f"not UTF-8 JSON: invalid UTF-8 ({exc.reason} at byte {exc.start})",
-                park=park_id,
-                device=device_id,
-            )
-        except ValueError as exc:
-            return reject(
-                RejectReason.INVALID_JSON, f"not UTF-8 JSON: {exc}", park=park_id, device=device_id
-            )
-        except RecursionError:
-            # ~1,000 nested brackets exhaust json's recursion: bad input, not a collector crash
-            return reject(
-                RejectReason.INVALID_JSON,
-                "not usable JSON: nested too deeply",
-                park=park_id,
-                device=device_id,
-            )
-
-        if isinstance(doc, dict):
-            items: list[Any] = [doc]
-            single = True
-        elif isinstance(doc, list):
-            if not doc:
-                return reject(
-                    RejectReason.INVALID_READING,
-                    "empty array: no readings",
-                    park=park_id,
-                    device=device_id,
-                )
-            if len(doc) > self.limits.max_array_len:
-                return reject(
-                    RejectReason.TOO_LARGE,
-                    f"array of {len(doc)} readings exceeds {self.limits.max_array_len}",
-                    park=park_id,
-                    device=device_id,
-                )
-            items = doc
-            single = False
-        else:
-            return reject(
-                RejectReason.INVALID_READING,
-                f"payload must be a JSON object or an array of objects, not {type(doc).__name__}",
-                park=park_id,
-                device=device_id,
-            )
-
+            return out
         max_ts_ns = now_ns + int(self.limits.max_future_s * 1e9)
         fast = self._fast_reading if self.fast_path else None
         for index, item in enumerate(items):
@@ -411,8 +354,67 @@ class TelemetryDecoder:
                 where = "" if single else f"element {index} of {len(items)}: "
                 # for one element of an array, keep that element (re-serialised) as the raw bytes
                 raw = payload if single else _element_bytes(item, payload)
-                reject(reason, where + detail, raw=raw, park=park_id, device=device_id)
+                out.deadletters.append(
+                    DeadLetter(now_ns, topic, park_id, device_id, reason, where + detail, raw)
+                )
         return out
+
+    def _target(self, topic: str, size: int) -> tuple[str, str]:
+        """(park, device) of a message on `topic` of `size` bytes, both registered."""
+        ids = parse_topic(topic)
+        if ids is None:
+            raise _Rejected(
+                RejectReason.BAD_TOPIC,
+                "topic must be lingtan/v1/{park}/{device}/telemetry with ids [A-Za-z0-9_.-]{1,64}",
+            )
+        park_id, device_id = ids
+        park = self.registry.park(park_id)
+        if park is None:
+            raise _Rejected(
+                RejectReason.UNKNOWN_PARK,
+                f"park {park_id!r} is not in the registry",
+                park_id,
+                device_id,
+            )
+        if park.device(device_id) is None:
+            raise _Rejected(
+                RejectReason.UNKNOWN_DEVICE,
+                f"device {device_id!r} is not registered in park {park_id!r}",
+                park_id,
+                device_id,
+            )
+        if size > self.limits.max_payload_bytes:
+            raise _Rejected(
+                RejectReason.TOO_LARGE,
+                f"payload of {size} bytes exceeds {self.limits.max_payload_bytes}",
+                park_id,
+                device_id,
+            )
+        return park_id, device_id
+
+    def _items(self, doc: Any, park_id: str, device_id: str) -> tuple[list[Any], bool]:
+        """The reading objects of a parsed payload, and whether it was a single object."""
+        if isinstance(doc, dict):
+            return [doc], True
+        if not isinstance(doc, list):
+            raise _Rejected(
+                RejectReason.INVALID_READING,
+                f"payload must be a JSON object or an array of objects, not {type(doc).__name__}",
+                park_id,
+                device_id,
+            )
+        if not doc:
+            raise _Rejected(
+                RejectReason.INVALID_READING, "empty array: no readings", park_id, device_id
+            )
+        if len(doc) > self.limits.max_array_len:
+            raise _Rejected(
+                RejectReason.TOO_LARGE,
+                f"array of {len(doc)} readings exceeds {self.limits.max_array_len}",
+                park_id,
+                device_id,
+            )
+        return doc, False
 
     def decode_reading(
         self, park: str, device: str, item: dict[str, Any], now_ns: int, out: Decoded

@@ -127,7 +127,7 @@ async def readings(
     p = park_or_404(svc, park)
     if device is not None and p.device(device) is None:
         raise HTTPException(404, f"unknown device {device!r} in park {park!r}")
-    s, e = parse_range(start, end, max_span=svc.options.max_readings_span)
+    s, e = parse_range(start, end, max_span=svc.settings.max_readings_span)
     start_ns, end_ns = to_ns(s), to_ns(e)
     # One device's day, or the whole park's hour, per storage query: memory stays bounded
     # whatever the range, and the first bytes leave before the last window is read.
@@ -159,38 +159,42 @@ async def readings(
         return await _xlsx_response(all_windows(), p, f"{stem}.xlsx")
 
     if fmt == "csv":
-
-        async def csv_body() -> AsyncIterator[bytes]:
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\r\n")
-            writer.writerow(CSV_HEADER)
-            async for chunk in all_windows():
-                for r in chunk:
-                    writer.writerow(_csv_row(r, p))
-                yield buf.getvalue().encode("utf-8")
-                buf.seek(0)
-                buf.truncate()
-            rest = buf.getvalue()
-            if rest:
-                yield rest.encode("utf-8")
-
         return StreamingResponse(
-            csv_body(), media_type=CSV_MEDIA_TYPE, headers=attachment(f"{stem}.csv")
+            _csv_body(all_windows(), p),
+            media_type=CSV_MEDIA_TYPE,
+            headers=attachment(f"{stem}.csv"),
         )
+    return StreamingResponse(_json_body(all_windows(), p), media_type="application/json")
 
-    async def json_body() -> AsyncIterator[bytes]:
-        yield b'{"items":['
-        first_item = True
-        async for chunk in all_windows():
-            parts = []
-            for r in chunk:
-                parts.append(("" if first_item else ",") + json.dumps(reading_doc(r, p)))
-                first_item = False
-            if parts:
-                yield "".join(parts).encode("utf-8")
-        yield b"]}"
 
-    return StreamingResponse(json_body(), media_type="application/json")
+async def _csv_body(chunks: AsyncIterator[list[Reading]], park: Park) -> AsyncIterator[bytes]:
+    """The readings as CSV, one piece per storage window."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    async for chunk in chunks:
+        for r in chunk:
+            writer.writerow(_csv_row(r, park))
+        yield buf.getvalue().encode("utf-8")
+        buf.seek(0)
+        buf.truncate()
+    rest = buf.getvalue()
+    if rest:
+        yield rest.encode("utf-8")
+
+
+async def _json_body(chunks: AsyncIterator[list[Reading]], park: Park) -> AsyncIterator[bytes]:
+    """The readings as {"items": [...]}, one piece per storage window."""
+    yield b'{"items":['
+    first_item = True
+    async for chunk in chunks:
+        parts = []
+        for r in chunk:
+            parts.append(("" if first_item else ",") + json.dumps(reading_doc(r, park)))
+            first_item = False
+        if parts:
+            yield "".join(parts).encode("utf-8")
+    yield b"]}"
 
 
 def deadletter_doc(d: DeadLetter, with_raw: bool) -> dict[str, Any]:

@@ -116,7 +116,7 @@ async def kiosk(
     """Display link for a wall screen: `/kiosk?park=<id>&key=<viewer key>` signs the browser
     in (cookie) and opens the read-only full-screen page. Without a key (anonymous reading
     on) it just opens the display."""
-    if not key and svc.options.anonymous_read:
+    if not key and svc.settings.anonymous_read:
         park_or_404(svc, park)
         return RedirectResponse(_page_url(park, lang, True), status_code=303)
     return await _sign_in(request, svc, park, key, lang, display=True)

@@ -40,7 +40,14 @@ def register(subparsers: Any) -> None:
     )
     gw.set_defaults(func=_run_help(gw))
     sub = gw.add_subparsers(dest="gateways_command", metavar="SUBCOMMAND")
+    _add_gateway(sub)
+    _add_collector(sub)
+    _add_maintenance(sub)
 
+
+def _add_gateway(sub: Any) -> None:
+    """`gateways add`: a park's gateway user."""
+    fmt = argparse.RawDescriptionHelpFormatter
     add = sub.add_parser(
         "add",
         help="create a gateway user for one park and print its password once",
@@ -73,6 +80,10 @@ def register(subparsers: Any) -> None:
     _dir_opt(add)
     add.set_defaults(func=run)
 
+
+def _add_collector(sub: Any) -> None:
+    """`gateways collector`: the collector's read-only user."""
+    fmt = argparse.RawDescriptionHelpFormatter
     coll = sub.add_parser(
         "collector",
         help="create the collector's user (read lingtan/#, publish nothing)",
@@ -98,6 +109,10 @@ def register(subparsers: Any) -> None:
     _dir_opt(coll)
     coll.set_defaults(func=run)
 
+
+def _add_maintenance(sub: Any) -> None:
+    """`gateways remove`, `list` and `sync`."""
+    fmt = argparse.RawDescriptionHelpFormatter
     rm = sub.add_parser(
         "remove",
         help="revoke a gateway (or collector) user",

@@ -133,6 +133,26 @@ class NeuronFormat:
             return reject(out, now_ns, topic, payload, RejectReason.INVALID_READING, tags)
         values, errors = tags
         ts = doc.get("timestamp")  # epoch ms; absent: the collector stamps arrival
+        used = self._emit(
+            out, devices, values, errors, ts, f"{node}/{group}", topic, payload, now_ns
+        )
+        out.ignored_fields += max(0, len(values) + len(errors) - used)
+        return out
+
+    def _emit(
+        self,
+        out: FormatResult,
+        devices: list[_Mapped],
+        values: dict[str, Any],
+        errors: dict[str, Any],
+        ts: Any,
+        source: str,
+        topic: str,
+        payload: bytes,
+        now_ns: int,
+    ) -> int:
+        """Readings (and gateway errors) of each device mapped to Neuron `source`
+        (node/group); returns how many of the upload's tags were used."""
         used = 0
         for m in devices:
             found: dict[str, Any] = {}
@@ -145,8 +165,7 @@ class NeuronFormat:
                         topic,
                         payload,
                         RejectReason.GATEWAY_ERROR,
-                        f"Neuron {node}/{group} tag {tag!r} ({quantity}): error code"
-                        f" {errors[tag]!r}",
+                        f"Neuron {source} tag {tag!r} ({quantity}): error code {errors[tag]!r}",
                         park=m.park,
                         device=m.device,
                     )
@@ -164,7 +183,6 @@ class NeuronFormat:
                     topic=topic,
                     payload=payload,
                     now_ns=now_ns,
-                    where=f"Neuron {node}/{group} → {m.device}",
+                    where=f"Neuron {source} → {m.device}",
                 )
-        out.ignored_fields += max(0, len(values) + len(errors) - used)
-        return out
+        return used

@@ -120,6 +120,26 @@ def rebirth_request(group: str, edge: str, now_ms: int) -> Command:
     return Command(f"{NAMESPACE}/{group}/NCMD/{edge}", payload, qos=0)
 
 
+def _valid_topic(parts: list[str], kind: str) -> bool:
+    """spBv1.0/{group}/{N*}/{edge} or spBv1.0/{group}/{D*}/{edge}/{device}, none empty."""
+    return (
+        len(parts) in (4, 5)
+        and parts[0] == NAMESPACE
+        and kind in READ_TYPES
+        and (len(parts) == 4) == (kind in _NODE_TYPES)
+        and all(parts[1:])
+    )
+
+
+def _ask_rebirth(out: FormatResult, node: _Node, group: str, edge: str, now_ns: int) -> None:
+    """Ask the edge node to publish its BIRTHs again (an unknown alias), at most once per
+    REBIRTH_HOLDOFF_S."""
+    last = node.last_rebirth_ns
+    if last is None or now_ns - last >= REBIRTH_HOLDOFF_S * 1e9:
+        node.last_rebirth_ns = now_ns
+        out.commands.append(rebirth_request(group, edge, now_ns // 1_000_000))
+
+
 class SparkplugFormat:
     """A Sparkplug B host application's reading side, for the devices the registry maps."""
 
@@ -222,13 +242,7 @@ class SparkplugFormat:
         out = FormatResult(self.name)
         parts = topic.split("/")
         kind = parts[2] if len(parts) > 2 else ""
-        if (
-            len(parts) not in (4, 5)
-            or parts[0] != NAMESPACE
-            or kind not in READ_TYPES
-            or (len(parts) == 4) != (kind in _NODE_TYPES)
-            or not all(parts[1:])
-        ):
+        if not _valid_topic(parts, kind):
             return reject(
                 out,
                 now_ns,
@@ -295,10 +309,7 @@ class SparkplugFormat:
         aliases = node.node if device is None else node.devices.get(device)
         self._readings(out, msg, mapped, aliases, topic, payload, now_ns)
         if any(d.reason is RejectReason.UNKNOWN_ALIAS for d in out.deadletters):
-            last = node.last_rebirth_ns
-            if last is None or now_ns - last >= REBIRTH_HOLDOFF_S * 1e9:
-                node.last_rebirth_ns = now_ns
-                out.commands.append(rebirth_request(group, edge, now_ns // 1_000_000))
+            _ask_rebirth(out, node, group, edge, now_ns)
         return out
 
     def _is_mapped(self, group: str, edge: str, device: str | None) -> bool:
