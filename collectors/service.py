@@ -158,25 +158,34 @@ async def start_collector(
 
     holder.subscribe(switch)
     if serve_metrics and settings.metrics_port:
-        try:
-            start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        except OSError as exc:
-            raise ValueError(
-                f"cannot serve collector metrics on 127.0.0.1:{settings.metrics_port}"
-                f" ({exc.strerror}); choose another --metrics-port or 0 to turn them off"
-            ) from exc
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        _serve_metrics(settings.metrics_port, metrics)
     task = asyncio.create_task(subscriber.run_batched(collector), name="lingtan-mqtt")
     watch = asyncio.create_task(watcher.run(), name="lingtan-registry") if watcher else None
-    rollups = None
-    if settings.rollup_interval_s > 0:
-        builder = RollupBuilder(storage, lambda: holder.registry.parks)
-        rollups = asyncio.create_task(
-            builder.run(settings.rollup_interval_s), name="lingtan-rollups"
-        )
+    rollups = _start_rollups(settings, storage, holder)
     return CollectorService(
         collector, subscriber, writer, storage, metrics, task, watch, ledgers, rollups
     )
+
+
+def _serve_metrics(port: int, metrics: CollectorMetrics) -> None:
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot serve collector metrics on 127.0.0.1:{port}"
+            f" ({exc.strerror}); choose another --metrics-port or 0 to turn them off"
+        ) from exc
+    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+
+
+def _start_rollups(
+    settings: Settings, storage: Storage, holder: RegistryHolder
+) -> asyncio.Task[None] | None:
+    """Keep the store's day rollups current (docs/storage.md, "Day rollups")."""
+    if settings.rollup_interval_s <= 0:
+        return None
+    builder = RollupBuilder(storage, lambda: holder.registry.parks)
+    return asyncio.create_task(builder.run(settings.rollup_interval_s), name="lingtan-rollups")
 
 
 async def run_collect(settings: Settings) -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from app.accounting.buckets import to_ns
 from app.config import Settings
-from app.http.options import ApiOptions
 from app.ledgers import ApiRole, LedgerStore
 from app.live.state import LiveState
 from app.main import create_app
@@ -81,12 +80,11 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
     ledgers = LedgerStore(f"sqlite:///{tmp_path}/ledgers.db")
     storage = EmbeddedStorage(tmp_path / "store.sqlite")
     fastapi_app = create_app(
-        Settings(data_dir=tmp_path),
+        Settings(data_dir=tmp_path, max_balance_span=timedelta(days=400), max_buckets=10_000),
         registry=reg,
         storage=storage,
         ledgers=ledgers,
         live=LiveState(reg),
-        options=ApiOptions(max_balance_span=timedelta(days=400), max_buckets=10_000),
         refresh_today_in_background=False,
     )
     services = fastapi_app.state.services

@@ -118,7 +118,7 @@ async def balance(
     _: Viewer,
 ) -> JSONResponse | StreamingResponse:
     p = park_or_404(svc, park)
-    s, e = parse_range(start, end, max_span=svc.options.max_balance_span)
+    s, e = parse_range(start, end, max_span=svc.settings.max_balance_span)
     try:
         result = await svc.balance.balance(p, s, e, every)
     except BalanceRequestError as exc:

@@ -483,34 +483,14 @@ class BalanceService:
             last = r
             cursor = seg_end
         assert last is not None and state_at_start is not None
-        edges = bucket_edges(start, end, every, park.tz)
-        per_bucket: list[list[_Piece]] = [[] for _ in edges]
-        k = 0
-        for p in pieces:
-            while k + 1 < len(edges) and to_ns(edges[k][1]) <= to_ns(p.lo):
-                k += 1
-            per_bucket[k].append(p)
-        buckets: list[BucketBalance] = []
-        total = Sums()
-        for (lo, hi), ps in zip(edges, per_bucket, strict=True):
-            if len(ps) == 1 and ps[0].lo == lo and ps[0].hi == hi:
-                # a bucket that is one piece (a day of a daily answer): its fields as computed
-                p = ps[0]
-                buckets.append(BucketBalance(lo, hi, p.fields))
-                total.add(p.sums if p.sums is not None else sums_of(p.fields))
-                continue
-            s = Sums()
-            for p in ps:
-                s.add(p.sums if p.sums is not None else sums_of(p.fields))
-            buckets.append(BucketBalance(lo, hi, BalanceFields.from_sums(s)))
-            total.add(s)
+        buckets, total = _bucketed(pieces, bucket_edges(start, end, every, park.tz))
         return BalanceResult(
             park=park.id,
             factor_set=fs.name,
             start=start.astimezone(park.tz),
             end=end.astimezone(park.tz),
             every=every,
-            buckets=tuple(buckets),
+            buckets=buckets,
             total=BalanceFields.from_sums(total),
             certificate_trail=tuple(trail),
             certificate_trail_all=tuple(trail),
@@ -519,6 +499,33 @@ class BalanceService:
             storage_state_at_start=state_at_start,
             warnings=tuple(sorted(warnings)),
         )
+
+
+def _bucketed(
+    pieces: list[_Piece], edges: list[tuple[datetime, datetime]]
+) -> tuple[tuple[BucketBalance, ...], Sums]:
+    """The buckets of `edges` from time-ordered `pieces`, and the sums of them all."""
+    per_bucket: list[list[_Piece]] = [[] for _ in edges]
+    k = 0
+    for p in pieces:
+        while k + 1 < len(edges) and to_ns(edges[k][1]) <= to_ns(p.lo):
+            k += 1
+        per_bucket[k].append(p)
+    buckets: list[BucketBalance] = []
+    total = Sums()
+    for (lo, hi), ps in zip(edges, per_bucket, strict=True):
+        if len(ps) == 1 and ps[0].lo == lo and ps[0].hi == hi:
+            # a bucket that is one piece (a day of a daily answer): its fields as computed
+            p = ps[0]
+            buckets.append(BucketBalance(lo, hi, p.fields))
+            total.add(p.sums if p.sums is not None else sums_of(p.fields))
+            continue
+        s = Sums()
+        for p in ps:
+            s.add(p.sums if p.sums is not None else sums_of(p.fields))
+        buckets.append(BucketBalance(lo, hi, BalanceFields.from_sums(s)))
+        total.add(s)
+    return tuple(buckets), total
 
 
 def _compute(

@@ -40,12 +40,6 @@ class Services:
     alarms: Alarms | None = None
 
     @property
-    def options(self) -> Settings:
-        """The settings under their former name (`svc.options.max_balance_span`), for the
-        routes of app/balance until they read `svc.settings`."""
-        return self.settings
-
-    @property
     def registry(self) -> Registry:
         """The registry in force now (edits switch it while the app runs)."""
         return self.registry_holder.registry
