@@ -142,7 +142,7 @@ async def start_collector(
         max_unacked_messages=subscriber.receive_maximum // 2,
         on_failure=subscriber.reconnect,
         on_command=lambda topic, payload, qos: subscriber.publish(topic, payload, qos),
-        state_path=settings.data_dir / "gateway-state.json",
+        state_path=settings.gateway_state_path,
     )
     # the native topic and whatever the registry's gateway sources need (docs/gateways.md)
     filters = collector.decoder.filters()
@@ -169,7 +169,8 @@ async def start_collector(
     task = asyncio.create_task(subscriber.run_batched(collector), name="lingtan-mqtt")
     watch = asyncio.create_task(watcher.run(), name="lingtan-registry") if watcher else None
     rollups = None
-    if settings.rollup_interval_s > 0:
+    # of `collect --workers N`, only the first builds rollups: one builder is enough
+    if settings.rollup_interval_s > 0 and settings.collect_worker <= 1:
         builder = RollupBuilder(storage, lambda: holder.registry.parks)
         rollups = asyncio.create_task(
             builder.run(settings.rollup_interval_s), name="lingtan-rollups"

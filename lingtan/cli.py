@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--batch-max-readings", type=int, help="flush after this many readings")
     collect.add_argument("--batch-max-wait-ms", type=int, help="or after this many ms")
     collect.add_argument("--spool-max-mb", type=float, help="spool bound before backpressure")
+    collect.add_argument(
+        "--workers",
+        dest="collect_workers",
+        type=int,
+        help="collector processes sharing the load on one MQTT shared subscription"
+        " (LINGTAN_COLLECT_WORKERS, default 1): client ids <id>-1.., share group"
+        " --share-group or else the client id, metrics on consecutive ports",
+    )
+    collect.add_argument("--worker-index", dest="collect_worker", type=int, help=argparse.SUPPRESS)
 
     api = sub.add_parser(
         "api",
@@ -149,6 +158,7 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if getattr(args, "func", None) is not None:
         # self-contained commands (gateways, simulate) bring their own runner
@@ -161,14 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"lingtan: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    worker = f" worker-{settings.collect_worker}" if settings.collect_worker else ""
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s",
     )
     # one line per HTTP request / MQTT packet drowns what matters; keep their warnings
     for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
+        if args.command == "collect" and settings.collect_workers > 1:
+            from lingtan.workers import run_workers
+
+            return run_workers(settings, argv)
         if args.command == "collect":
             from collectors.service import run_collect
 
