@@ -44,7 +44,14 @@ def _influx(p: argparse.ArgumentParser) -> None:
     p.add_argument("--influx-db", help="database name (default lingtan)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the long-running commands: defined here, they need none of the other commands' modules
+SERVICES = ("collect", "api", "up")
+
+
+def build_parser(*, services_only: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `services_only` leaves out the commands registered by other
+    packages (gateways, simulate, dashboards, keys, ledgers, rollups), which a service's start
+    does not need to import (docs/performance.md, "Collector start-up")."""
     parser = argparse.ArgumentParser(
         prog="lingtan",
         description="Lingtan (零碳): energy and carbon monitoring for zero-carbon parks.",
@@ -125,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="also simulate the demo park (or every park given)"
     )
 
+    if services_only:
+        return parser
     from app.balance.cli import register as register_rollups
     from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
@@ -159,7 +168,8 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    services_only = bool(argv) and argv[0] in SERVICES
+    args = build_parser(services_only=services_only).parse_args(argv)
     if getattr(args, "func", None) is not None:
         # self-contained commands (gateways, simulate) bring their own runner
         result = args.func(args)
