@@ -190,10 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
-        if args.command == "collect" and settings.collect_workers > 1:
-            from lingtan.workers import run_workers
+        if args.command == "collect" and not settings.collect_worker:
+            from lingtan.workers import run_workers, warn_orphaned_spools
 
-            return run_workers(settings, argv)
+            warn_orphaned_spools(settings)
+            if settings.collect_workers > 1:
+                return run_workers(settings, argv)
         if args.command == "collect":
             from collectors.service import run_collect
 

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from app.config import Settings
@@ -51,6 +52,26 @@ def plan_workers(settings: Settings) -> list[WorkerPlan]:
     return [
         WorkerPlan(k, f"{base_id}-{k}", group, port + k - 1 if port else 0) for k in range(1, n + 1)
     ]
+
+
+def orphaned_spools(data_dir: Path, workers: int) -> list[Path]:
+    """Spool files of workers beyond the first `workers`: nobody replays them."""
+    found = []
+    for path in sorted(data_dir.glob("spool-*.sqlite")):
+        number = path.stem.removeprefix("spool-")
+        if number.isdigit() and int(number) > workers:
+            found.append(path)
+    return found
+
+
+def warn_orphaned_spools(settings: Settings) -> None:
+    for path in orphaned_spools(settings.data_dir, settings.collect_workers):
+        log.warning(
+            "%s belongs to a worker that is not started (%d worker(s)): a backlog in it is"
+            " not replayed until `lingtan collect --workers` is run with that worker again",
+            path,
+            settings.collect_workers,
+        )
 
 
 def run_workers(settings: Settings, argv: Sequence[str]) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
-from lingtan.workers import plan_workers
+from lingtan.workers import orphaned_spools, plan_workers
 from tests.fixtures.influx import InfluxServer
 from tests.fixtures.mosquitto import MosquittoServer, free_port
 from tests.ingest_support import N_METERS, T0_S, publish_all, topic, wait_for, write_parks
@@ -44,6 +44,14 @@ def test_each_worker_has_its_own_spool_and_gateway_state() -> None:
         ("spool.sqlite", "gateway-state.json"),
         ("spool-2.sqlite", "gateway-state-2.json"),
     ]
+
+
+def test_spools_of_workers_not_started_are_found(tmp_path: Path) -> None:
+    for name in ("spool.sqlite", "spool-2.sqlite", "spool-3.sqlite", "spool-x.sqlite"):
+        (tmp_path / name).touch()
+    assert [p.name for p in orphaned_spools(tmp_path, 2)] == ["spool-3.sqlite"]
+    assert [p.name for p in orphaned_spools(tmp_path, 1)] == ["spool-2.sqlite", "spool-3.sqlite"]
+    assert orphaned_spools(tmp_path, 3) == []
 
 
 def _two_free_ports() -> int:
