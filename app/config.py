@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     )
     client_id: str = Field(default="lingtan-collector", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    collect_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="`lingtan collect` processes sharing the load (docs/performance.md)",
+    )
+    #: this process's number among `collect --workers` (1..N, set by the parent); 0 = alone
+    collect_worker: int = Field(default=0, ge=0, le=64)
     batch_max_readings: int = Field(default=5000, gt=0)
     batch_max_wait_ms: int = Field(default=100, ge=0)
     spool_max_mb: float = Field(default=1024.0, gt=0)
@@ -162,7 +170,12 @@ class Settings(BaseSettings):
 
     @property
     def spool_path(self) -> Path:
-        return self.data_dir / "spool.sqlite"
+        """One spool per collector process: it is a single-writer file (docs/storage.md)."""
+        return self.data_dir / _per_worker("spool", ".sqlite", self.collect_worker)
+
+    @property
+    def gateway_state_path(self) -> Path:
+        return self.data_dir / _per_worker("gateway-state", ".json", self.collect_worker)
 
     @property
     def ledger_url(self) -> str:
@@ -175,6 +188,11 @@ class Settings(BaseSettings):
     @property
     def audit_checkpoint_path(self) -> Path:
         return self.audit_checkpoints or self.data_dir / "audit-checkpoints.jsonl"
+
+
+def _per_worker(stem: str, suffix: str, worker: int) -> str:
+    # worker 1 keeps the single collector's file, so a spool left by one process is replayed
+    return f"{stem}{suffix}" if worker <= 1 else f"{stem}-{worker}{suffix}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,22 +1,31 @@
-"""Ingest benchmark: collector throughput against the broker's ceiling; publish→stored latency.
+"""Ingest benchmark: collector throughput against a bare C client's; start-up; publish→stored.
 
-Starts its own Mosquitto (the shipped config) and influxd on free ports, then:
+Starts its own Mosquitto (the shipped config) and influxd on free ports, then, in each of
+`--repeat` rounds and for each `--per-message` size, drains the same backlog twice (which
+goes first alternates by round), so the Python publisher is not what is measured:
 
-1. ceiling: N readings are queued on the broker for a persistent session, then a bare
-   `mosquitto_sub` (C, QoS 1) drains them; messages/s and readings/s are timed.
-2. collector: the same messages are queued for the collector's persistent session, then
-   `lingtan collect` (a separate process, validation and interval energies on) drains them
-   into InfluxDB; timed until every reading is stored. Printed as a ratio of (1).
+1. baseline: the backlog is queued for a persistent session, then a bare `mosquitto_sub` (C,
+   QoS 1) drains it, stamping each message as it takes it (`-F %U`);
+2. product: the same backlog is queued for the collector's persistent session(s), then
+   `lingtan collect --workers N` (separate processes; validation, interval energies, InfluxDB
+   writes, acks once durable) drains it; every reading is then counted in InfluxDB.
 3. latency: gateways publish live at a fixed rate while probe readings are timed from
    publish until they are visible in InfluxDB (p50/p99).
 
-Draining a backlog takes the Python publisher out of the measurement. Run:
+Each side's session is removed (a clean-session connect under its client id) once it has
+drained, so neither competes with the other's queued messages. Start-up (process launch →
+first message taken, or first batch durable) is reported apart from the drain rate, which
+runs from the first message to the last. Nothing polls the collector during its drain (see
+`collector_drain`). Single-reading messages are reported in msgs/s, arrays in readings/s,
+each beside the baseline of the same round: medians with min/max, and the ratio.
 
-    .venv/bin/python bench/ingest.py --readings 200000 --devices 500 --per-message 1
+    .venv/bin/python bench/ingest.py                      # 100k messages, 1 and 10 per message
+    .venv/bin/python bench/ingest.py --messages 20000 --no-latency      # quick check
+    .venv/bin/python bench/ingest.py --workers 2 --per-message 1
 
 `--format native,sparkplug,neuron,json` repeats (2) for the same readings sent as each
 gateway format (docs/gateways.md), each into its own database, and prints them beside the
-native JSON of the same run: Sparkplug B as one DDATA per meter and minute (alias-only,
+native JSON of the same round: Sparkplug B as one DDATA per meter and minute (alias-only,
 energy in Wh scaled back by the registry), Neuron as one values-format upload per 20
 meters and minute, json as one `records` array per 20 meters and minute.
 
@@ -44,6 +53,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,21 +253,6 @@ async def queue_for_session(url: str, client_id: str, messages: list[tuple[str, 
     await pub.close()
 
 
-def ceiling(broker: MosquittoServer, messages: list[tuple[str, bytes]]) -> float:
-    """Seconds for a bare mosquitto_sub to drain the backlog."""
-    args = [
-        shutil.which("mosquitto_sub") or "mosquitto_sub",
-        "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ceiling",
-        "-t", "lingtan/v1/+/+/telemetry",
-    ]  # fmt: skip
-    # register the persistent session (QoS 1, clean session off) before queueing
-    subprocess.run([*args, "-W", "1"], stdout=subprocess.DEVNULL, check=False)
-    asyncio.run(_publish_only(broker.url, messages))
-    started = time.perf_counter()
-    subprocess.run([*args, "-C", str(len(messages))], stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
-
-
 async def _publish_only(url: str, messages: list[tuple[str, bytes]]) -> float:
     """Seconds until the broker PUBACKed every message."""
     pub = GmqttPublisher(MqttEndpoint.parse(url))
@@ -282,22 +277,85 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def start_collector(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+@dataclass(frozen=True)
+class Drain:
+    """One timed drain. `startup_s`: process launch until the first message was received (the
+    bare client) or the first batch was durable (the collector). `drain_s`: from then until the
+    last, during which `counted` messages (bare client) or readings (collector) arrived."""
+
+    startup_s: float
+    drain_s: float
+    counted: int
+
+    @property
+    def rate(self) -> float:
+        return self.counted / self.drain_s
+
+
+def drop_session(broker: MosquittoServer, client_id: str) -> None:
+    """Connect once with a clean session under `client_id`: the broker discards its persistent
+    session and whatever is queued for it, so it cannot compete with the next client's."""
+    subprocess.run(
+        [
+            shutil.which("mosquitto_sub") or "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "-i",
+            client_id,
+            "-t",
+            "lingtan/v1/+/+/telemetry",
+            "-E",
+        ],
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+
+
+def baseline_drain(broker: MosquittoServer, messages: list[tuple[str, bytes]], out: Path) -> Drain:
+    """A bare `mosquitto_sub` (C, QoS 1) drains the backlog queued for its persistent session.
+
+    It stamps each message as it takes it (`-F %U`, Unix time with nanoseconds) into a file, so
+    the drain is timed from its first message to its last; its session is removed afterwards.
+    """
+    args = _ceiling_args(broker)
+    subprocess.run([*args, "-E"], stdout=subprocess.DEVNULL, check=True)  # register, leave
+    asyncio.run(_publish_only(broker.url, messages))
+    launched = time.time()
+    with out.open("wb") as f:
+        subprocess.run([*args, "-C", str(len(messages)), "-F", "%U"], stdout=f, check=True)
+    stamps = out.read_text().split()
+    drop_session(broker, "bench-ceiling")
+    first, last = float(stamps[0]), float(stamps[-1])
+    return Drain(first - launched, last - first, len(stamps) - 1)
+
+
+def start_collector(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "lingtan", "collect"],
+            [sys.executable, "-m", "lingtan", "collect", *args],
             env={**os.environ, **env},
-            cwd=REPO,
+            cwd=log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
 
 
-def wait_connected(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    while metric(port, "lingtan_collector_mqtt_connected") != 1.0:
-        if proc.poll() is not None:
-            raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
+def _alive(proc: subprocess.Popen[bytes], log: Path) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
+
+
+def wait_connected(ports: list[int], proc: subprocess.Popen[bytes], log: Path) -> None:
+    while any(metric(p, "lingtan_collector_mqtt_connected") != 1.0 for p in ports):
+        _alive(proc, log)
         time.sleep(0.05)
+
+
+def stop_collector(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
 
 
 def count_readings(influx: InfluxServer) -> int:
@@ -305,20 +363,10 @@ def count_readings(influx: InfluxServer) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
-def collector_envs(env: dict[str, str], n: int) -> list[dict[str, str]]:
-    """One environment per collector; several share the load through an MQTT shared group."""
-    if n == 1:
-        return [env]
-    return [
-        {
-            **env,
-            "LINGTAN_SHARE_GROUP": "bench",
-            "LINGTAN_CLIENT_ID": f"bench-collector-{i}",
-            "LINGTAN_METRICS_PORT": str(free_port()),
-            "LINGTAN_DATA_DIR": f"{env['LINGTAN_DATA_DIR']}-{i}",
-        }
-        for i in range(n)
-    ]
+def worker_ids(env: dict[str, str], workers: int) -> list[str]:
+    """The MQTT client ids `lingtan collect --workers` connects with."""
+    base = env["LINGTAN_CLIENT_ID"]
+    return [base] if workers == 1 else [f"{base}-{k}" for k in range(1, workers + 1)]
 
 
 def collector_drain(
@@ -326,46 +374,65 @@ def collector_drain(
     influx: InfluxServer,
     messages: list[tuple[str, bytes]],
     readings: int,
-    envs: list[dict[str, str]],
-    workdir: Path,
-) -> float:
-    """Seconds for `lingtan collect` (one or several processes) to drain the backlog."""
-    ports = [int(e["LINGTAN_METRICS_PORT"]) for e in envs]
-    logs = [workdir / f"collector-{i}.log" for i in range(len(envs))]
-    # first start registers the collectors' persistent sessions
-    procs = [start_collector(e, log) for e, log in zip(envs, logs, strict=True)]
-    for port, proc, log in zip(ports, procs, logs, strict=True):
-        wait_connected(port, proc, log)
-    for proc in procs:
-        proc.terminate()
-        proc.wait()
+    env: dict[str, str],
+    workers: int,
+    log: Path,
+    earliest_rate: float,
+) -> Drain:
+    """`lingtan collect --workers N` drains the backlog queued for its persistent session(s).
+
+    How the end is found without disturbing the drain: the collector's /metrics is read every
+    20 ms only until the first batch is durable (start-up: the drain has not begun yet); then
+    nothing asks the collector anything until the backlog could have been drained at
+    `earliest_rate` readings/s (the bare client's rate, which it cannot beat by much), and from
+    then on once a second (one scrape, well under a millisecond of its CPU a second). The end
+    is the collector's own clock: `lingtan_collector_last_durable_timestamp_seconds`, set when
+    the batch that held the last readings was made durable, not the moment the bench looked.
+    With several workers, start-up ends with the first batch of any of them.
+    """
+    ports = [int(env["LINGTAN_METRICS_PORT"]) + k for k in range(workers)]
+    args = ("--workers", str(workers))
+    # the first start registers the persistent session(s); outside any timing
+    proc = start_collector(env, log, *args)
+    try:
+        wait_connected(ports, proc, log)
+    finally:
+        stop_collector(proc)
     asyncio.run(_publish_only(broker.url, messages))
-    started = time.perf_counter()
-    procs = [start_collector(e, log) for e, log in zip(envs, logs, strict=True)]
-    last_print = started
 
     def stored() -> float:
         return sum(max(0.0, metric(p, "lingtan_collector_readings_total")) for p in ports)
 
+    launched = time.time()
+    proc = start_collector(env, log, *args)
     try:
-        while stored() < readings:
+        while True:
+            before = time.time()
+            first_n = stored()
+            if first_n > 0:
+                first_t = (before + time.time()) / 2
+                break
+            _alive(proc, log)
             time.sleep(0.02)
-            for proc, log in zip(procs, logs, strict=True):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
-            now = time.perf_counter()
-            if now - last_print > 2:
-                print(f"  … {stored():,.0f} / {readings:,} readings stored", file=sys.stderr)
-                last_print = now
-        elapsed = time.perf_counter() - started
+        time.sleep(max(0.0, (readings - first_n) / earliest_rate))
+        while (done := stored()) < readings:
+            _alive(proc, log)
+            print(f"  … {done:,.0f} / {readings:,} readings stored", file=sys.stderr)
+            time.sleep(1.0)
+        last_t = max(metric(p, "lingtan_collector_last_durable_timestamp_seconds") for p in ports)
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
-    stored = count_readings(influx)
-    if stored != readings:
-        raise RuntimeError(f"stored {stored} readings, expected {readings}")
-    return elapsed
+        stop_collector(proc)
+    for client_id in worker_ids(env, workers):
+        drop_session(broker, client_id)
+    got = count_readings(influx)
+    if got != readings:
+        raise RuntimeError(f"stored {got} readings, expected {readings}")
+    if first_n > readings / 2:
+        raise RuntimeError(
+            f"{first_n:,.0f} of {readings:,} readings were durable at the first look: too small"
+            " a backlog to time a drain, give more messages"
+        )
+    return Drain(first_t - launched, last_t - first_t, int(readings - first_n))
 
 
 async def latency(
@@ -478,7 +545,19 @@ def persistence_round(
             "LINGTAN_INFLUX_DB": db,
             "LINGTAN_DATA_DIR": str(work / name / "data-collector"),
         }
-        t_coll = collector_drain(broker, influx.using(db), messages, readings, [env], work / name)
+        db_influx = influx.using(db)
+        db_influx.create_database(db)
+        drained = collector_drain(
+            broker,
+            db_influx,
+            messages,
+            readings,
+            env,
+            1,
+            work / name / "collector.log",
+            earliest_rate=readings / t_drain,
+        )
+        t_coll = readings / drained.rate  # the backlog's time at the drain rate, start-up apart
     finally:
         broker.stop()
     return t_pub, t_drain, t_coll
@@ -510,9 +589,10 @@ def persistence_main(args: argparse.Namespace, readings: int, work: Path) -> Non
     chosen = PERSISTENCE_SETTINGS
     if args.settings:
         chosen = dict(PERSISTENCE_CHOICES[k] for k in args.settings.split(","))
-    messages = build_messages(readings, args.devices, args.per_message)
+    per_message = int(args.per_message.split(",")[0])
+    messages = build_messages(readings, args.devices, per_message)
     print(
-        f"broker persistence: {len(messages):,} messages of {args.per_message} reading(s) per"
+        f"broker persistence: {len(messages):,} messages of {per_message} reading(s) per"
         f" round, {args.repeat} rounds, settings alternating; msgs/s, median (min–max)"
     )
     results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in chosen}
@@ -581,11 +661,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--readings", type=int, default=100_000)
-    ap.add_argument("--devices", type=int, default=200)
-    ap.add_argument("--per-message", type=int, default=1, help="readings per MQTT message")
     ap.add_argument(
-        "--collectors", type=int, default=1, help="collector processes (MQTT shared subscription)"
+        "--messages", type=int, default=100_000, help="messages per drain (quick check: 20000)"
+    )
+    ap.add_argument("--readings", type=int, default=100_000, help="readings (--persistence)")
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument(
+        "--per-message",
+        default="1,10",
+        help="readings per MQTT message, comma-separated: one backlog each (--persistence: one)",
+    )
+    ap.add_argument(
+        "--workers",
+        "--collectors",
+        type=int,
+        default=1,
+        help="lingtan collect --workers N (processes on an MQTT shared subscription)",
     )
     ap.add_argument(
         "--format",
@@ -601,7 +692,7 @@ def main() -> int:
         action="store_true",
         help="compare the broker's persistence settings (docs/broker.md) instead",
     )
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of --persistence")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (medians with min/max)")
     ap.add_argument(
         "--settings",
         help="--persistence settings to compare, baseline first, comma-separated"
@@ -631,99 +722,188 @@ def main() -> int:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return 0
-    messages = build_messages(readings, args.devices, args.per_message)
     work = Path(tempfile.mkdtemp(prefix="lingtan-bench-"))
     (work / "parks.yaml").write_text(parks_yaml(args.devices))
+    try:
+        drain_main(args, formats, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _ms(values: list[float]) -> str:
+    lo, mid, hi = (1000 * f(values) for f in (min, statistics.median, max))
+    return f"{mid:,.0f} ms ({lo:,.0f}–{hi:,.0f})"
+
+
+def drain_main(args: argparse.Namespace, formats: list[str], work: Path) -> None:
+    """Rounds of: the bare client's drain and the collector's, per message size (alternating
+    which goes first), then each gateway format's collector drain; medians with min/max."""
+    kinds = [int(k) for k in args.per_message.split(",")]
+    backlog = {}
+    for per in kinds:
+        readings = (args.messages * per // args.devices) * args.devices
+        backlog[per] = (readings, build_messages(readings, args.devices, per))
     print(
-        f"ingest benchmark: {readings:,} readings from {args.devices} devices, "
-        f"{len(messages):,} messages of {args.per_message} reading(s), on {os.cpu_count()} cores"
+        f"ingest benchmark: {args.messages:,} messages per drain from {args.devices} devices,"
+        f" {', '.join(str(k) for k in kinds)} reading(s) per message; {args.repeat} rounds;"
+        f" lingtan collect --workers {args.workers}; {os.cpu_count()} cores"
     )
     if formats:
-        rates = decode_rates(formats, min(readings, 20_000), args.devices)
+        rates = decode_rates(formats, min(backlog[kinds[0]][0], 20_000), args.devices)
         for fmt, rate in rates.items():
             print(
                 f"decoder alone, {fmt:>9}: {rate:>10,.0f} readings/s"
                 f"  ({rate / rates['native']:.0%} of native JSON)"
             )
+    results: dict[int, list[tuple[Drain, Drain]]] = {per: [] for per in kinds}
+    fmt_results: dict[str, list[tuple[Drain, Drain]]] = {fmt: [] for fmt in formats}
     broker = MosquittoServer(work / "mosquitto")
     broker.start()
     try:
         with running_influx(work / "influxd", database="bench") as influx:
-            t_ceiling = ceiling(broker, messages)
-            print(
-                f"broker ceiling (bare mosquitto_sub, QoS 1): "
-                f"{len(messages) / t_ceiling:>10,.0f} msgs/s"
-                f" = {readings / t_ceiling:>10,.0f} readings/s"
-            )
             env = {
                 "LINGTAN_MQTT_URL": broker.url,
                 "LINGTAN_INFLUX_URL": influx.url,
-                "LINGTAN_INFLUX_DB": "bench",
-                "LINGTAN_PARKS": str(work / "parks.yaml"),
-                "LINGTAN_DATA_DIR": str(work / "data"),
                 "LINGTAN_METRICS_PORT": str(free_port()),
                 "LINGTAN_CLIENT_ID": "bench-collector",
                 "LINGTAN_LOG_LEVEL": "WARNING",
+                "LINGTAN_ROLLUP_INTERVAL_S": "0",
             }
-            envs = collector_envs(env, args.collectors)
-            t_coll = collector_drain(broker, influx, messages, readings, envs, work)
-            ratio = t_ceiling / t_coll
-            print(
-                f"lingtan collect ×{args.collectors} → InfluxDB:               "
-                f"{len(messages) / t_coll:>10,.0f} msgs/s"
-                f" = {readings / t_coll:>10,.0f} readings/s"
-            )
-            print(f"ratio collector / broker ceiling: {ratio:.0%}  (target ≥ 50 %)")
-            for fmt in formats:
-                fmt_messages = build_format_messages(fmt, readings, args.devices)
-                db = f"bench_{fmt}"
-                fmt_influx = influx.using(db)
-                fmt_influx.create_database(db)
-                parks = work / f"parks-{fmt}.yaml"
-                parks.write_text(format_parks_yaml(args.devices, fmt))
-                fmt_env = {
+
+            def product(
+                name: str, parks: Path, msgs: list[tuple[str, bytes]], readings: int, rate: float
+            ) -> Drain:
+                db = f"bench_{name.replace('-', '_')}"
+                db_influx = influx.using(db)
+                db_influx.create_database()
+                drain_env = {
                     **env,
                     "LINGTAN_INFLUX_DB": db,
                     "LINGTAN_PARKS": str(parks),
-                    "LINGTAN_CLIENT_ID": f"bench-collector-{fmt}",
-                    "LINGTAN_DATA_DIR": str(work / f"data-{fmt}"),
+                    "LINGTAN_DATA_DIR": str(work / f"data-{name}"),
                 }
-                t_fmt = collector_drain(
-                    broker,
-                    fmt_influx,
-                    fmt_messages,
-                    readings,
-                    collector_envs(fmt_env, args.collectors),
-                    work,
-                )
-                print(
-                    f"lingtan collect ×{args.collectors}, {fmt:>9} → InfluxDB:    "
-                    f"{len(fmt_messages) / t_fmt:>10,.0f} msgs/s"
-                    f" = {readings / t_fmt:>10,.0f} readings/s"
-                    f"  ({t_coll / t_fmt:.0%} of native JSON's readings/s)"
-                )
+                try:
+                    return collector_drain(
+                        broker,
+                        db_influx,
+                        msgs,
+                        readings,
+                        drain_env,
+                        args.workers,
+                        work / f"collector-{name}.log",
+                        earliest_rate=rate,
+                    )
+                finally:
+                    db_influx.drop_database()
+
+            for r in range(args.repeat):
+                for per in kinds:
+                    readings, msgs = backlog[per]
+                    out = work / "baseline.out"
+                    name = f"r{r}-{per}"
+                    if r % 2 == 0:
+                        base = baseline_drain(broker, msgs, out)
+                        coll = product(name, work / "parks.yaml", msgs, readings, base.rate * per)
+                    else:  # the collector first: drift over a run hits both sides alike
+                        # (its earliest possible end: at the previous round's bare-client rate)
+                        rate = results[per][-1][0].rate * per
+                        coll = product(name, work / "parks.yaml", msgs, readings, rate)
+                        base = baseline_drain(broker, msgs, out)
+                    results[per].append((base, coll))
+                    print(
+                        f"  round {r + 1}, {per} reading(s)/message: mosquitto_sub"
+                        f" {base.rate * per:,.0f}, lingtan collect {coll.rate:,.0f} readings/s;"
+                        f" start-up {base.startup_s * 1000:,.0f} / {coll.startup_s * 1000:,.0f} ms",
+                        file=sys.stderr,
+                    )
+                native = results[kinds[0]][-1][1]
+                for fmt in formats:
+                    readings = backlog[kinds[0]][0]
+                    parks = work / f"parks-{fmt}.yaml"
+                    parks.write_text(format_parks_yaml(args.devices, fmt))
+                    msgs = build_format_messages(fmt, readings, args.devices)
+                    got = product(f"r{r}-{fmt}", parks, msgs, readings, native.rate / 2)
+                    fmt_results[fmt].append((native, got))
+            report(results, fmt_results, args.workers)
             if args.no_latency:
-                return 0
-            log = work / "collector-live.log"
-            proc = start_collector(env, log)
-            try:
-                wait_connected(int(env["LINGTAN_METRICS_PORT"]), proc, log)
-                samples = asyncio.run(
-                    latency(broker, influx, args.latency_rate, args.latency_seconds, args.devices)
-                )
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-            q = statistics.quantiles(samples, n=100)
-            print(
-                f"publish→stored latency at {args.latency_rate:,.0f} msgs/s live load: "
-                f"p50 {statistics.median(samples):.1f} ms, p99 {q[98]:.1f} ms"
-                f" ({len(samples)} probes)"
-            )
+                return
+            live_latency(args, broker, influx, env, work)
     finally:
         broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+
+
+def report(
+    results: dict[int, list[tuple[Drain, Drain]]],
+    fmt_results: dict[str, list[tuple[Drain, Drain]]],
+    workers: int,
+) -> None:
+    """Single-reading messages in msgs/s, arrays in readings/s; median (min–max) of the rounds,
+    the ratio of the medians and the median of each round's own ratio."""
+    print(
+        f"| backlog | unit | mosquitto_sub (C, QoS 1) | lingtan collect --workers {workers}"
+        " → InfluxDB | ratio of medians | ratio per round, median (min–max) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for per, pairs in results.items():
+        # the bare client counts messages, the collector readings (with one reading a message,
+        # readings/s is msgs/s)
+        base = [b.rate * per for b, _ in pairs]
+        coll = [c.rate for _, c in pairs]
+        unit = "msgs/s" if per == 1 else "readings/s"
+        ratios = [c / b for b, c in zip(base, coll, strict=True)]
+        print(
+            f"| {per} reading(s)/message | {unit} | {_spread(base)} | {_spread(coll)}"
+            f" | {statistics.median(coll) / statistics.median(base):.0%}"
+            f" | {statistics.median(ratios):.0%} ({min(ratios):.0%}–{max(ratios):.0%}) |"
+        )
+    print("start-up: process launch → first message taken / first batch durable, median (min–max):")
+    for per, pairs in results.items():
+        print(
+            f"  {per} reading(s)/message: mosquitto_sub {_ms([b.startup_s for b, _ in pairs])},"
+            f" lingtan collect {_ms([c.startup_s for _, c in pairs])}"
+        )
+    for fmt, pairs in fmt_results.items():
+        native = [n.rate for n, _ in pairs]
+        got = [g.rate for _, g in pairs]
+        ratios = [g / n for n, g in zip(native, got, strict=True)]
+        print(
+            f"lingtan collect, {fmt:>9}: {_spread(got)} readings/s"
+            f" ({statistics.median(ratios):.0%} of native JSON's, paired by round;"
+            f" start-up {_ms([g.startup_s for _, g in pairs])})"
+        )
+
+
+def live_latency(
+    args: argparse.Namespace,
+    broker: MosquittoServer,
+    influx: InfluxServer,
+    env: dict[str, str],
+    work: Path,
+) -> None:
+    """Phase 3: publish→stored latency under a steady live load, one collector."""
+    influx.create_database()
+    live_env = {
+        **env,
+        "LINGTAN_INFLUX_DB": influx.database,
+        "LINGTAN_PARKS": str(work / "parks.yaml"),
+        "LINGTAN_DATA_DIR": str(work / "data-live"),
+    }
+    log = work / "collector-live.log"
+    proc = start_collector(live_env, log)
+    try:
+        wait_connected([int(env["LINGTAN_METRICS_PORT"])], proc, log)
+        samples = asyncio.run(
+            latency(broker, influx, args.latency_rate, args.latency_seconds, args.devices)
+        )
+    finally:
+        stop_collector(proc)
+    q = statistics.quantiles(samples, n=100)
+    print(
+        f"publish→stored latency at {args.latency_rate:,.0f} msgs/s live load: "
+        f"p50 {statistics.median(samples):.1f} ms, p99 {q[98]:.1f} ms"
+        f" ({len(samples)} probes)"
+    )
 
 
 if __name__ == "__main__":

@@ -118,6 +118,11 @@ class CollectorMetrics:
         self.mqtt_connected = Gauge(
             "lingtan_collector_mqtt_connected", "1 while connected to the broker", registry=r
         )
+        self.last_durable = Gauge(
+            "lingtan_collector_last_durable_timestamp_seconds",
+            "Unix time the last batch was made durable (written or spooled); 0 = none yet",
+            registry=r,
+        )
         self.registry_version = Gauge(
             "lingtan_collector_registry_version",
             "stored version of the park registry in force (0: the file, not stored)",

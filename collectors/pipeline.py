@@ -460,6 +460,7 @@ class Collector:
         for dl in deadletters:
             m.rejected.labels(dl.reason.value).inc()
         (m.spooled if spooled else m.written).inc()
+        m.last_durable.set_to_current_time()
 
     async def _prepare(self, readings: list[Reading]) -> list[IntervalEnergy]:
         """Bring the engine's history up to what this batch needs; recompute late windows.

@@ -142,7 +142,7 @@ async def start_collector(
         max_unacked_messages=subscriber.receive_maximum // 2,
         on_failure=subscriber.reconnect,
         on_command=lambda topic, payload, qos: subscriber.publish(topic, payload, qos),
-        state_path=settings.data_dir / "gateway-state.json",
+        state_path=settings.gateway_state_path,
     )
     # the native topic and whatever the registry's gateway sources need (docs/gateways.md)
     filters = collector.decoder.filters()
@@ -182,7 +182,8 @@ def _start_rollups(
     settings: Settings, storage: Storage, holder: RegistryHolder
 ) -> asyncio.Task[None] | None:
     """Keep the store's day rollups current (docs/storage.md, "Day rollups")."""
-    if settings.rollup_interval_s <= 0:
+    # of `collect --workers N`, only the first builds rollups: one builder is enough
+    if settings.rollup_interval_s <= 0 or settings.collect_worker > 1:
         return None
     builder = RollupBuilder(storage, lambda: holder.registry.parks)
     return asyncio.create_task(builder.run(settings.rollup_interval_s), name="lingtan-rollups")

@@ -44,7 +44,14 @@ def _influx(p: argparse.ArgumentParser) -> None:
     p.add_argument("--influx-db", help="database name (default lingtan)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the long-running commands: defined here, they need none of the other commands' modules
+SERVICES = ("collect", "api", "up")
+
+
+def build_parser(*, services_only: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `services_only` leaves out the commands registered by other
+    packages (gateways, simulate, dashboards, keys, ledgers, rollups), which a service's start
+    does not need to import (docs/performance.md, "Collector start-up")."""
     parser = argparse.ArgumentParser(
         prog="lingtan",
         description="Lingtan (零碳): energy and carbon monitoring for zero-carbon parks.",
@@ -77,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--batch-max-readings", type=int, help="flush after this many readings")
     collect.add_argument("--batch-max-wait-ms", type=int, help="or after this many ms")
     collect.add_argument("--spool-max-mb", type=float, help="spool bound before backpressure")
+    collect.add_argument(
+        "--workers",
+        dest="collect_workers",
+        type=int,
+        help="collector processes sharing the load on one MQTT shared subscription"
+        " (LINGTAN_COLLECT_WORKERS, default 1): client ids <id>-1.., share group"
+        " --share-group or else the client id, metrics on consecutive ports",
+    )
+    collect.add_argument("--worker-index", dest="collect_worker", type=int, help=argparse.SUPPRESS)
 
     api = sub.add_parser(
         "api",
@@ -116,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="also simulate the demo park (or every park given)"
     )
 
+    if services_only:
+        return parser
     from app.balance.cli import register as register_rollups
     from app.dashboards.cli import register as register_dashboards
     from app.ledgers.cli import register as register_keys_audit
@@ -151,7 +169,9 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    services_only = bool(argv) and argv[0] in SERVICES
+    args = build_parser(services_only=services_only).parse_args(argv)
     if getattr(args, "func", None) is not None:
         # self-contained commands (gateways, simulate) bring their own runner
         result = args.func(args)
@@ -163,14 +183,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"lingtan: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    worker = f" worker-{settings.collect_worker}" if settings.collect_worker else ""
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s",
     )
     # one line per HTTP request / MQTT packet drowns what matters; keep their warnings
     for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
+        if args.command == "collect" and not settings.collect_worker:
+            from lingtan.workers import run_workers, warn_orphaned_spools
+
+            warn_orphaned_spools(settings)
+            if settings.collect_workers > 1:
+                return run_workers(settings, argv)
         if args.command == "collect":
             from collectors.service import run_collect
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from collectors.service import start_collector
@@ -333,6 +334,9 @@ async def test_metrics_endpoint_serves_collector_counters(
     service = await start_collector(settings)
     try:
         await wait_for(service.subscriber.connected.is_set, what="MQTT connection")
+        async with httpx.AsyncClient() as client:
+            before = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        published_s = time.time()
         await publish_all(
             mosquitto.url, [(topic("m0"), meter_reading(0)), (topic("m0"), b"{broken")]
         )
@@ -352,6 +356,10 @@ async def test_metrics_endpoint_serves_collector_counters(
     assert 'lingtan_collector_rejected_total{reason="invalid_json"} 1.0' in body
     assert "lingtan_collector_mqtt_connected 1.0" in body
     assert "lingtan_collector_spool_depth 0.0" in body
+    # when the last batch was made durable: none before the first, then after the publish
+    assert "lingtan_collector_last_durable_timestamp_seconds 0.0" in before
+    last = [ln for ln in body.splitlines() if ln.startswith("lingtan_collector_last_durable_")]
+    assert published_s <= float(last[0].split()[1]) <= time.time()
 
 
 async def test_a_batch_that_cannot_be_made_durable_is_redelivered_not_lost(

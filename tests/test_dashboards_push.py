@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.dashboards import datasource_body, push
+from app.dashboards.push import datasource_body, push
 from lingtan.cli import main
 from tests.test_dashboards_macros import DASHBOARD_DIR, load_all
 

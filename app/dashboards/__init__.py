@@ -1,21 +1,6 @@
-"""Grafana dashboards: load the JSON in `dashboards/` and push it with its datasource to Grafana."""
+"""Grafana dashboards: load the JSON in `dashboards/` and push it with its datasource to Grafana.
 
-from app.dashboards.push import (
-    DATASOURCE_UID,
-    FOLDER_UID,
-    PushResult,
-    datasource_body,
-    default_dashboards_dir,
-    load_dashboards,
-    push,
-)
-
-__all__ = [
-    "DATASOURCE_UID",
-    "FOLDER_UID",
-    "PushResult",
-    "datasource_body",
-    "default_dashboards_dir",
-    "load_dashboards",
-    "push",
-]
+The code is in `app.dashboards.push`; this package imports nothing itself, so that `lingtan`
+registering its `dashboards` subcommand does not load the Grafana client (and its HTTP stack)
+into every command's start-up, `lingtan collect`'s included.
+"""
