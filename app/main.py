@@ -37,6 +37,7 @@ from app.http.openapi import PROMETHEUS_TEXT, served_as
 from app.http.services import Services
 from app.ledgers import LedgerStore
 from app.ledgers.checkpoints import Checkpointer
+from app.ledgers.registry_store import RegistryWatcher
 from app.ledgers.routes import router as ledgers_router
 from app.live.routes import router as live_router
 from app.live.state import LiveState
@@ -44,7 +45,6 @@ from app.quality.routes import router as quality_router
 from app.registry.holder import RegistryChange, RegistryHolder
 from app.registry.models import Park, Registry
 from app.registry.routes import router as registry_router
-from app.registry.stored import RegistryWatcher
 from app.storage.base import Storage, StorageRejected, StorageUnavailable
 from app.telemetry.routes import router as telemetry_router
 from app.web import router as web_router

@@ -17,9 +17,9 @@ from app.balance.rollup_builder import RollupBuilder
 from app.config import Settings
 from app.intervals.models import IntervalEnergy
 from app.ledgers import LedgerStore
+from app.ledgers.registry_store import RegistryWatcher, open_registry
 from app.registry import load_registry
 from app.registry.holder import RegistryChange, RegistryHolder
-from app.registry.stored import RegistryWatcher, open_registry
 from app.storage.base import Storage
 from app.storage.factory import open_storage
 from app.storage.spool import DurableWriter

@@ -18,11 +18,11 @@ import uvicorn
 from app.alarms.engine import EngineOptions
 from app.config import Settings
 from app.ledgers import LedgerStore
+from app.ledgers.registry_store import RegistryWatcher, open_registry
 from app.live import LiveState
 from app.main import create_app, freeze_startup_heap
 from app.registry import Registry
 from app.registry.holder import RegistryHolder
-from app.registry.stored import RegistryWatcher, open_registry
 from app.storage.base import Storage
 from app.storage.factory import open_storage
 from collectors.live_feed import live_subscriber

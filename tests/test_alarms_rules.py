@@ -178,7 +178,7 @@ def test_messages_in_both_languages() -> None:
 
 
 def test_settings_in_the_registry_survive_storage() -> None:
-    """The registry is stored without nulls (app/registry/stored.py): every setting,
+    """The registry is stored without nulls (app/ledgers/registry_store.py): every setting,
     including a default-on rule switched off, must come back the same."""
     from app.registry import parse_registry
     from app.registry.models import Registry

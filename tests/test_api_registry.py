@@ -13,8 +13,8 @@ import pytest
 
 from app.intervals.models import IntervalEnergy
 from app.ledgers import LedgerStore
+from app.ledgers.registry_store import RegistryStore
 from app.registry import parse_registry
-from app.registry.stored import RegistryStore
 from app.storage.base import WriteBatch
 from tests.api_support import HOUR_NS, Api, iv, make_api
 from tests.fixtures.influx import InfluxServer

@@ -22,7 +22,6 @@ PACKAGES = ("app", "collectors", "lingtan", "simulator")
 #: removed, not added here. Each entry is explained in docs/architecture.md.
 ALLOWED_UPWARD_IMPORTS = {
     "app.*.routes -> app.**",
-    "app.registry.stored -> app.ledgers",
 }
 
 

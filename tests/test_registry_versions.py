@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from app.ledgers import LedgerStore, VersionConflictError
-from app.registry import RegistryError, parse_registry
-from app.registry.diff import diff_registries
-from app.registry.holder import RegistryChange, RegistryHolder
-from app.registry.models import Registry
-from app.registry.stored import (
+from app.ledgers.registry_store import (
     FILE_ACTOR,
     RegistryStore,
     open_registry,
 )
+from app.registry import RegistryError, parse_registry
+from app.registry.diff import diff_registries
+from app.registry.holder import RegistryChange, RegistryHolder
+from app.registry.models import Registry
 
 BASE = """
 parks:

@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 async def _run(args: argparse.Namespace) -> int:
     from app.balance.rollup_builder import RollupBuilder
     from app.ledgers import LedgerStore
-    from app.registry.stored import open_registry
+    from app.ledgers.registry_store import open_registry
     from app.storage.base import StorageError
     from app.storage.factory import open_storage
 

@@ -32,9 +32,9 @@ from app.http.openapi import (
 )
 from app.http.services import Services, SvcDep, park_or_404
 from app.ledgers import ApiRole, VersionConflictError
+from app.ledgers.registry_store import RegistryStore, StoredRegistry
 from app.registry.diff import ALIGNMENT_FIELDS, RegistryDiff, diff_registries
 from app.registry.models import ID_PATTERN, Device, Park, Registry
-from app.registry.stored import RegistryStore, StoredRegistry
 
 router = APIRouter(prefix="/api/v1", tags=["parks"], responses=NEEDS_KEY)
 
