@@ -144,3 +144,27 @@ def test_berlin_dst_day_through_the_engine(start: str, end: str, count: int) -> 
     assert out[0].start_ns == t0 and out[-1].end_ns == t1
     assert all(e.values["energy_import_kwh"] == pytest.approx(15.0) for e in out)
     assert out == compute_intervals(readings, park)
+
+
+def two(minute: float, **values: float) -> Reading:
+    return Reading("p", "m", T0 + int(minute * MIN), values)
+
+
+def test_pruning_keeps_the_cells_of_a_held_gap_segment_of_another_counter() -> None:
+    """A prune drops the import points of the first hour; the export gap 08:00 -> 09:30 is
+    still held whole. A late export reading at 09:10 splits the gap and makes 09:15-09:30
+    exactly known: the import there (1 kWh/min) must still be in it, and the undecided drop
+    at 09:30 keeps 09:10-09:30 `suspect` (both were lost with the cells before the fix)."""
+    stored = [two(m, energy_import_kwh=float(m)) for m in range(0, 96, 5)]
+    stored += [two(0, energy_export_kwh=10.0), two(90, energy_export_kwh=5.0)]
+    late = [two(70, energy_export_kwh=10.0)]
+    engine = IntervalEngine(lambda pid: PARK, history_window_s=1800)
+    engine.seed(stored)  # newest 09:35: history older than 08:35 (window + 1 h slack) goes
+    assert engine.held("p", "m", T0) == {"energy_export_kwh": (10.0, False)}
+    out = engine.add(late)
+    reference = {e.start_ns: e for e in compute_intervals(stored + late, PARK)}
+    q4 = T0 + 75 * MIN  # 09:15-09:30
+    assert [e.start_ns for e in out] == [q4]
+    assert all(e == reference[e.start_ns] for e in out)
+    assert out[0].values["energy_import_kwh"] == pytest.approx(15.0)
+    assert out[0].flags == ("suspect",)

@@ -436,9 +436,14 @@ class _DeviceState:
             return
         self.origin = False
         self.floor_ns = max(self.floor_ns, cutoff) if self.floor_ns != HORIZON_NONE else cutoff
-        floor = self.exact_from()
-        for start in [st for st, cell in self.cells.items() if cell.end_ns <= floor]:
+        # Only cells no held segment overlaps go (every segment leaves a part, maybe 0.0, in
+        # each cell it overlaps). A cell before `exact_from` may still hold a segment whose
+        # points are both held, e.g. a long gap of one counter: a late reading that splits it
+        # takes its portion and flags off that cell again, and a late reading that lowers
+        # `exact_from` makes the cell reportable, with every held segment's part in it.
+        for start in [st for st, cell in self.cells.items() if not cell.parts]:
             del self.cells[start]
+        floor = self.exact_from()
         for start in [st for st in self.emitted if st < floor]:
             del self.emitted[start]
         for start in [st for st in self.conflicts if st < self.newest_ns - window_ns]:
