@@ -302,6 +302,13 @@ class _DeviceState:
             self.newest_ns = reading.ts_ns
         return stale
 
+    def mark_conflict(self, ts_ns: int) -> int:
+        """Count a refused conflicting reading at `ts_ns`; returns its interval's start."""
+        start = self._bounds(ts_ns)[0]
+        # kept apart from the cells, which a compact engine forgets long before the window
+        self.conflicts[start] = self.conflicts.get(start, 0) + 1
+        return start
+
     # -- results ---------------------------------------------------------------------------
 
     def exact_from(self) -> int:
@@ -589,10 +596,24 @@ class IntervalEngine:
         for key in keys:
             self._states[key].prune(self._window_ns, slack)
 
-    def add(self, readings: Iterable[Reading]) -> list[IntervalEnergy]:
-        """Take new readings; return the intervals whose values changed, each in full, once."""
+    def add(
+        self, readings: Iterable[Reading], conflicts: Iterable[tuple[str, str, int]] = ()
+    ) -> list[IntervalEnergy]:
+        """Take new readings; return the intervals whose values changed, each in full, once.
+
+        `conflicts`: (park, device, ts_ns) of readings of the same batch the collector refused
+        as conflicting (`conflict`); their intervals are flagged before the engine forgets
+        anything after the batch, so an interval the batch fills is emitted flagged even
+        when a compact engine no longer holds it afterwards.
+        """
         out: list[IntervalEnergy] = []
         touched = self._feed(readings, seeding=False)
+        for park, device, ts_ns in conflicts:
+            key = (park, device)
+            state = self._states.get(key)
+            if state is not None:
+                start = state.mark_conflict(ts_ns)
+                touched.setdefault(key, set()).add(start)
         for key, starts in touched.items():
             state = self._states[key]
             for energy in state.results(starts):
@@ -651,9 +672,7 @@ class IntervalEngine:
         state = self._states.get((park, device))
         if state is None:
             return []
-        start = interval_bounds(ts_ns, state.park)[0]
-        # kept apart from the cells, which a compact engine forgets long before the window
-        state.conflicts[start] = state.conflicts.get(start, 0) + 1
+        start = state.mark_conflict(ts_ns)
         out = state.results([start])
         for energy in out:
             state.emitted[energy.start_ns] = energy
