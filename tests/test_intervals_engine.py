@@ -168,3 +168,25 @@ def test_pruning_keeps_the_cells_of_a_held_gap_segment_of_another_counter() -> N
     assert all(e == reference[e.start_ns] for e in out)
     assert out[0].values["energy_import_kwh"] == pytest.approx(15.0)
     assert out[0].flags == ("suspect",)
+
+
+def test_a_counter_new_after_a_prune_is_held_from_the_seed_on() -> None:
+    """Storage holds only import readings from 08:00 on (seeded); the prune drops the first
+    hour of them. Late readings bring the export counter at 08:15:01 and 08:00:02: it has no
+    reading from the seed on before them, so 08:15:01 starts its series (the prune does not
+    make it stale), and 08:15-08:30 is not emitted: the export segment in it ends at the
+    series' first point (before the fix it went out without its export value)."""
+    sec = 1_000_000_000
+    stored = [Reading("p", "m", T0 + t * sec, {"energy_import_kwh": 0.0}) for t in (0, 1, 5401)]
+    both = {"energy_import_kwh": 0.0, "energy_export_kwh": 0.0}
+    late = [Reading("p", "m", T0 + t * sec, both, reset=True) for t in (901, 2)]
+    engine = IntervalEngine(lambda pid: PARK, history_window_s=1800)
+    engine.seed(stored)
+    assert engine.held("p", "m", T0) == {}  # pruned: 08:00:00 went
+    out = engine.add(late)
+    # 08:15:01 starts the export series; 08:00:02 arrived after it, before its first point
+    assert engine.held("p", "m", T0 + 901 * sec)["energy_export_kwh"] == (0.0, True)
+    assert engine.stale_readings == 1
+    reference = {e.start_ns: e for e in compute_intervals(stored + late, PARK)}
+    assert out and all(e == reference[e.start_ns] for e in out)
+    assert B not in {e.start_ns for e in out}

@@ -80,8 +80,10 @@ class _DeviceState:
     Otherwise each series is a contiguous suffix of the real one: its first point's
     predecessor is unknown, and with it whether that point was a glitch, which decides the
     segment after it; so only intervals starting at or after the latest second point
-    (`exact_from`) are exactly known and ever reported. `floor_ns`: every reading of the
-    device at or after it is held, so a counter without a series may only start there.
+    (`exact_from`) are exactly known and ever reported. `floor_ns`: a counter without a
+    series has no reading at or after it but those the engine is given, so such a counter may
+    start a series there (the earliest seeded reading; anywhere once a device held whole was
+    pruned); pruning, which drops points of held series only, leaves it.
     """
 
     __slots__ = (
@@ -441,8 +443,13 @@ class _DeviceState:
             pruned = True
         if not pruned:
             return
+        # `floor_ns` stays: pruning drops points of held series only, so a counter without a
+        # series still has no reading at or after it but those that arrive (raising it to the
+        # cutoff refused them, yet emitted the intervals they touch without them). A device
+        # held whole until now had no reading of such a counter at all.
+        if self.origin:
+            self.floor_ns = HORIZON_ALL
         self.origin = False
-        self.floor_ns = max(self.floor_ns, cutoff) if self.floor_ns != HORIZON_NONE else cutoff
         # Only cells no held segment overlaps go (every segment leaves a part, maybe 0.0, in
         # each cell it overlaps). A cell before `exact_from` may still hold a segment whose
         # points are both held, e.g. a long gap of one counter: a late reading that splits it
