@@ -8,10 +8,13 @@ process can. Storage writes are left out (in-order readings never ask storage fo
 written rows do not stay in the collector's memory), so a simulated day takes minutes.
 
 RSS (VmRSS) is sampled at the start (registry loaded, nothing fed: the baseline) and every
-simulated hour. Beside the compact engine the same run measures the previous behaviour (the
-engine holding the 48-hour lookback window, `compact_engine=False`) for its first hours.
+simulated hour. Beside the compact engine (the collector's default) the same run measures
+the previous behaviour (the engine holding the 48-hour lookback window,
+`compact_engine=False`) for its first hours. `--repeat N` runs each configuration N times,
+each in a fresh process, and prints the curve as median [min-max] per simulated hour.
 
     .venv/bin/python bench/collector_memory.py --devices 10000 50000 --hours 24 --old-hours 3
+    .venv/bin/python bench/collector_memory.py --devices 10000 --hours 3 --old-hours 2 --repeat 3
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,11 +108,34 @@ def measure(n: int, hours: int, compact: bool) -> dict[int, tuple[float, float]]
     return out
 
 
+Curve = dict[int, list[tuple[float, float]]]  # hour -> [(RSS MiB, feed s)] of each run
+
+
+def curve(n: int, hours: int, compact: bool, repeat: int) -> Curve:
+    out: Curve = {}
+    for _ in range(repeat):
+        for hour, sample in measure(n, hours, compact).items():
+            out.setdefault(hour, []).append(sample)
+    return out
+
+
+def cell(samples: list[tuple[float, float]] | None, width: int) -> str:
+    """`median [min-max]` of the RSS samples (just the value for a single run)."""
+    if not samples:
+        return f"{'':>{width}}"
+    rss = sorted(r for r, _ in samples)
+    text = f"{statistics.median(rss):.1f}"
+    if len(rss) > 1:
+        text += f" [{rss[0]:.1f}-{rss[-1]:.1f}]"
+    return f"{text:>{width}}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, nargs="+", default=[10_000, 50_000])
     ap.add_argument("--hours", type=int, default=24)
     ap.add_argument("--old-hours", type=int, default=3, help="hours of the previous engine")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -116,20 +143,28 @@ def main() -> None:
         asyncio.run(child(int(n), int(hours), compact == "1"))
         return
     for n in args.devices:
-        new = measure(n, args.hours, compact=True)
-        old = measure(n, args.old_hours, compact=False) if args.old_hours else {}
-        print(f"\n{n:,} devices, one reading a minute each (RSS MiB)")
-        print(f"{'simulated hour':>15} {'compact':>9} {'48-h window (before)':>21} {'feed s':>7}")
+        new = curve(n, args.hours, compact=True, repeat=args.repeat)
+        old = curve(n, args.old_hours, compact=False, repeat=args.repeat) if args.old_hours else {}
+        runs = f"median [min-max] of {args.repeat} runs" if args.repeat > 1 else "one run"
+        print(f"\n{n:,} devices, one reading a minute each (RSS MiB, {runs})")
+        print(f"{'simulated hour':>15} {'compact':>24} {'48-h window (before)':>24} {'feed s':>7}")
         for hour in sorted(new):
-            before = f"{old[hour][0]:21.1f}" if hour in old else f"{'':>21}"
-            print(f"{hour:>15} {new[hour][0]:9.1f} {before} {new[hour][1]:7.0f}")
-        start = new[0][0]
-        grow = max(r for h, (r, _) in new.items() if h >= 1) - new[1][0]
-        print(f"baseline (registry loaded, nothing fed): {start:.1f} MiB")
-        print(
-            f"compact: peak {max(r for r, _ in new.values()):.1f} MiB; growth after hour 1: "
-            f"{grow:+.1f} MiB"
-        )
+            feed = statistics.median(s for _, s in new[hour])
+            print(f"{hour:>15} {cell(new[hour], 24)} {cell(old.get(hour), 24)} {feed:7.0f}")
+        median = {h: statistics.median(r for r, _ in v) for h, v in new.items()}
+        fed = [r for h, r in median.items() if h >= 1]
+        print(f"baseline (registry loaded, nothing fed): {median[0]:.1f} MiB")
+        if fed:
+            print(
+                f"compact: peak {max(r for v in new.values() for r, _ in v):.1f} MiB; "
+                f"medians from hour 1 on: {min(fed):.1f}-{max(fed):.1f} MiB"
+            )
+        if len(old) > 1:
+            last = max(old)
+            per_hour = (
+                statistics.median(r for r, _ in old[last]) - statistics.median(r for r, _ in old[0])
+            ) / last
+            print(f"48-h window: {per_hour:+.1f} MiB per simulated hour (median runs)")
 
 
 if __name__ == "__main__":

@@ -153,12 +153,12 @@ class Collector:
         on_failure: Callable[[], object] | None = None,
         on_command: Callable[[str, bytes, int], object] | None = None,
         state_path: Path | None = None,
-        compact_engine: bool = False,
+        compact_engine: bool = True,
     ) -> None:
         self.registry = registry
         #: True: the compact engine (bounded memory, docs/intervals.md "Collector memory").
-        #: Off by default for now: with it, the `conflict` flag of an interval the engine no
-        #: longer holds is sometimes lost (tests/test_e2e_glitches.py fails about 1 run in 4)
+        #: False: the engine holds the whole lookback window in memory, as before; same
+        #: results, memory growing with it (kept for comparisons: bench, tests)
         self.compact_engine = compact_engine
         #: every gateway format (docs/gateways.md); the native JSON is one of them
         self.decoder = GatewayDecoder(registry, limits)
@@ -333,17 +333,27 @@ class Collector:
             if refused:
                 deadletters = [*deadletters, *refused]
             self.soc.add(readings)
-            intervals = self.engine.add(readings)
+            conflicts = [
+                (dl.park, dl.device, int(json.loads(dl.raw)["ts_ns"]))
+                for dl in refused
+                if dl.park is not None and dl.device is not None
+            ]
+            # the conflicts go in with the batch: flagged before a compact engine forgets the
+            # intervals the batch filled (storage does not hold those yet)
+            intervals = self.engine.add(readings, conflicts)
             if recomputed:
                 intervals = _overwrite(intervals, recomputed)
-            for dl in refused:
-                if dl.park is not None and dl.device is not None:
-                    ts_ns = json.loads(dl.raw)["ts_ns"]
-                    flagged = self.engine.conflict(dl.park, dl.device, ts_ns)
-                    if not flagged:  # a compact engine no longer holds it: flag the stored row
-                        flagged = await self._stored_conflict(dl.park, dl.device, ts_ns)
-                    intervals = _overwrite(intervals, flagged)
-            if recomputed:  # keep the flags of conflicts the engine holds on recomputed ones
+            if conflicts:
+                emitted = {(i.park, i.device, i.start_ns) for i in intervals}
+                for park_id, device, ts_ns in conflicts:
+                    park = self.registry.park(park_id)
+                    if park is None:
+                        continue
+                    if (park_id, device, interval_start_ns(ts_ns, park)) not in emitted:
+                        # an interval the engine no longer holds: flag the stored row
+                        stored = await self._stored_conflict(park_id, device, ts_ns)
+                        intervals = _overwrite(intervals, stored)
+            if conflicts or recomputed:  # recomputed ones keep the conflicts the engine holds
                 intervals = self.engine.with_conflicts(intervals)
             intervals = self.soc.stamp(intervals)
             batch = WriteBatch(readings=readings, intervals=intervals, deadletters=deadletters)

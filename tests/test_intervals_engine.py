@@ -144,3 +144,49 @@ def test_berlin_dst_day_through_the_engine(start: str, end: str, count: int) -> 
     assert out[0].start_ns == t0 and out[-1].end_ns == t1
     assert all(e.values["energy_import_kwh"] == pytest.approx(15.0) for e in out)
     assert out == compute_intervals(readings, park)
+
+
+def two(minute: float, **values: float) -> Reading:
+    return Reading("p", "m", T0 + int(minute * MIN), values)
+
+
+def test_pruning_keeps_the_cells_of_a_held_gap_segment_of_another_counter() -> None:
+    """A prune drops the import points of the first hour; the export gap 08:00 -> 09:30 is
+    still held whole. A late export reading at 09:10 splits the gap and makes 09:15-09:30
+    exactly known: the import there (1 kWh/min) must still be in it, and the undecided drop
+    at 09:30 keeps 09:10-09:30 `suspect` (both were lost with the cells before the fix)."""
+    stored = [two(m, energy_import_kwh=float(m)) for m in range(0, 96, 5)]
+    stored += [two(0, energy_export_kwh=10.0), two(90, energy_export_kwh=5.0)]
+    late = [two(70, energy_export_kwh=10.0)]
+    engine = IntervalEngine(lambda pid: PARK, history_window_s=1800)
+    engine.seed(stored)  # newest 09:35: history older than 08:35 (window + 1 h slack) goes
+    assert engine.held("p", "m", T0) == {"energy_export_kwh": (10.0, False)}
+    out = engine.add(late)
+    reference = {e.start_ns: e for e in compute_intervals(stored + late, PARK)}
+    q4 = T0 + 75 * MIN  # 09:15-09:30
+    assert [e.start_ns for e in out] == [q4]
+    assert all(e == reference[e.start_ns] for e in out)
+    assert out[0].values["energy_import_kwh"] == pytest.approx(15.0)
+    assert out[0].flags == ("suspect",)
+
+
+def test_a_counter_new_after_a_prune_is_held_from_the_seed_on() -> None:
+    """Storage holds only import readings from 08:00 on (seeded); the prune drops the first
+    hour of them. Late readings bring the export counter at 08:15:01 and 08:00:02: it has no
+    reading from the seed on before them, so 08:15:01 starts its series (the prune does not
+    make it stale), and 08:15-08:30 is not emitted: the export segment in it ends at the
+    series' first point (before the fix it went out without its export value)."""
+    sec = 1_000_000_000
+    stored = [Reading("p", "m", T0 + t * sec, {"energy_import_kwh": 0.0}) for t in (0, 1, 5401)]
+    both = {"energy_import_kwh": 0.0, "energy_export_kwh": 0.0}
+    late = [Reading("p", "m", T0 + t * sec, both, reset=True) for t in (901, 2)]
+    engine = IntervalEngine(lambda pid: PARK, history_window_s=1800)
+    engine.seed(stored)
+    assert engine.held("p", "m", T0) == {}  # pruned: 08:00:00 went
+    out = engine.add(late)
+    # 08:15:01 starts the export series; 08:00:02 arrived after it, before its first point
+    assert engine.held("p", "m", T0 + 901 * sec)["energy_export_kwh"] == (0.0, True)
+    assert engine.stale_readings == 1
+    reference = {e.start_ns: e for e in compute_intervals(stored + late, PARK)}
+    assert out and all(e == reference[e.start_ns] for e in out)
+    assert B not in {e.start_ns for e in out}

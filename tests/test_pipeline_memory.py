@@ -197,3 +197,19 @@ def test_the_point_after_a_whole_intervals_first_one_is_left_to_storage() -> Non
     new = {e.start_ns: e for e in compute_intervals([*history, at(17, 55.0)], PARK)}[T0_NS]
     assert (old.values, old.flags) == ({"energy_import_kwh": 5.0}, ("glitch",))
     assert (new.values, new.flags) == ({"energy_import_kwh": 4.0}, ("counter_decrease",))
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_conflict_in_a_long_batch_flags_its_interval(tmp_path: Path, compact: bool) -> None:
+    """Three hours of a meter in one batch (a gateway flushing its buffer), with another value
+    for 01:00 in the same batch: the compact engine forgets 01:00-01:15 when the batch is in,
+    before storage holds it, yet the stored interval is flagged `conflict`."""
+    batch = [Sent("m0", minute, 1000.0 + minute) for minute in range(181)]
+    batch.insert(100, Sent("m0", 60, 5.0))
+    stored, _ = asyncio.run(run([batch], tmp_path / "store.sqlite", compact=compact))
+    flagged = [(r.start_ns - T0_NS) // MIN_NS for r in stored if "conflict" in r.flags]
+    assert flagged == [60]
+    # the refused value changed nothing: 15 kWh in every whole quarter hour
+    assert {
+        r.values["energy_import_kwh"] for r in stored if r.end_ns - r.start_ns == 15 * MIN_NS
+    } == {15.0}

@@ -80,8 +80,10 @@ class _DeviceState:
     Otherwise each series is a contiguous suffix of the real one: its first point's
     predecessor is unknown, and with it whether that point was a glitch, which decides the
     segment after it; so only intervals starting at or after the latest second point
-    (`exact_from`) are exactly known and ever reported. `floor_ns`: every reading of the
-    device at or after it is held, so a counter without a series may only start there.
+    (`exact_from`) are exactly known and ever reported. `floor_ns`: a counter without a
+    series has no reading at or after it but those the engine is given, so such a counter may
+    start a series there (the earliest seeded reading; anywhere once a device held whole was
+    pruned); pruning, which drops points of held series only, leaves it.
     """
 
     __slots__ = (
@@ -302,6 +304,13 @@ class _DeviceState:
             self.newest_ns = reading.ts_ns
         return stale
 
+    def mark_conflict(self, ts_ns: int) -> int:
+        """Count a refused conflicting reading at `ts_ns`; returns its interval's start."""
+        start = self._bounds(ts_ns)[0]
+        # kept apart from the cells, which a compact engine forgets long before the window
+        self.conflicts[start] = self.conflicts.get(start, 0) + 1
+        return start
+
     # -- results ---------------------------------------------------------------------------
 
     def exact_from(self) -> int:
@@ -434,11 +443,21 @@ class _DeviceState:
             pruned = True
         if not pruned:
             return
+        # `floor_ns` stays: pruning drops points of held series only, so a counter without a
+        # series still has no reading at or after it but those that arrive (raising it to the
+        # cutoff refused them, yet emitted the intervals they touch without them). A device
+        # held whole until now had no reading of such a counter at all.
+        if self.origin:
+            self.floor_ns = HORIZON_ALL
         self.origin = False
-        self.floor_ns = max(self.floor_ns, cutoff) if self.floor_ns != HORIZON_NONE else cutoff
-        floor = self.exact_from()
-        for start in [st for st, cell in self.cells.items() if cell.end_ns <= floor]:
+        # Only cells no held segment overlaps go (every segment leaves a part, maybe 0.0, in
+        # each cell it overlaps). A cell before `exact_from` may still hold a segment whose
+        # points are both held, e.g. a long gap of one counter: a late reading that splits it
+        # takes its portion and flags off that cell again, and a late reading that lowers
+        # `exact_from` makes the cell reportable, with every held segment's part in it.
+        for start in [st for st, cell in self.cells.items() if not cell.parts]:
             del self.cells[start]
+        floor = self.exact_from()
         for start in [st for st in self.emitted if st < floor]:
             del self.emitted[start]
         for start in [st for st in self.conflicts if st < self.newest_ns - window_ns]:
@@ -584,10 +603,24 @@ class IntervalEngine:
         for key in keys:
             self._states[key].prune(self._window_ns, slack)
 
-    def add(self, readings: Iterable[Reading]) -> list[IntervalEnergy]:
-        """Take new readings; return the intervals whose values changed, each in full, once."""
+    def add(
+        self, readings: Iterable[Reading], conflicts: Iterable[tuple[str, str, int]] = ()
+    ) -> list[IntervalEnergy]:
+        """Take new readings; return the intervals whose values changed, each in full, once.
+
+        `conflicts`: (park, device, ts_ns) of readings of the same batch the collector refused
+        as conflicting (`conflict`); their intervals are flagged before the engine forgets
+        anything after the batch, so an interval the batch fills is emitted flagged even
+        when a compact engine no longer holds it afterwards.
+        """
         out: list[IntervalEnergy] = []
         touched = self._feed(readings, seeding=False)
+        for park, device, ts_ns in conflicts:
+            key = (park, device)
+            state = self._states.get(key)
+            if state is not None:
+                start = state.mark_conflict(ts_ns)
+                touched.setdefault(key, set()).add(start)
         for key, starts in touched.items():
             state = self._states[key]
             for energy in state.results(starts):
@@ -646,9 +679,7 @@ class IntervalEngine:
         state = self._states.get((park, device))
         if state is None:
             return []
-        start = interval_bounds(ts_ns, state.park)[0]
-        # kept apart from the cells, which a compact engine forgets long before the window
-        state.conflicts[start] = state.conflicts.get(start, 0) + 1
+        start = state.mark_conflict(ts_ns)
         out = state.results([start])
         for energy in out:
             state.emitted[energy.start_ns] = energy
