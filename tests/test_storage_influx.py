@@ -192,3 +192,23 @@ async def test_query_many_sends_long_statement_lists_in_several_requests(
     assert [s.values[0][0] for s in got] == [T0 + i for i in range(n)]  # in statement order
     assert len(requests) == 3  # 500 statements a request
     assert await storage.query_many([]) == []
+
+
+async def test_foreign_string_and_boolean_fields_do_not_make_history_unreadable(
+    storage: InfluxStorage,
+) -> None:
+    readings = [Reading("p", "m", T0 + i * MIN, {"energy_kwh": 10.0 + i}) for i in range(3)]
+    await storage.write(WriteBatch(readings=readings))
+
+    def align(ns: int) -> int:
+        return ns - ns % (15 * MIN)
+
+    before = await storage.histories("p", {"m": T0 + 3 * MIN}, align)
+    # another tool wrote into the reading measurement: a note (string) and a flag (boolean);
+    # reading them used to raise, so a restarted collector could never load this device
+    await storage.write_lines([f'reading,device=m,park=p note="swapped meter",checked=true {T0}'])
+    got = await storage.readings("p", T0, T0 + 3 * MIN, "m")
+    assert [r.values for r in got] == [r.values for r in readings]
+    last = await storage.last_readings("p", "m", T0 + 3 * MIN, 2)
+    assert [r.values for r in last] == [r.values for r in readings[1:]]
+    assert await storage.histories("p", {"m": T0 + 3 * MIN}, align) == before

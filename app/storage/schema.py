@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from app.storage.lineprotocol import (
     representable_name,
 )
 from app.telemetry.models import DeadLetter, Reading, RejectReason
+
+log = logging.getLogger(__name__)
 
 READING = "reading"
 INTERVAL = "interval_energy"
@@ -177,6 +180,34 @@ def _index(columns: Sequence[str]) -> dict[str, int]:
     return {c: i for i, c in enumerate(columns)}
 
 
+def _number(v: Any) -> float | None:
+    """A stored value as a reading's quantity, or None for what no Lingtan writer stores
+    there (a string or boolean field written by another tool): skipped, so one foreign
+    point cannot make a device's history unreadable (and its collector redeliver forever)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v)
+
+
+def _numbers(row: Row, value_cols: Sequence[tuple[int, str]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for i, name in value_cols:
+        x = row[i]
+        if x is None:
+            continue
+        v = _number(x)
+        if v is None:
+            if name not in _FOREIGN_WARNED:
+                _FOREIGN_WARNED.add(name)
+                log.warning("stored field %r holds a non-number (%r): ignored", name, x)
+            continue
+        out[name] = v
+    return out
+
+
+_FOREIGN_WARNED: set[str] = set()
+
+
 def readings_from_rows(
     columns: Sequence[str], rows: Sequence[Row], tags: Mapping[str, str] | None = None
 ) -> list[Reading]:
@@ -189,7 +220,7 @@ def readings_from_rows(
     value_cols = [(i, value_name(c)) for c, i in idx.items() if c not in _READING_META]
     out: list[Reading] = []
     for row in rows:
-        values = {name: float(row[i]) for i, name in value_cols if row[i] is not None}
+        values = _numbers(row, value_cols)
         out.append(
             Reading(
                 park=(row[pi] if pi is not None else None) or park_tag,
@@ -220,7 +251,7 @@ def intervals_from_rows(columns: Sequence[str], rows: Sequence[Row]) -> list[Int
                 role=(row[oi] if oi is not None else None) or "",
                 start_ns=start_ns,
                 end_ns=start_ns + (round(float(duration_s) * 1e9) if duration_s else 0),
-                values={name: float(row[i]) for i, name in value_cols if row[i] is not None},
+                values=_numbers(row, value_cols),
                 estimated=bool(row[ei]) if ei is not None and row[ei] is not None else False,
                 flags=tuple(flags.split(",")) if flags else (),
             )
