@@ -16,8 +16,11 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import random
+import re
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.accounting.buckets import to_ns
+from app.auth.deps import Viewer
 from app.balance.rollup_builder import RollupBuilder
 from app.config import Settings
 from app.intervals.models import IntervalEnergy
@@ -110,6 +114,11 @@ def _live_server(port: int, n_devices: int, influx_url: str, db_path: str, key_q
     async def const() -> dict[str, int]:
         return {"ok": 1}
 
+    @app.get("/bench/authed")
+    async def authed(_: Viewer) -> dict[str, int]:
+        # the same API-key check as /live, then a constant: what /live adds beyond auth
+        return {"ok": 1}
+
     park = reg.parks[0]
     rng = random.Random(1)
 
@@ -145,6 +154,53 @@ def _live_server(port: int, n_devices: int, influx_url: str, db_path: str, key_q
         renderer.cancel()
 
     asyncio.run(main())
+
+
+def _wrk(url: str, headers: dict[str, str], clients: int, seconds: int) -> dict[str, float]:
+    """One `wrk` run (a C client, one thread, `clients` keep-alive connections): req/s and
+    the latency percentiles it prints with --latency, in ms."""
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    got: dict[str, float] = {}
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    for line in out.splitlines():
+        m = re.match(r"\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)$", line)
+        if m:
+            got[f"p{m.group(1)}"] = float(m.group(2)) * units[m.group(3)]
+        m = re.match(r"Requests/sec:\s+([\d.]+)", line)
+        if m:
+            got["rps"] = float(m.group(1))
+        if "Non-2xx" in line:
+            raise RuntimeError(f"wrk saw errors: {line.strip()}")
+    return got
+
+
+def _wrk_rounds(base: str, key: str, clients: int, rounds: int) -> None:
+    """/live beside a bare endpoint doing the same API-key check, both driven by wrk."""
+    hdr = {"Authorization": f"Bearer {key}"}
+    print(f"  wrk (C client, {clients} connections, 10 s a round), {rounds} rounds:")
+    res: dict[str, list[dict[str, float]]] = {"bare + same auth": [], "/live": []}
+    for rnd in range(rounds):
+        for name, path in (
+            ("bare + same auth", "/bench/authed"),
+            ("/live", "/api/v1/parks/big/live"),
+        ):
+            r = _wrk(base + path, hdr, clients, 10)
+            res[name].append(r)
+            print(
+                f"    round {rnd + 1} {name:17s} p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
+                f"  {r['rps']:8.0f} req/s"
+            )
+    for name, rs in res.items():
+        p50, p99, rps = _med(rs, "p50"), _med(rs, "p99"), _med(rs, "rps", 0)
+        print(f"    {name:17s} p50 {p50}  p99 {p99}  req/s {rps}")
+
+
+def _med(rs: list[dict[str, float]], k: str, digits: int = 2) -> str:
+    xs = [r[k] for r in rs]
+    return f"{statistics.median(xs):.{digits}f} ({min(xs):.{digits}f}–{max(xs):.{digits}f})"
 
 
 async def _loop_lag(n_devices: int, seconds: float) -> list[float]:
@@ -245,6 +301,10 @@ def bench_live(
                 f"  all rounds {name:14s} p50 {pct(lat, 50) * 1e3:6.2f} ms"
                 f"  p99 {pct(lat, 99) * 1e3:6.2f} ms  (n={len(lat)})"
             )
+        if shutil.which("wrk"):
+            _wrk_rounds(base, key, clients, rounds)
+        else:
+            print("  wrk not installed (apt install wrk): C-client latency skipped")
         lags = asyncio.run(_loop_lag(n_devices, 10.0))
         print(
             f"  event-loop lag with render loop + feed (in-process, 10 s): p50"
