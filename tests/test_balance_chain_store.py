@@ -18,7 +18,16 @@ from app.registry.models import Park
 from app.storage.base import WriteBatch
 from tests.balance_reference import mismatches, recompute
 from tests.memory_store import MemoryIntervals, MemoryLedgers
-from tests.test_balance_interleavings import DEVICES, FIRST, NOW_NS, PARK, row, start_ns, when
+from tests.test_balance_interleavings import (
+    DEVICES,
+    FIRST,
+    NOW_NS,
+    PARK,
+    REGISTRY_YAML,
+    row,
+    start_ns,
+    when,
+)
 
 FS = get_factor_set(PARK.factor_set)
 END_Q = 2 * 96 + 4  # two days, the DST day the second ("today", NOW_NS, is the third)
@@ -111,17 +120,8 @@ async def test_a_stored_day_is_not_used_once_an_input_of_it_changed() -> None:
 async def test_another_registry_entry_or_factor_set_starts_a_chain_of_its_own() -> None:
     store, ledgers = await seeded()
     await answer(service(store, ledgers))
-    text = """
-parks:
-  - id: x
-    timezone: Europe/Berlin
-    grid_region: northeast
-    devices:
-      - {id: grid, role: grid}
-      - {id: pv, role: pv}
-      - {id: bess, role: storage, capacity_kwh: 80}
-      - {id: sub, role: load, included_in: grid}
-"""
+    text = REGISTRY_YAML.replace("capacity_kwh: 50", "capacity_kwh: 80")
+    assert text != REGISTRY_YAML
     bigger = parse_registry(text).park("x")
     assert bigger is not None
     fresh = service(store, ledgers)

@@ -28,8 +28,7 @@ DAYS = 4
 QUARTERS = DAYS * 96 + 4  # the DST day has four more
 Q_NS = 900 * 10**9
 DEVICES = ("grid", "pv", "bess", "sub")
-PARK = parse_registry(
-    """
+REGISTRY_YAML = """
 parks:
   - id: x
     timezone: Europe/Berlin
@@ -40,7 +39,7 @@ parks:
       - {id: bess, role: storage, capacity_kwh: 50}
       - {id: sub, role: load, included_in: grid}
 """
-).park("x")
+PARK = parse_registry(REGISTRY_YAML).park("x")
 assert PARK is not None
 FS = get_factor_set(PARK.factor_set)
 #: "now" for the service: mid-range, so windows cross from chained days into direct ones

@@ -7,7 +7,7 @@ import logging
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -39,6 +39,17 @@ def day_start_ns(day: date, park: Park) -> int:
 def local_day(ns: int, park: Park) -> date:
     dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
     return dt.astimezone(park.tz).date()
+
+
+def day_runs(days: Iterable[int], max_len: int | None = None) -> list[list[int]]:
+    """`days` sorted into runs of consecutive days, each at most `max_len` long."""
+    runs: list[list[int]] = []
+    for k in sorted(days):
+        if runs and runs[-1][-1] == k - 1 and (max_len is None or len(runs[-1]) < max_len):
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,28 +220,18 @@ class IntervalCache:
         fp = self.fingerprint(park)
         stored = await self.storage.day_rollups(park.id, TOTALS, k0, k1)
         by_day: dict[int, list[IntervalTotals]] = {}
-        runs: list[list[int]] = []
+        missing: list[int] = []
         for k in range(k0, k1 + 1):
-            token = inputs.changes.get(k)
-            if usable(stored.get(k), token, fp):
+            if usable(stored.get(k), inputs.changes.get(k), fp):
                 by_day[k] = decode_day(stored[k].payload, k)
                 self.rollup_hits += 1
-            elif runs and runs[-1][-1] == k - 1:
-                runs[-1].append(k)
             else:
-                runs.append([k])
+                missing.append(k)
         fresh: list[DayRollup] = []
-        for run in runs:
-            lo, hi = run[0] * NS_PER_DAY, (run[-1] + 1) * NS_PER_DAY
-            per_day = split_by_day(await self.read_range(park, lo, hi, inputs))
-            for k in run:
-                day_totals = per_day.get(k, [])
-                by_day[k] = day_totals
-                token = inputs.changes.get(k)
-                # a day never marked holds no data, or data older than markers: not kept
-                if token is not None:
-                    stamp = totals_stamp(token, fp)
-                    fresh.append(DayRollup(k, stamp, encode_day(day_totals, k)))
+        for run in day_runs(missing):
+            per_day, rollups = await self.read_days(park, run, inputs)
+            by_day.update(per_day)
+            fresh += rollups
         if fresh and self.write_rollups:
             try:
                 await self.storage.put_day_rollups(park.id, TOTALS, fresh)
@@ -243,6 +244,23 @@ class IntervalCache:
             for t in by_day.get(k, ())
             if start_ns <= t.start_ns < end_ns
         ]
+
+    async def read_days(
+        self, park: Park, run: list[int], inputs: StoredInputs
+    ) -> tuple[dict[int, list[IntervalTotals]], list[DayRollup]]:
+        """The totals of the consecutive whole UTC days `run` read from the rows, and the
+        day rollups that keep them (stamped with the markers in `inputs`, read first)."""
+        fp = self.fingerprint(park)
+        lo, hi = run[0] * NS_PER_DAY, (run[-1] + 1) * NS_PER_DAY
+        read = split_by_day(await self.read_range(park, lo, hi, inputs))
+        per_day = {k: read.get(k, []) for k in run}
+        rollups = [
+            DayRollup(k, totals_stamp(token, fp), encode_day(per_day[k], k))
+            for k in run
+            # a day never marked holds no data, or data older than markers: not kept
+            if (token := inputs.changes.get(k)) is not None
+        ]
+        return per_day, rollups
 
     async def _load(self, park: Park, days: list[date], inputs: StoredInputs) -> None:
         edges = [day_start_ns(d, park) for d in days]

@@ -7,10 +7,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from app.balance.cache import IntervalCache, StoredInputs
-from app.balance.rollup import TOTALS, encode_day, split_by_day, totals_stamp, usable
+from app.balance.cache import IntervalCache, StoredInputs, day_runs
+from app.balance.rollup import TOTALS, usable
 from app.registry.models import Park
-from app.storage.base import NS_PER_DAY, DayRollup, Storage, StorageError
+from app.storage.base import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +59,10 @@ class RollupBuilder:
         progress: Progress | None = None,
     ) -> int:
         """Compute and store the rollups of `days` (UTC days) of `park` under `inputs`."""
-        fp = self._reader.fingerprint(park)
-        runs: list[list[int]] = []
-        for k in sorted(days):
-            if runs and runs[-1][-1] == k - 1 and len(runs[-1]) < RUN_DAYS:
-                runs[-1].append(k)
-            else:
-                runs.append([k])
         done = 0
-        for run in runs:
-            lo, hi = run[0] * NS_PER_DAY, (run[-1] + 1) * NS_PER_DAY
-            per_day = split_by_day(await self._reader.read_range(park, lo, hi, inputs))
-            await self.storage.put_day_rollups(
-                park.id,
-                TOTALS,
-                [
-                    DayRollup(
-                        k, totals_stamp(inputs.changes[k], fp), encode_day(per_day.get(k, []), k)
-                    )
-                    for k in run
-                ],
-            )
+        for run in day_runs(days, RUN_DAYS):
+            _, rollups = await self._reader.read_days(park, run, inputs)
+            await self.storage.put_day_rollups(park.id, TOTALS, rollups)
             done += len(run)
             self.built += len(run)
             if progress is not None:
