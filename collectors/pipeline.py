@@ -255,16 +255,20 @@ class Collector:
             acks.append((acker, [mid]))
 
     def _take(self, topic: str, payload: bytes) -> _Queue:
-        # the format that reads the topic; one nobody reads is a bad_topic dead letter
-        decoded = self.decoder.decode(topic, payload, self.clock_ns())
-        self.metrics.messages.inc()
-        if decoded.ignored_fields:
-            self.metrics.ignored_fields.inc(decoded.ignored_fields)
-        if decoded.format != "native":
-            self._gateway(decoded)
         queue = self._queue
-        queue.readings += decoded.readings
-        queue.deadletters += decoded.deadletters
+        now_ns = self.clock_ns()
+        plain = self.decoder.plain(topic, payload, now_ns)
+        if plain is not None:  # the common case, with no per-message result objects
+            queue.readings += plain
+        else:
+            # the format that reads the topic; one nobody reads is a bad_topic dead letter
+            decoded = self.decoder.decode(topic, payload, now_ns)
+            if decoded.ignored_fields:
+                self.metrics.ignored_fields.inc(decoded.ignored_fields)
+            if decoded.format != "native":
+                self._gateway(decoded)
+            queue.readings += decoded.readings
+            queue.deadletters += decoded.deadletters
         queue.messages += 1
         self._has_items.set()
         if (
@@ -314,6 +318,8 @@ class Collector:
             queue, self._queue = self._queue, _Queue()
             self._has_items.clear()
             self._full.clear()
+            # counted per batch: a Prometheus counter's lock per message costs ~1 µs each
+            self.metrics.messages.inc(queue.messages)
             await self._flush(queue)
             if self._stopping and not self._queue.messages:
                 return

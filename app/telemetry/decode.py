@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.registry.models import COUNTER_QUANTITIES, INSTANT_QUANTITIES, Registry, valid_id
+from app.telemetry.compiled import UNDERFLOW_ZEROS, CompiledNative
 from app.telemetry.models import DeadLetter, Reading, RejectReason
 
 TOPIC_PREFIX = "lingtan/v1/"
@@ -237,7 +238,7 @@ def _parse_float(text: str) -> float:
 _JSON = json.JSONDecoder()
 #: only for payloads that may hold an underflowing literal (an exponent or a long fraction)
 _JSON_UNDERFLOW = json.JSONDecoder(parse_float=_parse_float)
-_ZEROS = b"0" * 300
+_ZEROS = UNDERFLOW_ZEROS
 
 
 class PayloadEncodingError(ValueError):
@@ -326,20 +327,58 @@ class TelemetryDecoder:
     ) -> None:
         self.registry = registry
         self.limits = limits or DecodeLimits()
-        #: False: every reading goes through pydantic (the reference the fast path must match)
+        #: False: every reading goes through pydantic (the reference the fast paths must match)
         self.fast_path = fast_path
+        self._compiled = CompiledNative(
+            _BOUNDS, parse_ts, MIN_TS_NS, MAX_EPOCH_NS, self.limits.max_array_len
+        )
+        self._future_ns = int(self.limits.max_future_s * 1e9)
+        #: telemetry topics of devices registered in `_registered_in` (the registry object)
+        self._registered: dict[str, tuple[str, str]] = {}
+        self._registered_in = registry
+
+    def plain(self, topic: str, payload: bytes, now_ns: int) -> list[Reading] | None:
+        """The readings of a plain payload (`compiled.py`) to a registered device; None: the
+        message needs `decode` (which gives the same readings for a plain one)."""
+        if self._registered_in is not self.registry:  # edited: what is registered may differ
+            self._registered.clear()
+            self._registered_in = self.registry
+        ids = self._registered.get(topic)
+        if ids is None:
+            ids = self._registered_target(topic)
+            if ids is None:
+                return None
+        if len(payload) > self.limits.max_payload_bytes:
+            return None
+        return self._compiled.readings(ids[0], ids[1], payload, now_ns, now_ns + self._future_ns)
+
+    def _registered_target(self, topic: str) -> tuple[str, str] | None:
+        """(park, device) of a telemetry topic of a registered device, remembered."""
+        ids = parse_topic(topic)
+        if ids is None or not self.fast_path or self.registry.device(*ids) is None:
+            return None
+        if len(self._registered) >= _TOPIC_CACHE_MAX:
+            self._registered.clear()
+        self._registered[topic] = ids
+        return ids
 
     def decode(self, topic: str, payload: bytes, now_ns: int) -> Decoded:
         out = Decoded()
         try:
             park_id, device_id = self._target(topic, len(payload))
+            if self.fast_path:
+                max_ns = now_ns + self._future_ns
+                plain = self._compiled.readings(park_id, device_id, payload, now_ns, max_ns)
+                if plain is not None:
+                    out.readings = plain
+                    return out
             items, single = self._items(_document(payload, park_id, device_id), park_id, device_id)
         except _Rejected as r:
             out.deadletters.append(
                 DeadLetter(now_ns, topic, r.park, r.device, r.reason, r.detail, payload)
             )
             return out
-        max_ts_ns = now_ns + int(self.limits.max_future_s * 1e9)
+        max_ts_ns = now_ns + self._future_ns
         fast = self._fast_reading if self.fast_path else None
         for index, item in enumerate(items):
             result: Reading | tuple[RejectReason, str] | None = None

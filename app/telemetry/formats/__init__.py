@@ -16,6 +16,7 @@ from app.telemetry.formats.mapped import MappedJsonFormat
 from app.telemetry.formats.native import NativeFormat
 from app.telemetry.formats.neuron import NeuronFormat
 from app.telemetry.formats.sparkplug import SparkplugFormat
+from app.telemetry.models import Reading
 
 #: name → factory; the order is the order topics are tried in (native last: it takes the rest)
 FORMATS: dict[str, Callable[[Registry, DecodeLimits], Format]] = {
@@ -44,6 +45,9 @@ class GatewayDecoder:
             name: make(registry, self.limits) for name, make in FORMATS.items()
         }
         self._native = self.formats["native"]
+        native = self._native
+        assert isinstance(native, NativeFormat)
+        self._plain = native.decoder.plain
         self._others = [f for name, f in self.formats.items() if name != "native"]
         self._format_of: dict[str, Format] = {}
 
@@ -88,6 +92,13 @@ class GatewayDecoder:
 
     def decode(self, topic: str, payload: bytes, now_ns: int) -> FormatResult:
         return self.format_of(topic).decode(topic, payload, now_ns)
+
+    def plain(self, topic: str, payload: bytes, now_ns: int) -> list[Reading] | None:
+        """The readings of a plain native message (`TelemetryDecoder.plain`): what `decode`
+        would give, without its per-message result objects; None: use `decode`."""
+        if self.format_of(topic) is not self._native:
+            return None
+        return self._plain(topic, payload, now_ns)
 
 
 __all__ = [
