@@ -70,10 +70,36 @@ def _resolve(zone: str, step_ns: int, offset_ns: int, cand_ns: int) -> tuple[int
     return cand_ns, cand_ns + step_ns
 
 
+NS_PER_DAY = 86_400 * NS_PER_S
+
+
+@lru_cache(maxsize=16384)
+def _day_offset_ns(zone: str, day: int) -> int | None:
+    """The UTC offset in force throughout UTC day `day` (days since the epoch), or None when
+    it changes within that day.
+
+    Asking the zone database costs a `datetime` per call (~1 µs); intervals ask per reading.
+    Like `_resolve`, this assumes an offset changes at most once in a span this short (true
+    for every real zone: at most twice a year), so equal offsets at both ends mean no change.
+    """
+    tz = _zone(zone)
+    start = day * NS_PER_DAY
+    first = _offset_ns(tz, start)
+    return first if _offset_ns(tz, start + NS_PER_DAY - 1) == first else None
+
+
 def interval_bounds(ts_ns: int, park: Park) -> tuple[int, int]:
     """`(start_ns, end_ns)` of the park's local-time interval containing `ts_ns`."""
-    step = interval_ns(park)
-    off = _offset_ns(_zone(park.timezone), ts_ns)
+    step = park.interval_minutes * 60 * NS_PER_S
+    day = ts_ns // NS_PER_DAY
+    off = _day_offset_ns(park.timezone, day)
+    if off is not None:
+        cand = ts_ns - (ts_ns + off) % step
+        # the whole interval inside one UTC day of one offset: no change can split it
+        if cand >= day * NS_PER_DAY and cand + step <= (day + 1) * NS_PER_DAY:
+            return cand, cand + step
+    else:
+        off = _offset_ns(_zone(park.timezone), ts_ns)
     return _resolve(park.timezone, step, off, ts_ns - (ts_ns + off) % step)
 
 

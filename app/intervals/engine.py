@@ -218,16 +218,23 @@ class _DeviceState:
         else:
             amount, flags = 0.0, s.seg_flags.pop(t0, 0)
         estimated = bool(flags & F_GAP) and not flags & F_IMPLAUSIBLE
+        cells = self.cells
         t = t0
         while t < t1:
-            start, end = self._bounds(t)
-            cell = self.cells.get(start)
+            start, end = self._last_bounds  # the hot path: `_bounds` inlined
+            if not start <= t < end:
+                start, end = self._bounds(t)
+            cell = cells.get(start)
             if sign > 0:
                 if cell is None:
-                    cell = self.cells[start] = _Cell(end)
-                overlap = min(end, t1) - t
+                    cell = cells[start] = _Cell(end)
+                overlap = (end if end < t1 else t1) - t
                 portion = amount if overlap == dt else amount * overlap / dt
-                cell.parts.setdefault(quantity, {})[t0] = portion
+                parts = cell.parts.get(quantity)
+                if parts is None:
+                    cell.parts[quantity] = {t0: portion}
+                else:
+                    parts[t0] = portion
             elif cell is not None:
                 parts = cell.parts.get(quantity)
                 if parts is not None:
@@ -235,12 +242,13 @@ class _DeviceState:
                     if not parts:
                         del cell.parts[quantity]
             if cell is not None:
-                counts = cell.counts
-                for bit in range(_N_FLAGS):
-                    if flags >> bit & 1:
-                        counts[bit] += sign
-                if estimated:
-                    counts[_N_FLAGS] += sign
+                if flags:
+                    counts = cell.counts
+                    for bit in range(_N_FLAGS):
+                        if flags >> bit & 1:
+                            counts[bit] += sign
+                    if estimated:
+                        counts[_N_FLAGS] += sign
                 touched.add(start)
             t = end
 
@@ -429,12 +437,30 @@ class _DeviceState:
         conflict marks older than the window."""
         sink: set[int] = set()
         pruned = False
+        drop = {}  # per series, the index of its last point before the cutoff (the first kept)
+        keep_from = HORIZON_NONE  # no kept segment starts before this
         for quantity, s in self.series.items():
-            k = bisect_left(s.ts, cutoff) - 1  # index of the last point before the cutoff
-            if k <= 0:
+            if not s.ts:
                 continue
+            k = bisect_left(s.ts, cutoff) - 1
+            if k > 0:
+                drop[quantity] = k
+            keep_from = min(keep_from, s.ts[max(k, 0)])
+        if not drop:
+            return
+        # Cells wholly before the interval of `keep_from` hold parts of dropped segments only:
+        # they go whole, and only the dropped segments reaching past them are taken off part
+        # by part (the work then stays per interval, not per dropped point).
+        keep_start = interval_bounds(keep_from, self.park)[0]
+        for start in [st for st in self.cells if st < keep_start]:
+            del self.cells[start]
+        for quantity, k in drop.items():
+            s = self.series[quantity]
             for i in range(1, k + 1):
-                self._segment(quantity, s, i, sink, -1)
+                if s.ts[i] > keep_start:
+                    self._segment(quantity, s, i, sink, -1)
+                else:
+                    s.seg_flags.pop(s.ts[i - 1], None)
             del s.ts[:k], s.vals[:k], s.resets[:k]
             # segments 1, 2 looked at the dropped points: rebuild them (never emitted again)
             for i in range(1, min(2, len(s.ts) - 1) + 1):
