@@ -234,3 +234,69 @@ def test_fast_path_leaves_the_unusual_to_pydantic() -> None:
     ]
     for item in unusual:
         assert fast_reading(item) is None, item
+
+
+def plain(payload: bytes) -> list[Reading] | None:
+    return FAST.plain(TOPIC, payload, NOW_NS)
+
+
+@settings(max_examples=500, deadline=None)
+@given(payloads)
+def test_compiled_tier_agrees_with_pydantic(doc: Any) -> None:
+    # whatever the compiled tier takes, the reference gives the same readings, no dead letter
+    # and no ignored field; what it declines is decided by the tiers above
+    for payload in (json.dumps(doc).encode(), json.dumps(doc, separators=(",", ":")).encode()):
+        got = plain(payload)
+        if got is not None:
+            assert REFERENCE.decode(TOPIC, payload, NOW_NS) == Decoded(readings=got)
+
+
+def test_compiled_tier_takes_the_ordinary_payloads() -> None:
+    # not vacuous: what gateways normally send never reaches Python-level checks
+    ordinary: list[Any] = [
+        {"ts": "2026-11-23T08:00:00+08:00", "energy_import_kwh": 12345.6, "power_kw": 120.5},
+        {"ts": 1795000000, "energy_import_kwh": 1, "power_kw": -3},
+        {"ts": 1795000000250, "soc_pct": 100, "reset": True},
+        {"ts": 1795000000.5, "power_kw": None, "temp_c": -90},
+        {"energy_kwh": 0.5},
+        [{"ts": 1795000000 + 60 * k, "energy_import_kwh": 1000.0 + k} for k in range(10)],
+    ]
+    for doc in ordinary:
+        payload = json.dumps(doc).encode()
+        got = plain(payload)
+        assert got is not None, doc
+        assert Decoded(readings=got) == REFERENCE.decode(TOPIC, payload, NOW_NS)
+
+
+def test_compiled_tier_declines_what_others_must_decide() -> None:
+    declined: list[Any] = [
+        {"ts": 1795000000, "energy_kwh": 1, "cos_phi": 0.9},  # an extra: kept by the others
+        {"ts": 1795000000, "energy_kwh": 1, "park": "x"},  # reserved: dropped and counted
+        {"ts": 1795000000, "power_kw": True},
+        {"ts": None, "power_kw": 1},
+        {"ts": 1795000000},  # no quantity
+        {"ts": 946_684_799, "power_kw": 1},  # before 2000
+        {"ts": NOW_S + 301, "power_kw": 1},  # beyond the future limit
+        {"ts": "2026-11-23T08:00:00", "power_kw": 1},  # no offset
+        {"ts": 1795000000, "soc_pct": 100.5},
+        [],
+    ]
+    for doc in declined:
+        assert plain(json.dumps(doc).encode()) is None, doc
+    # a literal that underflows to 0.0 is a dead letter, which msgspec would read as 0
+    assert plain(b'{"ts": 1795000000, "energy_kwh": 1e-400}') is None
+    assert plain(b'{"ts": 1795000000, "energy_kwh": 0.' + b"0" * 330 + b'1}') is None
+    assert plain(b'{"ts": 1795000000, "energy_kwh": NaN}') is None
+    assert plain(b'\xef\xbb\xbf{"energy_kwh": 1}') is None  # a byte order mark
+    # an unregistered device or a foreign topic
+    assert FAST.plain("lingtan/v1/p1/nobody/telemetry", b'{"energy_kwh": 1}', NOW_NS) is None
+    assert FAST.plain("lingtan/v1/p1/grid-main/status", b'{"energy_kwh": 1}', NOW_NS) is None
+
+
+def test_compiled_tier_follows_registry_edits() -> None:
+    decoder = TelemetryDecoder(REGISTRY)
+    payload = b'{"ts": 1795000000, "energy_kwh": 1}'
+    assert decoder.plain(TOPIC, payload, NOW_NS) is not None  # remembered as registered
+    decoder.registry = parse_registry("parks:\n  - id: p1\n    devices:\n      - {id: pv, role: pv}\n")
+    assert decoder.plain(TOPIC, payload, NOW_NS) is None  # grid-main is gone
+    assert decoder.decode(TOPIC, payload, NOW_NS).deadletters[0].reason == "unknown_device"

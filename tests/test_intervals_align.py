@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import pairwise
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from app.intervals import interval_bounds, interval_start_ns, iter_interval_bounds
 from app.registry.models import Park
 
@@ -84,3 +87,44 @@ def test_lord_howe_half_hour_dst_never_straddles_a_change() -> None:
         (ns("2026-10-04T02:30+11:00"), ns("2026-10-04T03:00+11:00")),
         (ns("2026-10-04T03:00+11:00"), ns("2026-10-04T04:00+11:00")),
     ]
+
+
+def _uncached_bounds(ts_ns: int, park: Park) -> tuple[int, int]:
+    """The alignment without the per-day offset cache: the zone database asked at `ts_ns`."""
+    from app.intervals.align import _offset_ns, _resolve, _zone, interval_ns
+
+    step = interval_ns(park)
+    off = _offset_ns(_zone(park.timezone), ts_ns)
+    return _resolve(park.timezone, step, off, ts_ns - (ts_ns + off) % step)
+
+
+ZONES = ["Europe/Berlin", "Australia/Lord_Howe", "Asia/Kathmandu", "America/St_Johns", "UTC"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    minutes=st.sampled_from([5, 15, 30, 60]),
+    ts_s=st.integers(min_value=946_684_800, max_value=4_102_444_799),
+)
+def test_day_offset_cache_changes_no_bound(zone: str, minutes: int, ts_s: int) -> None:
+    park = Park(id="p", timezone=zone, interval_minutes=minutes)
+    ts_ns = ts_s * 1_000_000_000 + 123
+    assert interval_bounds(ts_ns, park) == _uncached_bounds(ts_ns, park)
+
+
+def test_day_offset_cache_on_every_switch_day() -> None:
+    # every 7.5 min across the days a zone switches (and the days around them)
+    days = {
+        "Europe/Berlin": ["2026-03-28", "2026-03-29", "2026-10-25", "2026-10-26"],
+        "Australia/Lord_Howe": ["2026-04-04", "2026-04-05", "2026-10-04"],
+        "America/St_Johns": ["2026-03-08", "2026-11-01"],
+    }
+    for zone, dates in days.items():
+        for minutes in (15, 60):
+            park = Park(id="p", timezone=zone, interval_minutes=minutes)
+            for date in dates:
+                t0 = ns(f"{date}T00:00:00+00:00") - 86_400 * 1_000_000_000
+                for k in range(3 * 192):
+                    ts = t0 + k * 450 * 1_000_000_000
+                    assert interval_bounds(ts, park) == _uncached_bounds(ts, park), (zone, ts)
