@@ -285,7 +285,7 @@ def test_compiled_tier_declines_what_others_must_decide() -> None:
         assert plain(json.dumps(doc).encode()) is None, doc
     # a literal that underflows to 0.0 is a dead letter, which msgspec would read as 0
     assert plain(b'{"ts": 1795000000, "energy_kwh": 1e-400}') is None
-    assert plain(b'{"ts": 1795000000, "energy_kwh": 0.' + b"0" * 330 + b'1}') is None
+    assert plain(b'{"ts": 1795000000, "energy_kwh": 0.' + b"0" * 330 + b"1}") is None
     assert plain(b'{"ts": 1795000000, "energy_kwh": NaN}') is None
     assert plain(b'\xef\xbb\xbf{"energy_kwh": 1}') is None  # a byte order mark
     # an unregistered device or a foreign topic
@@ -297,6 +297,7 @@ def test_compiled_tier_follows_registry_edits() -> None:
     decoder = TelemetryDecoder(REGISTRY)
     payload = b'{"ts": 1795000000, "energy_kwh": 1}'
     assert decoder.plain(TOPIC, payload, NOW_NS) is not None  # remembered as registered
-    decoder.registry = parse_registry("parks:\n  - id: p1\n    devices:\n      - {id: pv, role: pv}\n")
+    edited = "parks:\n  - id: p1\n    devices:\n      - {id: pv, role: pv}\n"
+    decoder.registry = parse_registry(edited)
     assert decoder.plain(TOPIC, payload, NOW_NS) is None  # grid-main is gone
     assert decoder.decode(TOPIC, payload, NOW_NS).deadletters[0].reason == "unknown_device"
