@@ -399,23 +399,32 @@ class Collector:
         kept: list[Reading] = []
         refused: list[DeadLetter] = []
         now_ns = self.clock_ns()
-        in_batch: dict[tuple[str, str, int], dict[str, tuple[float, bool]]] = {}
+        # per (park, device, ts) in this batch: the first reading, or once a second one came,
+        # the values (and reset marks) held first
+        in_batch: dict[tuple[str, str, int], Reading | dict[str, tuple[float, bool]]] = {}
         loaded = self._loaded
         self._loaded = {}
         stored_at: dict[tuple[str, str, int], Reading] = {}
         for key, stored in loaded.items():
             for r in stored:
                 stored_at[(key[0], key[1], r.ts_ns)] = r
+        held_at = self.engine.held
         for r in readings:
             if r.ts_source == "collector" and not self._fresh_tsless(r):
                 self.metrics.tsless_redeliveries.inc()
                 continue
             at = (r.park, r.device, r.ts_ns)
-            first = dict(self.engine.held(r.park, r.device, r.ts_ns))
-            old = stored_at.get(at)
+            first = held_at(r.park, r.device, r.ts_ns)
+            old = stored_at.get(at) if stored_at else None
+            earlier = in_batch.get(at)
+            if not first and old is None and earlier is None:
+                in_batch[at] = r  # the common case: the first time this batch sees it
+                kept.append(r)
+                continue
             if old is not None:
                 first.update({n: (v, old.reset) for n, v in old.values.items()})
-            earlier = in_batch.get(at)
+            if isinstance(earlier, Reading):
+                earlier = in_batch[at] = {n: (v, earlier.reset) for n, v in earlier.values.items()}
             if earlier is not None:
                 first.update(earlier)
             detail = _differs(first, r.values, r.reset) if first else None

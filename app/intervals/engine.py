@@ -680,10 +680,11 @@ class IntervalEngine:
         return None if state is None else state.horizon(strict=self._compact)
 
     def held(self, park: str, device: str, ts_ns: int) -> dict[str, tuple[float, bool]]:
-        """The counter values (and reset marks) held for the device at exactly `ts_ns`."""
+        """The counter values (and reset marks) held for the device at exactly `ts_ns` (a new
+        dict the caller may change)."""
         state = self._states.get((park, device))
-        if state is None:
-            return {}
+        if state is None or ts_ns > state.newest_ns:
+            return {}  # the common case: newer than anything held
         out: dict[str, tuple[float, bool]] = {}
         for quantity, s in state.series.items():
             ts = s.ts

@@ -69,7 +69,20 @@ def value_name(field_key: str) -> str:
 
 
 def _values(values: dict[str, float]) -> list[str]:
-    return [value_field_key(k) + "=" + format_float(v) for k, v in values.items()]
+    """`key=value` of each value: the hot loop of every write, so the key cache is read
+    inline and `format_float`'s rules are applied inline (shortest repr, ".0" dropped, never
+    a non-finite number: a repr ending in a letter is `inf` or `nan`)."""
+    keys = _value_key_cache
+    out = []
+    for k, v in values.items():
+        key = keys.get(k)
+        if key is None:
+            key = value_field_key(k)
+        text = repr(float(v))
+        if text[-1] > "9":
+            format_float(v)  # raises LineProtocolError with the reason
+        out.append(key + "=" + (text[:-2] if text.endswith(".0") else text))
+    return out
 
 
 _prefix_cache: dict[tuple[str, ...], str] = {}
@@ -100,7 +113,17 @@ def reading_line(r: Reading) -> str:
         fields.append('ts_source="collector"')
     if not fields:
         raise LineProtocolError(f"reading of {r.park}/{r.device} at {r.ts_ns} has no values")
-    return _prefix(READING, "device", r.device, "park", r.park) + ",".join(fields) + f" {r.ts_ns}"
+    prefix = _reading_prefix.get((r.device, r.park))
+    if prefix is None:
+        prefix = _reading_prefix[(r.device, r.park)] = _prefix(
+            READING, "device", r.device, "park", r.park
+        )
+        if len(_reading_prefix) > 65536:
+            _reading_prefix.clear()
+    return prefix + ",".join(fields) + " " + str(r.ts_ns)
+
+
+_reading_prefix: dict[tuple[str, str], str] = {}
 
 
 def interval_line(iv: IntervalEnergy) -> str:
