@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from app.intervals.models import IntervalEnergy
@@ -68,21 +68,23 @@ def value_name(field_key: str) -> str:
     return field_key[len(VALUE_PREFIX) :] if field_key.startswith(VALUE_PREFIX) else field_key
 
 
-def _values(values: dict[str, float]) -> list[str]:
-    """`key=value` of each value: the hot loop of every write, so the key cache is read
-    inline and `format_float`'s rules are applied inline (shortest repr, ".0" dropped, never
-    a non-finite number: a repr ending in a letter is `inf` or `nan`)."""
+def _values_text(values: dict[str, float]) -> str:
+    """`key=value,...` of a reading's or interval's values: the hot loop of every write.
+
+    Floats are written as Python's shortest repr (`12.0` stays `12.0`: still a float, never
+    the `i` of an integer); a non-finite value raises LineProtocolError, found by their sum
+    (inf or NaN make it non-finite) so the common case costs one addition per value.
+    """
     keys = _value_key_cache
-    out = []
-    for k, v in values.items():
-        key = keys.get(k)
-        if key is None:
-            key = value_field_key(k)
-        text = repr(float(v))
-        if text[-1] > "9":
-            format_float(v)  # raises LineProtocolError with the reason
-        out.append(key + "=" + (text[:-2] if text.endswith(".0") else text))
-    return out
+    try:
+        text = ",".join([f"{keys[k]}={v!r}" for k, v in values.items()])
+    except KeyError:  # a name not seen yet (or the cache was just cleared)
+        text = ",".join([f"{value_field_key(k)}={v!r}" for k, v in values.items()])
+    total = sum(values.values())
+    if total - total != 0.0:  # inf or NaN, or finite values whose sum overflowed
+        for v in values.values():
+            format_float(v)  # raises with the reason
+    return text
 
 
 _prefix_cache: dict[tuple[str, ...], str] = {}
@@ -106,28 +108,14 @@ def _prefix(measurement: str, *tag_pairs: str) -> str:
 
 
 def reading_line(r: Reading) -> str:
-    fields = _values(r.values)
-    if r.reset:
-        fields.append("reset=true")
-    if r.ts_source == "collector":
-        fields.append('ts_source="collector"')
-    if not fields:
-        raise LineProtocolError(f"reading of {r.park}/{r.device} at {r.ts_ns} has no values")
-    prefix = _reading_prefix.get((r.device, r.park))
-    if prefix is None:
-        prefix = _reading_prefix[(r.device, r.park)] = _prefix(
-            READING, "device", r.device, "park", r.park
-        )
-        if len(_reading_prefix) > 65536:
-            _reading_prefix.clear()
-    return prefix + ",".join(fields) + " " + str(r.ts_ns)
+    return _reading_line(r)
 
 
-_reading_prefix: dict[tuple[str, str], str] = {}
+_reading_prefix: dict[str, str] = {}
 
 
 def interval_line(iv: IntervalEnergy) -> str:
-    fields = _values(iv.values)
+    fields = [_values_text(iv.values)] if iv.values else []
     fields.append("estimated=" + ("true" if iv.estimated else "false"))
     fields.append("flags=" + escape_string(",".join(iv.flags)))
     fields.append("duration_s=" + format_float((iv.end_ns - iv.start_ns) / 1e9))
@@ -169,10 +157,51 @@ def deadletter_park_tag(park: str | None) -> str:
     return park if _park_tag_ok(park) else INVALID_PARK
 
 
+def reading_lines(readings: Iterable[Reading]) -> list[str]:
+    """One line per reading (raises LineProtocolError on one without values).
+
+    The collector's hottest loop: `_values_text` is inlined for the common reading (values
+    already named, from a device clock, no reset).
+    """
+    prefixes = _reading_prefix
+    keys = _value_key_cache
+    out: list[str] = []
+    for r in readings:
+        prefix = prefixes.get(r.device + "\0" + r.park)  # "\0" is in no valid tag
+        values = r.values
+        if prefix is None or r.reset or r.ts_source != "device" or not values:
+            out.append(_reading_line(r))
+            continue
+        try:
+            fields = ",".join([f"{keys[k]}={v!r}" for k, v in values.items()])
+        except KeyError:
+            out.append(_reading_line(r))
+            continue
+        total = sum(values.values())
+        if total - total != 0.0:
+            _values_text(values)  # raises: inf or NaN
+        out.append(f"{prefix}{fields} {r.ts_ns}")
+    return out
+
+
+def _reading_line(r: Reading) -> str:
+    prefix = _prefix(READING, "device", r.device, "park", r.park)
+    if len(_reading_prefix) > 65536:
+        _reading_prefix.clear()
+    _reading_prefix[r.device + "\0" + r.park] = prefix
+    fields = [_values_text(r.values)] if r.values else []
+    if r.reset:
+        fields.append("reset=true")
+    if r.ts_source == "collector":
+        fields.append('ts_source="collector"')
+    if not fields:
+        raise LineProtocolError(f"reading of {r.park}/{r.device} at {r.ts_ns} has no values")
+    return prefix + ",".join(fields) + f" {r.ts_ns}"
+
+
 def iter_lines(batch: WriteBatch) -> Iterator[str]:
     """Lines for every point in `batch` (raises LineProtocolError on an unencodable point)."""
-    for r in batch.readings:
-        yield reading_line(r)
+    yield from reading_lines(batch.readings)
     for iv in batch.intervals:
         yield interval_line(iv)
     # Influx keeps one point per series and timestamp: two dead letters of the same park and
