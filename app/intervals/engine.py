@@ -596,7 +596,16 @@ class IntervalEngine:
     ) -> dict[tuple[str, str], set[int]]:
         parks: dict[str, Park | None] = {}
         touched: dict[tuple[str, str], set[int]] = {}
+        last: tuple[str, str, _DeviceState, set[int]] | None = None
         for reading in readings:
+            if last is not None and reading.device == last[1] and reading.park == last[0]:
+                # a gateway's array: the same device as the reading before
+                state, cells = last[2], last[3]
+                if seeding and reading.ts_ns < state.floor_ns:
+                    state.floor_ns = reading.ts_ns
+                if state.add_reading(reading, cells, seeding or state.origin):
+                    self.stale_readings += 1
+                continue
             key = (reading.park, reading.device)
             state = self._states.get(key)
             if state is None:
@@ -616,6 +625,7 @@ class IntervalEngine:
                 state.floor_ns = reading.ts_ns
             if state.add_reading(reading, cells, allow_before):
                 self.stale_readings += 1
+            last = (reading.park, reading.device, state, cells)
         return touched
 
     def _prune(self, keys: Iterable[tuple[str, str]]) -> None:
