@@ -252,6 +252,38 @@ class _DeviceState:
                 touched.add(start)
             t = end
 
+    def _append_plain(self, quantity: str, s: _Series, touched: set[int]) -> bool:
+        """`_segment(+1)` of a just-appended point on the trajectory, when the segment gets no
+        flag and lies in one interval (nearly every reading); False: nothing done, the
+        caller takes the general path. The same rule (`classify_segment`) decides."""
+        ts = s.ts
+        t1 = ts[-1]
+        t0 = ts[-2]
+        start, end = self._last_bounds
+        if not (start <= t0 and t1 <= end):
+            return False
+        factor = self._factors.get(quantity, 0.0)
+        if factor == 0.0:
+            factor = self._factors[quantity] = plausibility_kwh_factor(
+                quantity, self.bound_registry
+            )
+        vals = s.vals
+        amount, flags = classify_segment(
+            vals[-2], vals[-1], s.resets[-1], t1 - t0, self.gap_ns, factor, self.bound_kw
+        )
+        if flags:
+            return False
+        cell = self.cells.get(start)
+        if cell is None:
+            cell = self.cells[start] = _Cell(end)
+        parts = cell.parts.get(quantity)
+        if parts is None:
+            cell.parts[quantity] = {t0: amount}
+        else:
+            parts[t0] = amount
+        touched.add(start)
+        return True
+
     def insert(
         self,
         quantity: str,
@@ -284,6 +316,8 @@ class _DeviceState:
             if n > 1 and (glitch or s.seg_flags.get(ts[n - 2], 0) & F_SUSPECT):
                 self._segment(quantity, s, n - 1, touched, -1)
                 self._segment(quantity, s, n - 1, touched, +1)
+            if not glitch and value >= vals[n - 1] and self._append_plain(quantity, s, touched):
+                return True
             self._segment(quantity, s, n, touched, +1, glitch)
             return True
         i = n if not n else bisect_left(ts, ts_ns)
