@@ -634,10 +634,10 @@ class IntervalEngine:
         for reading in readings:
             if last is not None and reading.device == last[1] and reading.park == last[0]:
                 # a gateway's array: the same device as the reading before
-                state, cells = last[2], last[3]
-                if seeding and reading.ts_ns < state.floor_ns:
-                    state.floor_ns = reading.ts_ns
-                if state.add_reading(reading, cells, seeding or state.origin):
+                held = last[2]
+                if seeding and reading.ts_ns < held.floor_ns:
+                    held.floor_ns = reading.ts_ns
+                if held.add_reading(reading, last[3], seeding or held.origin):
                     self.stale_readings += 1
                 continue
             key = (reading.park, reading.device)
