@@ -7,9 +7,10 @@ interval with the last SoC at or before the interval's end.
 
 from __future__ import annotations
 
-import dataclasses
 from bisect import bisect_right, insort
 from collections.abc import Iterable
+
+import msgspec
 
 from app.intervals.models import IntervalEnergy
 from app.registry import Registry, Role
@@ -63,5 +64,5 @@ class SocTracker:
                 continue
             if out is intervals:
                 out = list(intervals)
-            out[k] = dataclasses.replace(iv, values={**iv.values, SOC: soc})
+            out[k] = msgspec.structs.replace(iv, values={**iv.values, SOC: soc})
         return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from msgspec.structs import replace
 
 from app.accounting import CN_2023, compute_balance
 from app.accounting.totals import interval_totals

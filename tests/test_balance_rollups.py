@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import msgspec.structs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -135,7 +136,7 @@ async def test_a_fresh_process_reads_the_rollups_another_wrote_and_only_while_va
 
     # a late row for one day: its rollup no longer matches the marker
     late = rows(D0 + 2, 1.0)[7 * 5 : 7 * 5 + 1]
-    late = [dataclasses.replace(late[0], values={"energy_import_kwh": 1234.5})]
+    late = [msgspec.structs.replace(late[0], values={"energy_import_kwh": 1234.5})]
     await storage.write(WriteBatch(intervals=late))
     want = await from_rows(storage, p, lo, hi)
     third = IntervalCache(storage)

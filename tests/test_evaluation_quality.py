@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import subprocess
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import openpyxl
+from msgspec.structs import replace
 
 from app.accounting import CN_2023, compute_balance
 from app.accounting.buckets import to_ns

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import uvicorn
+from msgspec.structs import replace
 from selenium.webdriver.common.by import By
 
 from app.accounting.buckets import to_ns

@@ -21,11 +21,12 @@ record, docs/intervals.md); identical duplicates change nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import msgspec
 
 from app.intervals.align import interval_bounds, interval_ns
 from app.intervals.models import IntervalEnergy
@@ -768,7 +769,7 @@ class IntervalEngine:
                 and "conflict" not in energy.flags
             ):
                 flags = tuple(sorted([*energy.flags, "conflict"]))
-                energy = dataclasses.replace(energy, flags=flags)
+                energy = msgspec.structs.replace(energy, flags=flags)
             out.append(energy)
         return out
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class IntervalEnergy:
+class IntervalEnergy(msgspec.Struct, frozen=True, gc=False):
     """Energy (and other counter quantities) of one device in one interval.
 
     `start_ns`/`end_ns` are UTC epoch nanoseconds of the interval, aligned to the park's local
@@ -14,6 +13,10 @@ class IntervalEnergy:
     to the amount in that interval (never negative). `estimated` is true when part of the
     amount was spread over a gap in the readings. `flags` are sorted tags such as `reset`,
     `implausible`, `counter_decrease`, `gap` that explain what happened in the interval.
+
+    A frozen msgspec Struct, like `Reading`: built per interval by the collector and per
+    stored row by every read (~0.3 µs against ~2 µs for a frozen dataclass); change one with
+    `msgspec.structs.replace`.
     """
 
     park: str
@@ -21,6 +24,6 @@ class IntervalEnergy:
     role: str
     start_ns: int
     end_ns: int
-    values: dict[str, float] = field(hash=False)
+    values: dict[str, float]
     estimated: bool = False
     flags: tuple[str, ...] = ()
