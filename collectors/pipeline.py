@@ -647,7 +647,17 @@ class Collector:
         park = self.registry.park(park_id)
         if park is None:
             return {device: (ts, []) for device, ts in first_ns.items()}
-        return await history.histories(park_id, first_ns, lambda ts: history_start_ns(ts, park))
+        found = await history.histories(park_id, first_ns, lambda ts: history_start_ns(ts, park))
+        # No reading before a device's first one does not mean storage has none: when its
+        # first-ever reading arrives late, the readings stored after it are its whole history
+        # (docs/intervals.md, "Collector protocol"). Asked from the earliest of those starts:
+        # none of these devices has a reading before it.
+        bare = {device: FAR_NS for device, (_, stored) in found.items() if not stored}
+        if bare:
+            start_ns = min(found[device][0] for device in bare)
+            after = await history.histories(park_id, bare, lambda _ts: start_ns)
+            found.update((device, h) for device, h in after.items() if h[1])
+        return found
 
     def _repair_due(self) -> bool:
         return bool(self._deferred) and self.writer.spool_depth == 0 and self._history_up()
