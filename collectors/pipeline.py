@@ -565,11 +565,12 @@ class Collector:
         readings: list[Reading],
     ) -> list[IntervalEnergy]:
         """Seed the engine with the history of unknown devices; recompute the windows of
-        late ones from storage plus this batch (what must overwrite the engine's output)."""
+        late ones (and of seeded ones whose batch reaches before the seeded horizon) from
+        storage plus this batch (what must overwrite the engine's output)."""
         recomputed: list[IntervalEnergy] = []
         batch_by_device: dict[tuple[str, str], list[Reading]] = {}
         for r in readings:
-            if (r.park, r.device) in late:
+            if (r.park, r.device) in late or (r.park, r.device) in unknown:
                 batch_by_device.setdefault((r.park, r.device), []).append(r)
         for key in keys:
             start_ns, stored = stored_by_park[key[0]][key[1]]
@@ -577,13 +578,16 @@ class Collector:
             for r in stored:  # after a restart, a redelivered ts-less message is known
                 if r.ts_source == "collector":
                     self._tsless.setdefault(_content(r), r.ts_ns)
-            if key in late:
-                self._loaded[key] = stored
             if key in unknown:
                 if stored:
                     # nothing stored before the loaded window: it is the device's whole history
                     self.engine.seed(stored, whole_history=stored[0].ts_ns >= start_ns)
-                continue
+                horizon = self.engine.horizon(*key)
+                if horizon is None or unknown[key] >= horizon:
+                    continue
+                # a compact engine keeps of the seeded history only what the next in-order
+                # reading needs: a batch reading before that is late (docs/intervals.md)
+            self._loaded[key] = stored
             park = self.registry.park(key[0])
             if park is None:
                 continue

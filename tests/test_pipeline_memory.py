@@ -258,3 +258,41 @@ def test_a_late_first_ever_reading_is_recomputed_with_the_readings_after_it(
     stored, _ = asyncio.run(run(batches, tmp_path / "store.sqlite", compact=compact))
     # 00:00-00:15: 1000 -> 1005 in the first minute, then 1 kWh a minute to 1019 at 00:15
     assert by_minute(stored) == {0: (19.0, ()), 15: (15.0, ())}
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_after_a_restart_a_first_ever_reading_joins_the_stored_history(
+    tmp_path: Path, compact: bool
+) -> None:
+    """The same first reading, arriving only after a restart: the restarted collector is
+    not to take the meter for a new one (00:00 -> 00:31 one gap segment over everything
+    stored) but load what is stored after the reading."""
+    store = tmp_path / "store.sqlite"
+    later = [[Sent("m0", minute, 1004.0 + minute)] for minute in range(1, 31)]
+    asyncio.run(run(later, store, compact=compact))
+    batch = [Sent("m0", 0, 1000.0), Sent("m0", 31, 1040.0)]
+    stored, _ = asyncio.run(run([batch], store, compact=compact))
+    # as above, and 00:30-00:45: 1034 -> 1040 in its first minute
+    assert by_minute(stored) == {0: (19.0, ()), 15: (15.0, ()), 30: (6.0, ())}
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_after_a_restart_a_late_reading_inside_the_stored_history_is_recomputed(
+    tmp_path: Path, compact: bool
+) -> None:
+    """A compact engine seeded from storage keeps only what the next in-order reading
+    needs: a reading of the restart's first batch older than that is recomputed from
+    storage, as a late one is."""
+    store = tmp_path / "store.sqlite"
+    # 1 kWh a minute and 10 kWh more in the minute to 00:15, whose reading is missing
+    kwh = {minute: 1000.0 + minute + (10.0 if minute >= 15 else 0.0) for minute in range(41)}
+    asyncio.run(run([[Sent("m0", m, v)] for m, v in kwh.items() if m != 15], store, compact))
+    # without 00:15: 1014 -> 1026 over 00:14-00:16 gives 6 kWh to each side of 00:15
+    assert by_minute(asyncio.run(run([], store, compact))[0]) == {
+        0: (20.0, ()),
+        15: (20.0, ()),
+        30: (10.0, ()),
+    }
+    stored, _ = asyncio.run(run([[Sent("m0", 15, kwh[15])]], store, compact=compact))
+    # with it: 1014 -> 1025 in 00:14-00:15, then 1025 -> 1040 at 00:30
+    assert by_minute(stored) == {0: (25.0, ()), 15: (15.0, ()), 30: (10.0, ())}
