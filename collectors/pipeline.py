@@ -578,6 +578,8 @@ class Collector:
             for r in stored:  # after a restart, a redelivered ts-less message is known
                 if r.ts_source == "collector":
                     self._tsless.setdefault(_content(r), r.ts_ns)
+            if key in late:
+                self._loaded[key] = stored
             if key in unknown:
                 if stored:
                     # nothing stored before the loaded window: it is the device's whole history
@@ -587,7 +589,7 @@ class Collector:
                     continue
                 # a compact engine keeps of the seeded history only what the next in-order
                 # reading needs: a batch reading before that is late (docs/intervals.md)
-            self._loaded[key] = stored
+                self._loaded[key] = stored
             park = self.registry.park(key[0])
             if park is None:
                 continue
