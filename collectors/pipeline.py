@@ -580,11 +580,12 @@ class Collector:
         readings: list[Reading],
     ) -> list[IntervalEnergy]:
         """Seed the engine with the history of unknown devices; recompute the windows of
-        late ones from storage plus this batch (what must overwrite the engine's output)."""
+        late ones (and of seeded ones whose batch reaches before the seeded horizon) from
+        storage plus this batch (what must overwrite the engine's output)."""
         recomputed: list[IntervalEnergy] = []
         batch_by_device: dict[tuple[str, str], list[Reading]] = {}
         for r in readings:
-            if (r.park, r.device) in late:
+            if (r.park, r.device) in late or (r.park, r.device) in unknown:
                 batch_by_device.setdefault((r.park, r.device), []).append(r)
         for key in keys:
             start_ns, stored = stored_by_park[key[0]][key[1]]
@@ -598,7 +599,12 @@ class Collector:
                 if stored:
                     # nothing stored before the loaded window: it is the device's whole history
                     self.engine.seed(stored, whole_history=stored[0].ts_ns >= start_ns)
-                continue
+                horizon = self.engine.horizon(*key)
+                if horizon is None or unknown[key] >= horizon:
+                    continue
+                # a compact engine keeps of the seeded history only what the next in-order
+                # reading needs: a batch reading before that is late (docs/intervals.md)
+                self._loaded[key] = stored
             park = self.registry.park(key[0])
             if park is None:
                 continue
@@ -662,7 +668,17 @@ class Collector:
         park = self.registry.park(park_id)
         if park is None:
             return {device: (ts, []) for device, ts in first_ns.items()}
-        return await history.histories(park_id, first_ns, lambda ts: history_start_ns(ts, park))
+        found = await history.histories(park_id, first_ns, lambda ts: history_start_ns(ts, park))
+        # No reading before a device's first one does not mean storage has none: when its
+        # first-ever reading arrives late, the readings stored after it are its whole history
+        # (docs/intervals.md, "Collector protocol"). Asked from the earliest of those starts:
+        # none of these devices has a reading before it.
+        bare = {device: FAR_NS for device, (_, stored) in found.items() if not stored}
+        if bare:
+            start_ns = min(found[device][0] for device in bare)
+            after = await history.histories(park_id, bare, lambda _ts: start_ns)
+            found.update((device, h) for device, h in after.items() if h[1])
+        return found
 
     def _repair_due(self) -> bool:
         return bool(self._deferred) and self.writer.spool_depth == 0 and self._history_up()

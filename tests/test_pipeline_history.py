@@ -113,6 +113,22 @@ async def test_restart_seeds_history_back_to_the_interval_start(
     assert got[0] == (30.0, False) and got[15] == (30.0, False)
 
 
+async def test_a_first_ever_reading_after_a_restart_joins_the_stored_history(
+    fresh_influx_db: InfluxServer, tmp_path: Path
+) -> None:
+    influx = fresh_influx_db
+    spool = tmp_path / "spool.sqlite"
+    async with collector(influx, spool) as c:
+        for minute in range(1, 31):
+            await send(c, minute, 1004.0 + minute)
+    async with collector(influx, spool) as c:  # restart; then the meter's first reading
+        await send(c, 0, 1000.0)
+    # storage has nothing before 00:00 but everything after it: 1000 -> 1005 in the first
+    # minute, then 1 kWh a minute; measured, not one estimated gap over the stored ones
+    got = intervals(influx)
+    assert got[0] == (19.0, False) and got[15] == (15.0, False)
+
+
 class _Acks:
     def __init__(self) -> None:
         self.mids: list[int] = []
