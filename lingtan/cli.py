@@ -168,6 +168,24 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(coro)
 
 
+def import_httpx_without_its_cli() -> None:
+    """Import httpx without the command line it loads whenever rich and click are installed
+    (they are: uvicorn and typer need them), about two thirds of its import time. No lingtan
+    process runs httpx's CLI (docs/performance.md, "Collector start-up")."""
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    # None in sys.modules makes httpx's optional `from ._main import main` fail, as it does
+    # without rich and click; removed again after, so an explicit import still works
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    try:
+        import httpx
+    except ImportError:  # an httpx whose CLI import is not optional: import it whole
+        del sys.modules["httpx._main"]
+        import httpx  # noqa: F401
+    else:
+        del sys.modules["httpx._main"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     services_only = bool(argv) and argv[0] in SERVICES
@@ -191,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # one line per HTTP request / MQTT packet drowns what matters; keep their warnings
     for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    if settings.influx_url:
+        import_httpx_without_its_cli()
     try:
         if args.command == "collect" and not settings.collect_worker:
             from lingtan.workers import run_workers, warn_orphaned_spools

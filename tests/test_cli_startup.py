@@ -90,3 +90,22 @@ def test_services_parse_the_same_either_way() -> None:
             argv += ["--workers", "3", "--client-id", "c"]
         full = vars(build_parser().parse_args(argv))
         assert vars(build_parser(services_only=True).parse_args(argv)) == full
+
+
+def _probe(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_httpx_is_imported_without_its_command_line() -> None:
+    shown = "print('rich' in sys.modules, 'click' in sys.modules)"
+    # control: installed here (uvicorn and typer need them), plain httpx loads them
+    assert _probe(f"import httpx\n{shown}") == "True True"
+    assert _probe(
+        "from lingtan.cli import import_httpx_without_its_cli\n"
+        "import_httpx_without_its_cli()\n"
+        f"{shown}\n"
+        "import httpx, httpx._main\n"  # still importable on purpose afterwards
+        "print(httpx.AsyncClient.__name__, callable(httpx._main.main))"
+    ) == ("False False\nAsyncClient True")
