@@ -168,22 +168,36 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(coro)
 
 
-def import_httpx_without_its_cli() -> None:
-    """Import httpx without the command line it loads whenever rich and click are installed
-    (they are: uvicorn and typer need them), about two thirds of its import time. No lingtan
-    process runs httpx's CLI (docs/performance.md, "Collector start-up")."""
-    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+#: Optional imports of InfluxDB's HTTP client that no lingtan process uses: httpx's command
+#: line (rich and click, installed for uvicorn and typer: two thirds of httpx's import time)
+#: and httpcore's trio support (we run on asyncio; trio comes with the dev tools).
+UNUSED_OPTIONAL_IMPORTS = ("httpx._main", "trio")
+
+
+def import_http_client() -> None:
+    """Import httpx and httpcore without `UNUSED_OPTIONAL_IMPORTS` (docs/performance.md,
+    "Collector start-up"): each is imported in a try/except ImportError there, which None in
+    sys.modules makes fail as if it were not installed. Unblocked again afterwards."""
+    if "httpx" in sys.modules or "httpcore" in sys.modules:
         return
-    # None in sys.modules makes httpx's optional `from ._main import main` fail, as it does
-    # without rich and click; removed again after, so an explicit import still works
-    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    blocked = [m for m in UNUSED_OPTIONAL_IMPORTS if m not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
+        import httpcore
         import httpx
-    except ImportError:  # an httpx whose CLI import is not optional: import it whole
-        del sys.modules["httpx._main"]
+    except ImportError:  # a version where one of them is not optional: import them whole
+        _unblock(blocked)
+        import httpcore  # noqa: F401
         import httpx  # noqa: F401
-    else:
-        del sys.modules["httpx._main"]
+    finally:
+        _unblock(blocked)
+
+
+def _unblock(names: list[str]) -> None:
+    for name in names:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     if settings.influx_url:
-        import_httpx_without_its_cli()
+        import_http_client()
     try:
         if args.command == "collect" and not settings.collect_worker:
             from lingtan.workers import run_workers, warn_orphaned_spools
