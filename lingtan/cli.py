@@ -169,7 +169,7 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 #: Optional imports of InfluxDB's HTTP client that no lingtan process uses: httpx's command
-#: line (rich and click, installed for uvicorn and typer: two thirds of httpx's import time)
+#: line (rich and click, installed for uvicorn and typer: more than half of httpx's import)
 #: and httpcore's trio support (we run on asyncio; trio comes with the dev tools).
 UNUSED_OPTIONAL_IMPORTS = ("httpx._main", "trio")
 
