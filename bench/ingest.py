@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import os
 import shutil
@@ -54,6 +55,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -685,6 +687,12 @@ def main() -> int:
         " sparkplug, neuron, json (docs/gateways.md)",
     )
     ap.add_argument("--no-latency", action="store_true", help="skip phase 3")
+    ap.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only the collector's launch → first batch durable (--repeat rounds, a backlog of"
+        " --messages queued), with the phases from its own log",
+    )
     ap.add_argument("--latency-rate", type=float, default=2000.0, help="live msgs/s in phase 3")
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument(
@@ -725,10 +733,109 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lingtan-bench-"))
     (work / "parks.yaml").write_text(parks_yaml(args.devices))
     try:
+        if args.startup_only:
+            startup_main(args, work)
+            return 0
         drain_main(args, formats, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _log_phases(log: Path, launched: float) -> list[tuple[float, str]]:
+    """(seconds since launch, message) of each line the collector logged."""
+    out = []
+    for line in log.read_text().splitlines():
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
+            continue
+        level_name, _, message = line[24:].partition(": ")
+        if level_name.split(" ")[-1].split(".")[0] in ("app", "collectors", "lingtan"):
+            out.append((at - launched, message[:60]))
+    return out
+
+
+def startup_round(
+    broker: MosquittoServer, messages: list[tuple[str, bytes]], env: dict[str, str], log: Path
+) -> tuple[float, float, list[tuple[float, str]]]:
+    """Launch → first batch durable (wall, and the collector's CPU) of one collector start
+    with `messages` queued, polling its /metrics every 5 ms (the drain is not timed here)."""
+    port = int(env["LINGTAN_METRICS_PORT"])
+    proc = start_collector(env, log)  # registers the persistent session, untimed
+    try:
+        wait_connected([port], proc, log)
+    finally:
+        stop_collector(proc)
+    asyncio.run(_publish_only(broker.url, messages))
+    log.write_text("")
+    launched = time.time()
+    proc = start_collector(env, log)
+    try:
+        while metric(port, "lingtan_collector_readings_total") <= 0:
+            _alive(proc, log)
+            time.sleep(0.005)
+        first_s = time.time() - launched
+        cpu_s = _cpu_s(proc.pid)
+    finally:
+        stop_collector(proc)
+    drop_session(broker, env["LINGTAN_CLIENT_ID"])
+    phases = [p for p in _log_phases(log, launched) if not p[1].startswith("stopping")]
+    return first_s, cpu_s, phases
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far: steadier than wall time on a
+    shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def startup_main(args: argparse.Namespace, work: Path) -> None:
+    """`--startup-only`: rounds of one collector start each, with a fresh database."""
+    readings = (args.messages // args.devices) * args.devices
+    msgs = build_messages(readings, args.devices, 1)
+    # an installed package has its modules compiled (pip does it at install); a checkout run
+    # with PYTHONDONTWRITEBYTECODE=1 would compile them from source at every start
+    for package in ("app", "collectors", "lingtan"):
+        compileall.compile_dir(REPO / package, quiet=2)
+    print(
+        f"collector start-up: {readings:,} messages queued from {args.devices} devices"
+        " (project modules precompiled, as installed)"
+    )
+    broker = MosquittoServer(work / "mosquitto")
+    broker.start()
+    firsts, cpus = [], []
+    try:
+        with running_influx(work / "influxd", database="bench") as influx:
+            for r in range(args.repeat):
+                db = f"startup_{r}"
+                influx.using(db).create_database()
+                env = {
+                    "LINGTAN_MQTT_URL": broker.url,
+                    "LINGTAN_INFLUX_URL": influx.url,
+                    "LINGTAN_INFLUX_DB": db,
+                    "LINGTAN_PARKS": str(work / "parks.yaml"),
+                    "LINGTAN_DATA_DIR": str(work / f"data-startup-{r}"),
+                    "LINGTAN_METRICS_PORT": str(free_port()),
+                    "LINGTAN_CLIENT_ID": "bench-startup",
+                    "LINGTAN_LOG_LEVEL": "INFO",
+                    "LINGTAN_ROLLUP_INTERVAL_S": "0",
+                }
+                first_s, cpu_s, phases = startup_round(broker, msgs, env, work / f"startup-{r}.log")
+                firsts.append(first_s)
+                cpus.append(cpu_s)
+                print(
+                    f"  round {r + 1}: first batch durable {first_s * 1000:,.0f} ms after launch"
+                    f" ({cpu_s * 1000:,.0f} ms of the collector's CPU)"
+                )
+                for at, what in phases:
+                    print(f"    {at * 1000:6,.0f} ms  {what}")
+                influx.using(db).drop_database()
+    finally:
+        broker.stop()
+    print(f"launch → first batch durable, median (min–max): {_ms(firsts)}")
+    print(f"collector CPU until then, median (min–max): {_ms(cpus)}")
 
 
 def _ms(values: list[float]) -> str:

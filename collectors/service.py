@@ -10,15 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import start_http_server
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.balance.rollup_builder import RollupBuilder
 from app.config import Settings
 from app.intervals.models import IntervalEnergy
-from app.ledgers import LedgerStore
-from app.ledgers.registry_store import RegistryWatcher, open_registry
-from app.registry import load_registry
 from app.registry.holder import RegistryChange, RegistryHolder
 from app.storage.base import Storage
 from app.storage.factory import open_storage
@@ -28,6 +22,7 @@ from app.telemetry.models import Reading
 from collectors.metrics import CollectorMetrics
 from collectors.mqtt import GmqttSubscriber, MqttEndpoint, MQTTv50
 from collectors.pipeline import Collector
+from collectors.registry_source import RegistryWatch, own_registry
 from collectors.topics import SUBSCRIPTIONS
 
 log = logging.getLogger(__name__)
@@ -43,9 +38,9 @@ class CollectorService:
     storage: Storage
     metrics: CollectorMetrics
     _mqtt_task: asyncio.Task[None]
-    #: watching for registry edits, and the ledger store it reads (when this service owns them)
+    #: watching for registry edits in the ledger store (when this service owns the registry)
     _registry_task: asyncio.Task[None] | None = None
-    _ledgers: LedgerStore | None = None
+    _registry_watch: RegistryWatch | None = None
     #: keeping the store's day rollups current (docs/storage.md, "Day rollups")
     _rollup_task: asyncio.Task[None] | None = None
 
@@ -63,32 +58,8 @@ class CollectorService:
             await self._mqtt_task
         await self.writer.close()
         await self.storage.close()
-        if self._ledgers is not None:
-            self._ledgers.close()
-
-
-def _own_registry(
-    settings: Settings,
-) -> tuple[RegistryHolder, RegistryWatcher | None, LedgerStore | None]:
-    """The collector's registry when it runs alone: the file, superseded by edits stored in
-    the ledger store (`LINGTAN_DB_URL`, shared with `lingtan api` so API edits reach here).
-    Ingest must not depend on that database: unreachable, the file alone is used."""
-    try:
-        ledgers = LedgerStore(settings.ledger_url)
-    except SQLAlchemyError as exc:
-        log.warning(
-            "ledger store %s unreachable (%s): using the registry file; registry edits made"
-            " through the API need a restart of the collector",
-            make_url(settings.ledger_url).render_as_string(hide_password=True),
-            exc,
-        )
-        return RegistryHolder(load_registry(settings.parks)), None, None
-    try:
-        holder, watcher = open_registry(ledgers, settings.parks, settings.registry_poll_s)
-    except BaseException:
-        ledgers.close()
-        raise
-    return holder, watcher, ledgers
+        if self._registry_watch is not None:
+            self._registry_watch.close()
 
 
 async def start_collector(
@@ -109,10 +80,9 @@ async def start_collector(
     if not settings.mqtt_url:
         raise ValueError("no broker configured: set LINGTAN_MQTT_URL or pass --mqtt-url")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    watcher: RegistryWatcher | None = None
-    ledgers: LedgerStore | None = None
+    watch: RegistryWatch | None = None
     if registry is None:
-        registry, watcher, ledgers = _own_registry(settings)
+        registry, watch = own_registry(settings)
     holder = registry
     storage = storage or await open_storage(settings)
     metrics = CollectorMetrics()
@@ -160,10 +130,10 @@ async def start_collector(
     if serve_metrics and settings.metrics_port:
         _serve_metrics(settings.metrics_port, metrics)
     task = asyncio.create_task(subscriber.run_batched(collector), name="lingtan-mqtt")
-    watch = asyncio.create_task(watcher.run(), name="lingtan-registry") if watcher else None
+    watching = asyncio.create_task(watch.run(), name="lingtan-registry") if watch else None
     rollups = _start_rollups(settings, storage, holder)
     return CollectorService(
-        collector, subscriber, writer, storage, metrics, task, watch, ledgers, rollups
+        collector, subscriber, writer, storage, metrics, task, watching, watch, rollups
     )
 
 
@@ -185,8 +155,19 @@ def _start_rollups(
     # of `collect --workers N`, only the first builds rollups: one builder is enough
     if settings.rollup_interval_s <= 0 or settings.collect_worker > 1:
         return None
+    return asyncio.create_task(
+        _run_rollups(settings.rollup_interval_s, storage, holder), name="lingtan-rollups"
+    )
+
+
+async def _run_rollups(interval_s: float, storage: Storage, holder: RegistryHolder) -> None:
+    await asyncio.sleep(interval_s)
+    # imported when the first pass is due, not at start: app.balance and what it brings
+    # (accounting, corrections) are ~0.5 s of the collector's start (docs/performance.md)
+    from app.balance.rollup_builder import RollupBuilder
+
     builder = RollupBuilder(storage, lambda: holder.registry.parks)
-    return asyncio.create_task(builder.run(settings.rollup_interval_s), name="lingtan-rollups")
+    await builder.run(interval_s, first_after_s=0.0)
 
 
 async def run_collect(settings: Settings) -> None:

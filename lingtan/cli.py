@@ -168,6 +168,38 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(coro)
 
 
+#: Optional imports of InfluxDB's HTTP client that no lingtan process uses: httpx's command
+#: line (rich and click, installed for uvicorn and typer: more than half of httpx's import)
+#: and httpcore's trio support (we run on asyncio; trio comes with the dev tools).
+UNUSED_OPTIONAL_IMPORTS = ("httpx._main", "trio")
+
+
+def import_http_client() -> None:
+    """Import httpx and httpcore without `UNUSED_OPTIONAL_IMPORTS` (docs/performance.md,
+    "Collector start-up"): each is imported in a try/except ImportError there, which None in
+    sys.modules makes fail as if it were not installed. Unblocked again afterwards."""
+    if "httpx" in sys.modules or "httpcore" in sys.modules:
+        return
+    blocked = [m for m in UNUSED_OPTIONAL_IMPORTS if m not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import httpcore
+        import httpx
+    except ImportError:  # a version where one of them is not optional: import them whole
+        _unblock(blocked)
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
+    finally:
+        _unblock(blocked)
+
+
+def _unblock(names: list[str]) -> None:
+    for name in names:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     services_only = bool(argv) and argv[0] in SERVICES
@@ -191,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # one line per HTTP request / MQTT packet drowns what matters; keep their warnings
     for noisy in ("httpx", "gmqtt", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    if settings.influx_url:
+        import_http_client()
     try:
         if args.command == "collect" and not settings.collect_worker:
             from lingtan.workers import run_workers, warn_orphaned_spools

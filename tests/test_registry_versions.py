@@ -237,15 +237,15 @@ def test_missing_file_runs_on_the_stored_version_and_a_bad_file_is_refused(
 
 def test_collector_without_a_reachable_ledger_runs_on_the_file(tmp_path: Path) -> None:
     from app.config import Settings
-    from collectors.service import _own_registry
+    from collectors.registry_source import own_registry
 
     path = tmp_path / "parks.yaml"
     path.write_text(BASE)
     (tmp_path / "ledger.db").mkdir()  # a directory where SQLite wants its file: cannot open
     settings = Settings(parks=path, data_dir=tmp_path, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
-    holder, watcher, ledgers = _own_registry(settings)
+    holder, watch = own_registry(settings)
     assert holder.registry == parse_registry(BASE) and holder.version == 0
-    assert watcher is None and ledgers is None
+    assert watch is None
 
 
 async def test_watcher_follows_other_processes_and_the_file(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -212,3 +213,18 @@ async def test_foreign_string_and_boolean_fields_do_not_make_history_unreadable(
     last = await storage.last_readings("p", "m", T0 + 3 * MIN, 2)
     assert [r.values for r in last] == [r.values for r in readings[1:]]
     assert await storage.histories("p", {"m": T0 + 3 * MIN}, align) == before
+
+
+async def test_https_servers_are_verified_and_http_ones_skip_the_ca_bundle() -> None:
+    """Only a plain http:// URL goes without certificate checks (no TLS is spoken to it);
+    read off httpx's connection pool, the one place the SSL context is kept."""
+    for url, verified in (
+        ("http://127.0.0.1:8086", False),
+        ("HTTP://127.0.0.1:8086", False),
+        ("https://influx.example:8086", True),
+        ("HTTPS://influx.example:8086", True),
+    ):
+        s = InfluxStorage(url)
+        ctx = s._client._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert (ctx.check_hostname, ctx.verify_mode == ssl.CERT_REQUIRED) == (verified, verified)
+        await s.close()

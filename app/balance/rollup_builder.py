@@ -84,10 +84,13 @@ class RollupBuilder:
                 n += await self.build(park, stale, inputs, progress)
         return n
 
-    async def run(self, interval_s: float) -> None:
-        """Refresh every `interval_s` seconds until cancelled; store outages are waited out."""
+    async def run(self, interval_s: float, *, first_after_s: float | None = None) -> None:
+        """Refresh every `interval_s` seconds (the first time after `first_after_s`, default
+        `interval_s`) until cancelled; store outages are waited out."""
+        wait_s = interval_s if first_after_s is None else first_after_s
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(wait_s)
+            wait_s = interval_s
             try:
                 built = await self.refresh()
             except StorageError as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from app.registry.models import Registry
+
+if TYPE_CHECKING:
+    import yaml
 
 Path_ = tuple[str | int, ...]
 
@@ -25,6 +27,8 @@ def _to_python(
     node: yaml.Node, path: Path_, lines: dict[Path_, int], scalars: yaml.SafeLoader
 ) -> Any:
     """Build plain Python values from a YAML node tree, remembering each path's line."""
+    import yaml
+
     # PyYAML's loaders drop positions; walking the composed nodes keeps them for errors
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -89,6 +93,10 @@ def _link_problems(data: dict[str, Any], lines: dict[Path_, int], source: str) -
 
 def parse_registry(text: str, source: str = "<registry>") -> Registry:
     """Parse registry YAML text; raise RegistryError with line-accurate messages."""
+    # imported here: a collector that starts on the stored registry never parses YAML
+    # (docs/performance.md, "Collector start-up")
+    import yaml
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from app.config import Settings
 from app.storage.base import Storage, StorageUnavailable
-from app.storage.embedded import EmbeddedStorage
-from app.storage.influx import InfluxStorage
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +29,15 @@ async def open_storage(settings: Settings) -> Storage:
     covers it). Without: the embedded SQLite store in `LINGTAN_DATA_DIR`, created on first use
     (a path that cannot be opened raises `StorageUnavailable` naming it).
     """
+    # each backend is imported when chosen (docs/performance.md, "Collector start-up")
     if not settings.influx_url:
+        from app.storage.embedded import EmbeddedStorage
+
         path = embedded_path(settings)
         log.info("storage: embedded SQLite store at %s (LINGTAN_INFLUX_URL not set)", path)
         return EmbeddedStorage(path, raw_retention_days=settings.raw_retention_days)
+    from app.storage.influx import InfluxStorage
+
     log.info("storage: InfluxDB at %s, database %s", settings.influx_url, settings.influx_db)
     storage = InfluxStorage(
         settings.influx_url,

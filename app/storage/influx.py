@@ -224,7 +224,14 @@ class InfluxStorage:
         elif username is not None:
             auth = httpx.BasicAuth(username, password or "")
         self._client = httpx.AsyncClient(
-            base_url=self.url, headers=headers, auth=auth, timeout=timeout_s
+            base_url=self.url,
+            headers=headers,
+            auth=auth,
+            timeout=timeout_s,
+            # no TLS is spoken to an http:// server (redirects are not followed): loading the
+            # CA bundle for it is ~50 ms of every start (docs/performance.md, "Collector
+            # start-up"); any other scheme verifies as always
+            verify=not self.url.lower().startswith("http://"),
         )
 
     # --- writes ---------------------------------------------------------------------------

@@ -16,15 +16,9 @@ unsigned wire integers back into signed values (docs/gateways.md).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from pysparkplug import DataType, Metric, NCmd
-
-# the compiled schema (private module, version pinned): pysparkplug's own decode needs a BIRTH
-# for every alias and raises on an unknown one, where a host application must dead-letter it
-# and ask for a rebirth instead
-from pysparkplug._protobuf import Payload as _Payload
 
 from app.registry.models import Registry
 from app.telemetry.decode import DecodeLimits, TelemetryDecoder
@@ -47,11 +41,10 @@ _STATE_TYPES = frozenset({"NBIRTH", "NDEATH", "DBIRTH", "DDEATH"})
 #: Don't ask the same edge node for a rebirth more often than this.
 REBIRTH_HOLDOFF_S = 10.0
 REBIRTH_METRIC = "Node Control/Rebirth"
-#: Signed integer types travel as unsigned two's complement; their decoders, by type number
-#: (a dict lookup: building the DataType enum per value costs more than the decoding)
-_SIGNED = {
-    int(t): t.decode for t in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
-}
+#: The protobuf side (`sparkplug_codec`), imported once the registry maps a device here
+_CODEC: dict[str, Any] = {}
+#: Signed integer types' decoders by type number (filled from the codec when it loads)
+_SIGNED: dict[int, Callable[[Any], Any]] = {}
 _FLOAT32 = struct.Struct("<f")
 
 
@@ -113,10 +106,20 @@ def _index(registry: Registry) -> dict[_Key, list[_Mapped]]:
     return out
 
 
+def _codec() -> Any:
+    """pysparkplug, imported on first need: a collector whose registry maps no device to
+    Sparkplug never pays for it (docs/performance.md, "Collector start-up")."""
+    if not _CODEC:
+        from app.telemetry.formats import sparkplug_codec
+
+        _SIGNED.update(sparkplug_codec.SIGNED)
+        _CODEC["module"] = sparkplug_codec
+    return _CODEC["module"]
+
+
 def rebirth_request(group: str, edge: str, now_ms: int) -> Command:
     """The NCMD asking an edge node to publish its NBIRTH and DBIRTHs again."""
-    metric = Metric(timestamp=now_ms, name=REBIRTH_METRIC, datatype=DataType.BOOLEAN, value=True)
-    payload = NCmd(timestamp=now_ms, metrics=(metric,)).encode(include_dtypes=True)
+    payload = _codec().rebirth_payload(REBIRTH_METRIC, now_ms)
     return Command(f"{NAMESPACE}/{group}/NCMD/{edge}", payload, qos=0)
 
 
@@ -159,6 +162,10 @@ class SparkplugFormat:
         self._targets: dict[int, dict[str, list[tuple[int, str, float]]]] = {}
         self._groups = tuple(sorted({k[0] for k in self._mapped}))
         self._edges = {k[:2] for k in self._mapped}
+        #: the protobuf parser; only mapped edge nodes' payloads are ever parsed
+        self._parse: Callable[[bytes], Any] | None = (
+            _codec().Payload.FromString if self._edges else None
+        )
 
     def filters(self) -> Filters:
         # every collector of a share group needs the BIRTHs and DEATHs (aliases, online)
@@ -261,8 +268,9 @@ class SparkplugFormat:
             # registry edit gets its aliases through a rebirth request)
             out.unmapped = True
             return out
+        assert self._parse is not None  # (group, edge) is mapped
         try:
-            msg: Any = _Payload.FromString(payload)
+            msg: Any = self._parse(payload)
         except Exception as exc:  # protobuf's DecodeError, or worse on hostile bytes
             return reject(
                 out,
@@ -436,7 +444,7 @@ class SparkplugFormat:
             try:
                 return signed(raw)
             except (OverflowError, ValueError):  # e.g. 256 sent as an Int8: not a reading
-                return f"<{DataType(dtype).name} out of range: {raw}>"
+                return f"<{_codec().type_name(dtype)} out of range: {raw}>"
         if kind == "float_value":
             return _float32(float(raw))
         if kind in ("double_value", "boolean_value", "string_value"):
