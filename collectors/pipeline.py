@@ -53,6 +53,9 @@ REPAIR_POLL_S = 2.0
 #: every 10 minutes, well inside the 1.5-interval gap limit.
 TSLESS_DEDUPE_S = 600
 _TSLESS_MAX = 200_000  # remembered ts-less readings at most (oldest forgotten first)
+_DAY_NS = 86_400 * 1_000_000_000
+#: up to this many devices loaded together, their stored intervals are read one by one
+_ONE_BY_ONE = 16
 
 _Content = tuple[str, str, tuple[tuple[str, float], ...], bool]
 
@@ -516,7 +519,43 @@ class Collector:
             log.warning("storage unavailable: %d devices' history deferred", len(keys))
             self._defer(unknown, late, readings)
             return []
-        return self._apply_histories(keys, unknown, late, stored_by_park, readings)
+        recomputed = self._apply_histories(keys, unknown, late, stored_by_park, readings)
+        await self._restore_stored_conflicts(keys, stored_by_park)
+        return recomputed
+
+    async def _restore_stored_conflicts(
+        self, keys: list[tuple[str, str]], stored_by_park: dict[str, dict[str, History]]
+    ) -> None:
+        """Give the engine back the `conflict` marks of the stored intervals of the devices
+        whose history was just loaded (after a restart it holds none; a late device's may
+        have aged out): a refused conflicting reading stays refused however often its
+        interval is written again (docs/intervals.md §3). One query per park for the many
+        devices a restart loads from about the same time, one per device otherwise; when
+        storage cannot answer now, the engine's own marks are all there is."""
+        history = self.history
+        assert history is not None
+        starts: dict[str, dict[str, int]] = {}
+        for park_id, device in keys:
+            starts.setdefault(park_id, {})[device] = stored_by_park[park_id][device][0]
+        try:
+            for park_id, by_device in starts.items():
+                newest = max(by_device.values())
+                together = [d for d, lo in by_device.items() if lo >= newest - _DAY_NS]
+                if len(together) <= _ONE_BY_ONE:
+                    together = []
+                queries: list[tuple[int, str | None]] = [
+                    (lo, d) for d, lo in by_device.items() if d not in together
+                ]
+                if together:
+                    queries.append((min(by_device[d] for d in together), None))
+                wanted = set(by_device)
+                for lo, only in queries:
+                    rows = await history.intervals(park_id, lo, FAR_NS, only)
+                    for r in rows:
+                        if "conflict" in r.flags and r.device in wanted:
+                            self.engine.restore_conflict(park_id, r.device, r.start_ns)
+        except StorageUnavailable:
+            log.warning("storage unavailable: stored conflict flags not reloaded")
 
     def _unknown_and_late(
         self, readings: list[Reading]

@@ -19,6 +19,7 @@ from app.registry import parse_registry
 from app.storage import EmbeddedStorage
 from app.storage.spool import DurableWriter
 from app.telemetry.models import Reading
+from collectors import pipeline
 from collectors.pipeline import Collector
 from tests.ingest_support import PARKS_YAML, T0_NS, T0_S, topic
 
@@ -296,3 +297,30 @@ def test_after_a_restart_a_late_reading_inside_the_stored_history_is_recomputed(
     stored, _ = asyncio.run(run([[Sent("m0", 15, kwh[15])]], store, compact=compact))
     # with it: 1014 -> 1025 in 00:14-00:15, then 1025 -> 1040 at 00:30
     assert by_minute(stored) == {0: (25.0, ()), 15: (15.0, ()), 30: (10.0, ())}
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("one_by_one", [16, 0], ids=["device-queries", "park-query"])
+def test_after_a_restart_a_recomputed_interval_keeps_its_conflict_flag(
+    tmp_path: Path, compact: bool, one_by_one: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused conflicting reading stays refused: an interval stored flagged `conflict` and
+    recomputed from storage by a restarted collector (whose engine holds no marks) keeps the
+    flag (docs/intervals.md §3), whether the marks are read per device or park-wide (as for
+    a restart of many devices)."""
+    monkeypatch.setattr(pipeline, "_ONE_BY_ONE", one_by_one)
+    store = tmp_path / "store.sqlite"
+    first = [[Sent("m0", m, 1000.0 + m)] for m in range(41) if m != 17]
+    conflicting = [[Sent("m0", 20, 1027.0)]]  # 00:20 again, 7 kWh off: refused, flagged
+    stored, _ = asyncio.run(run([*first, *conflicting], store, compact))
+    assert by_minute(stored)[15] == (15.0, ("conflict",))
+    # restarted: 00:17 arrives late, inside the stored history, and 00:15-00:30 is recomputed
+    stored, _ = asyncio.run(run([[Sent("m0", 17, 1017.0)]], store, compact=compact))
+    assert by_minute(stored) == {0: (15.0, ()), 15: (15.0, ("conflict",)), 30: (10.0, ())}
+    # and written again by in-order readings after a restart (the interval still open)
+    stored, _ = asyncio.run(run([[Sent("m0", 41, 1041.0)]], store, compact=compact))
+    assert by_minute(stored)[30] == (11.0, ())
+    then = [[Sent("m0", 44, 1044.0)], [Sent("m0", 44, 1050.0)]]  # 00:30-00:45 flagged
+    asyncio.run(run(then, store, compact=compact))
+    stored, _ = asyncio.run(run([[Sent("m0", 45, 1045.0)]], store, compact=compact))
+    assert by_minute(stored)[30] == (15.0, ("conflict",))

@@ -757,6 +757,13 @@ class IntervalEngine:
             state.emitted[energy.start_ns] = energy
         return out
 
+    def restore_conflict(self, park: str, device: str, start_ns: int) -> None:
+        """Mark the interval starting at `start_ns` `conflict` again, emitting nothing: its
+        stored row carries the flag (e.g. after a restart, whose engine holds no marks)."""
+        state = self._states.get((park, device))
+        if state is not None and not state.conflicts.get(start_ns):
+            state.conflicts[start_ns] = 1
+
     def with_conflicts(self, intervals: Iterable[IntervalEnergy]) -> list[IntervalEnergy]:
         """`intervals` (e.g. recomputed from storage) with the `conflict` flag added where the
         engine holds a refused conflicting reading (within the history window)."""
