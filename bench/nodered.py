@@ -229,7 +229,9 @@ class Run:
     `first_s`: the first poll that counted a reading (its midpoint), when `first_n` were
     stored; `last_s`: when the count reached `readings` (interpolated in its poll interval),
     or, if it stalled short of that (`stored` < `readings`: readings lost), when it last grew;
-    `own_last_s`: the collector's own clock for its last durable batch (None for Node-RED);
+    `own_last_s`: the collector's own clock for its last durable batch (None for Node-RED),
+    `spooled`: its batches spooled (durable on disk, written to InfluxDB later: `own_last_s`
+    counts them as done);
     `probe_s`, `count_s`: the median look for the last message and the longest full count
     (what a poll costs influxd, roughly).
     """
@@ -243,6 +245,7 @@ class Run:
     own_last_s: float | None = None
     probe_s: float = 0.0
     count_s: float = 0.0
+    spooled: int = 0
 
     @property
     def complete(self) -> bool:
@@ -441,13 +444,14 @@ def collector_run(bench: Bench, db: InfluxServer, msgs: list[tuple[str, bytes]],
             lambda: _connects(bench.broker, COLLECTOR_CLIENT_ID) > before,
         )
         own = metric(port, "lingtan_collector_last_durable_timestamp_seconds") - launched
+        spooled = int(metric(port, "lingtan_collector_spooled_batches_total"))
     finally:
         stop_collector(proc)
     drop_session(bench.broker, COLLECTOR_CLIENT_ID)
     _verify(db, run, "lingtan collect")
     if not run.complete:  # it acks only once durable: a shortfall is a bug, not a result
         raise RuntimeError(f"lingtan collect stored {run.stored:,} of {readings:,} readings")
-    return dataclasses.replace(run, own_last_s=own)
+    return dataclasses.replace(run, own_last_s=own, spooled=spooled)
 
 
 def _readings(msgs: list[tuple[str, bytes]]) -> int:
@@ -608,14 +612,17 @@ def report(results: dict[int, dict[str, list[Run]]], poll_s: float) -> None:
     )
     for per, sides in results.items():
         own = [r.readings / r.own_last_s for r in sides[COLLECTOR] if r.own_last_s]
+        spooled = [r.spooled for r in sides[COLLECTOR]]
         print(
             f"lingtan collect, {per} reading(s)/message, by its own clock (launch → last batch"
             f" durable, lingtan_collector_last_durable_timestamp_seconds): {_spread(own)}"
-            " readings/s from launch"
+            f" readings/s from launch; batches spooled (durable on disk, in InfluxDB later, yet"
+            f" counted by that clock): {', '.join(map(str, spooled))}"
         )
 
 
 def _summary(side: str, run: Run) -> str:
+    spooled = f", {run.spooled} batches spooled" if run.spooled else ""
     rates = (
         f"{run.from_launch:,.0f} readings/s from launch, {run.from_first:,.0f} from the first"
         if run.complete
@@ -623,7 +630,7 @@ def _summary(side: str, run: Run) -> str:
     )
     return (
         f"{side}: connected after {run.connect_s * 1000:,.0f} ms, first stored after"
-        f" {run.first_s * 1000:,.0f} ms, {rates} (a look for the last message took"
+        f" {run.first_s * 1000:,.0f} ms, {rates}{spooled} (a look for the last message took"
         f" {run.probe_s * 1000:,.1f} ms, median; a count up to {run.count_s * 1000:,.0f} ms)"
     )
 
