@@ -227,8 +227,8 @@ class Run:
 
     `connect_s`: when Mosquitto logged the client connecting (polled every 50 ms);
     `first_s`: the first poll that counted a reading (its midpoint), when `first_n` were
-    stored; `last_s`: when the count reached `readings` (interpolated in its poll interval),
-    or, if it stalled short of that (`stored` < `readings`: readings lost), when it last grew;
+    stored; `last_s`: when every reading was (see `watch_drain`), or, if the count stalled
+    short of that (`stored` < `readings`: readings lost), when it last grew;
     `own_last_s`: the collector's own clock for its last durable batch (None for Node-RED),
     `spooled`: its batches spooled (durable on disk, written to InfluxDB later: `own_last_s`
     counts them as done);
@@ -352,8 +352,10 @@ def watch_drain(
     counted; the end is the middle of the last look that missed and the one that found
     everything. A count stuck for `stall_s` ends the run short (readings lost)."""
     connect_s, first_s, first_n = _wait_first(influx, launched, alive, connected)
+    if first_n >= readings:  # all in at the first look (the 50 ms one before found none)
+        return Run(connect_s, first_s, first_n, first_s, readings, readings)
     missed = counted = grew = launched + first_s  # last look that missed; last count; growth
-    stored, count_s, looks = first_n, 0.0, [0.0]
+    stored, count_s, looks = first_n, 0.0, list[float]()
     hit: float | None = None  # when the last message was first found stored
     while True:
         time.sleep(opts.poll_s if hit is None else RECOUNT_S)
@@ -378,10 +380,10 @@ def watch_drain(
         elif t - grew > opts.stall_s:
             print(f"  {n:,} of {readings:,} readings stored, stalled", file=sys.stderr)
             last_s = grew - launched
-            probe_s = statistics.median(looks)
+            probe_s = statistics.median(looks or [0.0])
             return Run(connect_s, first_s, first_n, last_s, readings, n, None, probe_s, count_s)
         print(f"  … {n:,} / {readings:,} readings stored", file=sys.stderr, end="\r")
-    probe_s = statistics.median(looks)
+    probe_s = statistics.median(looks or [0.0])
     return Run(connect_s, first_s, first_n, end_s, readings, readings, None, probe_s, count_s)
 
 
