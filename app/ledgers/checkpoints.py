@@ -121,14 +121,21 @@ class SigningKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        # written whole under a private name, then linked into place: `link` fails if the
+        # key exists, so of processes racing to create it one wins, and the others never see
+        # a half-written file (they load the winner's)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
         except FileExistsError:  # another process created it meanwhile: use that one
             return cls.load(path)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
+        finally:
+            tmp.unlink(missing_ok=True)
         log.info(
             "audit signing key created at %s (key id %s)", path, key_id_of(private.public_key())
         )
