@@ -161,8 +161,10 @@ async def test_a_restarts_first_batch_loads_every_devices_history_in_a_few_reque
             body = {"ts": T0_S + 12 * MIN, "energy_import_kwh": 24.0}
             c.submit(topic(m), json.dumps(body).encode(), acks, mid)
         await wait_for(lambda: len(acks.mids) == N_METERS, what="the batch acked")
-        # 2 requests for 40 devices (the per-device path took 3 each: 120)
-        assert len(queries) == 2
+        # 2 requests for 40 devices' histories (the per-device path took 3 each: 120), and
+        # one for the park's stored conflict flags from there on
+        assert len(queries) == 3
+        assert sum("interval_energy" in str(q.url) + q.content.decode() for q in queries) == 1
         for minute in range(13, 31):
             for m in meters:
                 await send(c, minute, 2.0 * minute, device=m)

@@ -484,18 +484,17 @@ class _DeviceState:
         if not drop:
             return
         # Cells wholly before the interval of `keep_from` hold parts of dropped segments only:
-        # they go whole, and only the dropped segments reaching past them are taken off part
-        # by part (the work then stays per interval, not per dropped point).
+        # they go whole. The dropped segments' parts in later cells stay: each dropped
+        # segment ends at or before its series' new first point, so every cell it touches
+        # starts before `exact_from` and is never reported again (and goes whole at a later
+        # pruning); taking them off part by part cost a segment walk per dropped point.
         keep_start = interval_bounds(keep_from, self.park)[0]
         for start in [st for st in self.cells if st < keep_start]:
             del self.cells[start]
         for quantity, k in drop.items():
             s = self.series[quantity]
             for i in range(1, k + 1):
-                if s.ts[i] > keep_start:
-                    self._segment(quantity, s, i, sink, -1)
-                else:
-                    s.seg_flags.pop(s.ts[i - 1], None)
+                s.seg_flags.pop(s.ts[i - 1], None)
             del s.ts[:k], s.vals[:k], s.resets[:k]
             # segments 1, 2 looked at the dropped points: rebuild them (never emitted again)
             for i in range(1, min(2, len(s.ts) - 1) + 1):
