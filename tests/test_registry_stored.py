@@ -15,7 +15,7 @@ from app.ledgers.documents import REGISTRY_DOC_NAME, REGISTRY_KIND
 from app.ledgers.engine import MIGRATIONS
 from app.ledgers.registry_store import RegistryStore
 from app.registry import parse_registry, stored
-from app.registry.stored import read_in_force, sqlite_path
+from app.registry.stored import read_in_force, sqlite_path, version_in_force
 from collectors.registry_source import own_registry
 
 PARKS = """
@@ -61,13 +61,17 @@ def test_it_reads_what_the_store_starts_on_and_defers_to_it_otherwise(tmp_path: 
         store.save(edited, start.registry, "key-x", expected_version=1)
         got = read_in_force(url, path)
         assert got is not None and (got.registry, got.version) == (edited, 2)
+        assert version_in_force(url, path) == 2  # what the collector polls, without parsing
         # a missing file: the stored version carries on alone, as the store does
         assert read_in_force(url, tmp_path / "gone.yaml") == got
+        assert version_in_force(url, tmp_path / "gone.yaml") == 2
         # an edited file must be imported (a write, audited): the store decides
         path.write_text(PARKS.replace("max_kw: 100", "max_kw: 8"))
         assert read_in_force(url, path) is None
+        assert version_in_force(url, path) is None
         assert store.startup().version == 3
         assert read_in_force(url, path) is not None
+        assert version_in_force(url, path) == 3
 
 
 def test_another_schema_revision_is_left_to_the_store(tmp_path: Path) -> None:
@@ -78,6 +82,7 @@ def test_another_schema_revision_is_left_to_the_store(tmp_path: Path) -> None:
         with ledgers._write() as session:
             session.connection().exec_driver_sql("UPDATE alembic_version SET version_num='0001'")
     assert read_in_force(f"sqlite:///{db}", path) is None
+    assert version_in_force(f"sqlite:///{db}", path) is None
 
 
 async def test_the_collector_watch_opens_the_store_later_and_follows_edits(
@@ -93,6 +98,8 @@ async def test_the_collector_watch_opens_the_store_later_and_follows_edits(
         assert holder.version == 1
         task = asyncio.create_task(watch.run())
         try:
+            await asyncio.sleep(0.3)  # six polls: nothing changed, SQLAlchemy stays unloaded
+            assert watch._ledgers is None
             edited = parse_registry(PARKS.replace("max_kw: 100", "max_kw: 7"))
             RegistryStore(other, path).save(edited, holder.registry, "key-x", expected_version=1)
             for _ in range(250):

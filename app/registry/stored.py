@@ -86,3 +86,31 @@ def read_in_force(db_url: str, registry_file: Path | None) -> StoredVersion | No
     except (OSError, sqlite3.Error, ValueError, AttributeError):  # ValidationError is a ValueError
         return None
     return StoredVersion(registry, row[0], stored_sha if isinstance(stored_sha, str) else None)
+
+
+_LATEST_VERSION = (
+    "SELECT version, json_extract(body, '$.file_sha256') FROM documents"
+    " WHERE kind = ? AND name = ? ORDER BY version DESC LIMIT 1"
+)
+
+
+def version_in_force(db_url: str, registry_file: Path | None) -> int | None:
+    """`read_in_force(...).version` without reading the registry itself: what a collector
+    polls to learn that nothing changed (None: something may have, let the ledger store
+    decide)."""
+    db = sqlite_path(db_url)
+    if db is None or not db.is_file():
+        return None
+    try:
+        file_sha = _file_sha256(registry_file)
+        uri = db.absolute().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
+            heads = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            if heads != [(LEDGER_SCHEMA_HEAD,)]:
+                return None
+            row = conn.execute(_LATEST_VERSION, (REGISTRY_KIND, REGISTRY_DOC_NAME)).fetchone()
+    except (OSError, sqlite3.Error):
+        return None
+    if row is None or (file_sha is not None and row[1] != file_sha):
+        return None
+    return int(row[0])
