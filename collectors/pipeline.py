@@ -536,7 +536,11 @@ class Collector:
         assert history is not None
         starts: dict[str, dict[str, int]] = {}
         for park_id, device in keys:
-            starts.setdefault(park_id, {})[device] = stored_by_park[park_id][device][0]
+            start_ns, stored = stored_by_park[park_id][device]
+            # no reading stored from there on: no interval either (raw readings are pruned
+            # only long after their intervals were written, docs/storage.md)
+            if stored:
+                starts.setdefault(park_id, {})[device] = start_ns
         try:
             for park_id, by_device in starts.items():
                 newest = max(by_device.values())
