@@ -109,6 +109,19 @@ def _differs(
     return None
 
 
+def _all_stored(batch: list[Reading], stored: list[Reading], before_ns: int) -> bool:
+    """Whether every reading of `batch` before `before_ns` has a stored reading at its ts with
+    (at least) its quantities: then it changes no interval (the first value stays, an equal
+    one is idempotent, another is refused as a conflict)."""
+    held = {r.ts_ns: r.values for r in stored}
+    for r in batch:
+        if r.ts_ns < before_ns:
+            values = held.get(r.ts_ns)
+            if values is None or not values.keys() >= r.values.keys():
+                return False
+    return True
+
+
 def _overwrite(first: list[IntervalEnergy], then: list[IntervalEnergy]) -> list[IntervalEnergy]:
     """`first` with any interval also in `then` replaced by the `then` version."""
     key = {(i.park, i.device, i.start_ns): i for i in first}
@@ -648,6 +661,8 @@ class Collector:
                 # a compact engine keeps of the seeded history only what the next in-order
                 # reading needs: a batch reading before that is late (docs/intervals.md)
                 self._loaded[key] = stored
+                if _all_stored(batch_by_device.get(key, []), stored, horizon):
+                    continue  # e.g. redelivered after a crash: stored already, changes nothing
             park = self.registry.park(key[0])
             if park is None:
                 continue
