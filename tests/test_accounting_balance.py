@@ -443,3 +443,17 @@ def test_worked_example_of_docs() -> None:
     assert r.total.scope2_market_kg == pytest.approx(0.0)
     assert r.total.green_market_kwh == pytest.approx(1400.0)
     assert r.certificates_used_kwh["gec"] == pytest.approx(400.0)
+
+
+def test_storage_without_soc_never_reports_more_physical_than_market_green() -> None:
+    """What a storage without state of charge gives back carries the market share it was
+    charged at, which may exceed its physical share (certificates in force then, not now):
+    taken off, it could leave an interval with more physical than market green, which no
+    interval can have (market = physical + certified). The lower figure stands for both
+    (found by tests/test_accounting_properties.py; docs/accounting.md §2)."""
+    from app.accounting.balance import _bounded_green
+
+    assert _bounded_green(10.0, 8.0, 6.0) == (6.0, 6.0)  # market below physical: physical down
+    assert _bounded_green(10.0, 4.0, 6.0) == (4.0, 6.0)  # the usual case: unchanged
+    assert _bounded_green(5.0, 8.0, 9.0) == (5.0, 5.0)  # never more green than consumed
+    assert _bounded_green(-2.0, 1.0, 1.0) == (-2.0, -2.0)  # gave back more than consumed

@@ -78,7 +78,10 @@ def _bounded_green(consumption: float, green_p: float, green_m: float) -> tuple[
     if all green (docs/accounting.md §2, "Storage without state of charge").
     """
     if consumption >= 0.0:
-        return min(max(green_p, 0.0), consumption), min(max(green_m, 0.0), consumption)
+        market = min(max(green_m, 0.0), consumption)
+        # what leaves carries its market share, which may exceed the physical one (charged
+        # under certificates no longer in force): never more physical green than market
+        return min(max(green_p, 0.0), consumption, market), market
     return consumption, consumption
 
 
