@@ -9,6 +9,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.registry.models import Registry
 
@@ -54,13 +55,21 @@ def _file_sha256(path: Path | None) -> str | None:
         return None
 
 
-def _latest_row(db: Path) -> tuple[int, str] | None:
+def _latest(db: Path, query: str) -> tuple[Any, ...] | None:
+    """`query`'s row for the newest registry version; None at another schema revision."""
     uri = db.absolute().as_uri() + "?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
         heads = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         if heads != [(LEDGER_SCHEMA_HEAD,)]:
             return None
-        row = conn.execute(_LATEST, (REGISTRY_KIND, REGISTRY_DOC_NAME)).fetchone()
+        row: tuple[Any, ...] | None = conn.execute(
+            query, (REGISTRY_KIND, REGISTRY_DOC_NAME)
+        ).fetchone()
+    return row
+
+
+def _latest_row(db: Path) -> tuple[int, str] | None:
+    row = _latest(db, _LATEST)
     return None if row is None else (int(row[0]), str(row[1]))
 
 
@@ -103,12 +112,7 @@ def version_in_force(db_url: str, registry_file: Path | None) -> int | None:
         return None
     try:
         file_sha = _file_sha256(registry_file)
-        uri = db.absolute().as_uri() + "?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
-            heads = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-            if heads != [(LEDGER_SCHEMA_HEAD,)]:
-                return None
-            row = conn.execute(_LATEST_VERSION, (REGISTRY_KIND, REGISTRY_DOC_NAME)).fetchone()
+        row = _latest(db, _LATEST_VERSION)
     except (OSError, sqlite3.Error):
         return None
     if row is None or (file_sha is not None and row[1] != file_sha):
