@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from app.intervals import IntervalEngine, compute_window, history_start_ns, interval_start_ns
+from app.intervals.align import NS_PER_DAY
 from app.intervals.models import IntervalEnergy
 from app.registry.models import Park, Registry
 from app.storage.base import FAR_NS, History, Storage, StorageUnavailable, WriteBatch
@@ -53,7 +54,6 @@ REPAIR_POLL_S = 2.0
 #: every 10 minutes, well inside the 1.5-interval gap limit.
 TSLESS_DEDUPE_S = 600
 _TSLESS_MAX = 200_000  # remembered ts-less readings at most (oldest forgotten first)
-_DAY_NS = 86_400 * 1_000_000_000
 #: up to this many devices loaded together, their stored intervals are read one by one
 _ONE_BY_ONE = 16
 
@@ -557,7 +557,7 @@ class Collector:
         try:
             for park_id, by_device in starts.items():
                 newest = max(by_device.values())
-                together = [d for d, lo in by_device.items() if lo >= newest - _DAY_NS]
+                together = [d for d, lo in by_device.items() if lo >= newest - NS_PER_DAY]
                 if len(together) <= _ONE_BY_ONE:
                     together = []
                 queries: list[tuple[int, str | None]] = [
